@@ -1,0 +1,30 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/circuitspec fetch smollm2-135m-instruct
+	$(BIN)/circuitspec verify hypotheses/ioi_smollm2_135m.yaml --out out/ioi_smollm2_135m; \
+	  status=$$?; test $$status -le 1 || exit $$status
+	@echo "report: out/ioi_smollm2_135m/report.md  diagram: out/ioi_smollm2_135m/circuit.svg"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+check: $(STAMP)
+	$(BIN)/ruff check circuitspec tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) out
