@@ -1,0 +1,167 @@
+"""Uncertainty and verdicts: percentile bootstrap over prompts, and the three verdict words.
+
+Every number circuitspec reports is a statistic of per-prompt values (a mean logit
+difference, a ratio of two means, a gap between two means). Its uncertainty comes from
+resampling *prompts* with replacement; when a statistic combines several per-prompt
+arrays measured on the same prompts (faithfulness = mean(F(C)) / mean(F(M))), they are
+resampled jointly so the pairing survives. The interval is the percentile interval of
+the resampled statistic.
+
+A claim then gets one of three words: ``verified`` when the whole interval clears the
+threshold in the claimed direction, ``refuted`` when the whole interval lies on the wrong
+side, ``inconclusive`` when it straddles. All functions here are pure and seeded: the
+same inputs give the same interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "Direction",
+    "VERDICTS",
+    "bootstrap_ci",
+    "bootstrap_paired_ci",
+    "bootstrap_ratio_ci",
+    "verdict",
+]
+
+VERDICTS = ("verified", "refuted", "inconclusive")
+
+# at_least / at_most: a score against a threshold (faithfulness >= 0.8, gap <= 0.15).
+# negative / positive / any: an effect of size at least `threshold` in that direction.
+Direction = Literal["at_least", "at_most", "negative", "positive", "any"]
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+def _as_array(values: ArrayLike | object) -> np.ndarray:
+    if hasattr(values, "detach"):  # a torch tensor; avoid importing torch here
+        values = values.detach().cpu().numpy()  # type: ignore[union-attr]
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"need a non-empty 1-d array of per-prompt values, got shape {arr.shape}")
+    return arr
+
+
+def _percentile_interval(stats: np.ndarray, level: float) -> tuple[float, float]:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return (float("nan"), float("nan"))
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return (float(low), float(high))
+
+
+def bootstrap_paired_ci(
+    arrays: Sequence[ArrayLike],
+    statistic: Callable[..., np.ndarray],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic`` over prompts, resampling all arrays jointly.
+
+    ``arrays`` are per-prompt values measured on the same prompts (equal lengths).
+    ``statistic`` receives one resampled ``[n_resamples, n_prompts]`` array per input and
+    returns ``[n_resamples]`` values, e.g. ``lambda a, b: a.mean(1) / b.mean(1)``.
+    """
+    data = [_as_array(a) for a in arrays]
+    n = data[0].size
+    if any(d.size != n for d in data):
+        raise ValueError(f"paired arrays must have equal lengths, got {[d.size for d in data]}")
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be at least 1")
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, n, size=(n_resamples, n))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stats = np.asarray(statistic(*(d[index] for d in data)), dtype=np.float64)
+    return _percentile_interval(stats.reshape(-1), level)
+
+
+def bootstrap_ci(
+    per_prompt_values: ArrayLike,
+    statistic: Callable[..., np.ndarray] = np.mean,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic`` (a numpy reduction taking ``axis``) over prompts."""
+    return bootstrap_paired_ci(
+        [per_prompt_values],
+        lambda x: statistic(x, axis=1),
+        n_resamples=n_resamples,
+        seed=seed,
+        level=level,
+    )
+
+
+def bootstrap_ratio_ci(
+    numerator: ArrayLike,
+    denominator: ArrayLike,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """CI of mean(numerator) / mean(denominator), resampling prompts jointly (faithfulness)."""
+    return bootstrap_paired_ci(
+        [numerator, denominator],
+        lambda a, b: a.mean(axis=1) / b.mean(axis=1),
+        n_resamples=n_resamples,
+        seed=seed,
+        level=level,
+    )
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def verdict(
+    ci: tuple[float, float], threshold: float, direction: Direction
+) -> tuple[str, str]:
+    """``(word, reason)``: verified, refuted or inconclusive for a CI against a threshold.
+
+    ``at_least``/``at_most`` compare a score with ``threshold``. For effects, ``threshold``
+    is the minimum effect size: ``negative`` means effect <= -threshold, ``positive``
+    effect >= +threshold, ``any`` |effect| >= threshold.
+    """
+    low, high = float(ci[0]), float(ci[1])
+    interval = f"CI [{_fmt(low)}, {_fmt(high)}]"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "inconclusive", f"{interval} is not finite, so it cannot be compared with {threshold}"
+    if low > high:
+        raise ValueError(f"CI bounds out of order: {ci}")
+    t = float(threshold)
+    if direction in ("negative", "positive", "any") and t < 0:
+        raise ValueError(f"a minimum effect size cannot be negative, got {threshold}")
+    if direction == "at_least":
+        good, bad = low >= t, high < t
+        claim = f"at least {_fmt(t)}"
+    elif direction == "at_most":
+        good, bad = high <= t, low > t
+        claim = f"at most {_fmt(t)}"
+    elif direction == "negative":
+        good, bad = high <= -t, low > -t
+        claim = f"an effect of at most {_fmt(-t)}"
+    elif direction == "positive":
+        good, bad = low >= t, high < t
+        claim = f"an effect of at least {_fmt(t)}"
+    elif direction == "any":
+        good, bad = (low >= t or high <= -t), (low > -t and high < t)
+        claim = f"an effect of size at least {_fmt(t)} in either direction"
+    else:
+        raise ValueError(
+            f"unknown direction {direction!r}; use one of at_least, at_most, negative, positive, any"
+        )
+    if good:
+        return "verified", f"{interval} lies entirely within the claim: {claim}."
+    if bad:
+        return "refuted", f"{interval} lies entirely outside the claim: {claim}."
+    return "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
