@@ -1,0 +1,583 @@
+"""The result of verifying a circuit hypothesis, and its ``results.json`` form.
+
+A :class:`Result` is what ``circuitspec verify`` produces: a verdict for every
+edge of the hypothesis (from path patching), circuit-level scores
+(faithfulness, completeness, minimality) with bootstrap intervals and verdicts,
+and everything needed to reproduce the run (model, task, settings, versions).
+
+Everything here is a frozen dataclass. The JSON keys are a contract that other
+tools read (see ``DESIGN.md``); Python attribute names may differ where a JSON
+key is a Python keyword (``from`` is :attr:`EdgeResult.sender`, ``to`` is
+:attr:`EdgeResult.receiver`). Non-finite floats (NaN, infinity) are written as
+JSON ``null`` so the file stays valid JSON. Unknown keys are ignored when
+loading, so files written by newer versions still load.
+
+Effects follow ``DESIGN.md``: ``effect = (M_patched - M_clean) / (M_clean -
+M_corrupt)``, so 0 is no effect and -1 is the whole clean-to-corrupt gap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from circuitspec.errors import CircuitSpecError
+
+__all__ = [
+    "CircuitScores", "EdgeResult", "Expectation", "Failure", "HeadEffect", "HypothesisInfo",
+    "MetricResult", "ModelInfo", "NodeInfo", "NullDistribution", "Result", "ResultFileError",
+    "RobustnessRow", "Score", "Settings", "TaskInfo", "Verdict", "Versions",
+]
+
+SCHEMA_VERSION = 1
+VERDICTS = ("verified", "refuted", "inconclusive")
+
+Verdict = Literal["verified", "refuted", "inconclusive"]
+"""``verified``: the interval clears the threshold; ``refuted``: it lies wholly on
+the wrong side; ``inconclusive``: it straddles the threshold."""
+
+Interval = tuple[float | None, float | None]
+
+
+class ResultFileError(CircuitSpecError):
+    """A ``results.json`` file is missing a field or holds a value of the wrong kind."""
+
+
+# --- JSON helpers ---------------------------------------------------------------------------
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)  # numpy / torch scalars too
+    return x if math.isfinite(x) else None
+
+
+def _ci(x: Any) -> Interval | None:
+    if x is None:
+        return None
+    low, high = x
+    return (_num(low), _num(high))
+
+
+def _ci_json(ci: Interval | None) -> list[float | None] | None:
+    return None if ci is None else [_num(ci[0]), _num(ci[1])]
+
+
+def _verdict(x: Any, where: str, optional: bool = False) -> Any:
+    if x is None and optional:
+        return None
+    if x not in VERDICTS:
+        raise ResultFileError(f"{where}: verdict must be one of {', '.join(VERDICTS)}, not {x!r}")
+    return x
+
+
+def _req(d: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(d, Mapping):
+        raise ResultFileError(f"{where}: expected an object, got {type(d).__name__}")
+    if key not in d:
+        raise ResultFileError(f"{where}: missing required field {key!r}")
+    return d[key]
+
+
+def _at(x: Any) -> str | tuple[str, ...] | None:
+    return tuple(x) if isinstance(x, list | tuple) else x
+
+
+def _at_json(x: str | tuple[str, ...] | None) -> str | list[str] | None:
+    return list(x) if isinstance(x, tuple) else x
+
+
+# --- hypothesis, model, task ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One named group of components in the hypothesis, copied into the result for rendering."""
+
+    name: str
+    """Group name from the hypothesis file, e.g. ``name_movers``."""
+    role: str = "other"
+    """Functional role, e.g. ``name_mover``, ``s_inhibition``; drives the diagram colour."""
+    heads: tuple[str, ...] = ()
+    """Attention heads in the group, as ``"L9H9"`` strings."""
+    mlps: tuple[int, ...] = ()
+    """Layers whose MLP belongs to the group."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "heads": list(self.heads), "mlps": list(self.mlps)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> NodeInfo:
+        return cls(_req(d, "name", "hypothesis.nodes[]"), d.get("role", "other"),
+                   tuple(d.get("heads", ())), tuple(int(m) for m in d.get("mlps", ())))
+
+
+@dataclass(frozen=True)
+class HypothesisInfo:
+    """Which hypothesis was checked."""
+
+    name: str
+    """The hypothesis ``name`` field."""
+    path: str | None = None
+    """The YAML file it was read from, if any."""
+    description: str | None = None
+    """Free-text description from the file."""
+    nodes: tuple[NodeInfo, ...] = ()
+    """The hypothesis's node groups (role and heads), so a result renders without the YAML."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "description": self.description,
+                "nodes": [n.to_json() for n in self.nodes]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> HypothesisInfo:
+        return cls(_req(d, "name", "hypothesis"), d.get("path"), d.get("description"),
+                   tuple(NodeInfo.from_json(n) for n in d.get("nodes", ())))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model the hypothesis was checked on."""
+
+    reference: str
+    """What the hypothesis file named: a packaged alias, a hub id or a local path."""
+    name: str
+    """The resolved model name, e.g. ``HuggingFaceTB/SmolLM2-135M-Instruct``."""
+    revision: str | None
+    """Hub revision or checkpoint hash, if known."""
+    n_layers: int
+    """Number of transformer blocks."""
+    n_heads: int
+    """Query heads per layer."""
+    n_kv_heads: int
+    """Key/value heads per layer (fewer than ``n_heads`` on grouped-query models)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ModelInfo:
+        return cls(_req(d, "reference", "model"), _req(d, "name", "model"), d.get("revision"),
+                   *(_req(d, k, "model") for k in ("n_layers", "n_heads", "n_kv_heads")))
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """The prompts the metric was measured on."""
+
+    kind: str
+    """``ioi`` (built-in generator) or ``prompts`` (user-supplied)."""
+    n_prompts: int
+    """Number of clean/corrupted prompt pairs."""
+    seed: int | None
+    """Seed of the prompt generator and of the bootstrap."""
+    corruption: str | None
+    """How corrupted prompts were made: ``abc``, ``s_swap`` or ``custom``."""
+    prepend_bos: bool
+    """Whether a beginning-of-sequence token was prepended."""
+    notes: str | None = None
+    """Anything else worth knowing about the data (dropped prompts, templates used)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TaskInfo:
+        return cls(*(_req(d, k, "task") for k in
+                     ("kind", "n_prompts", "seed", "corruption", "prepend_bos")), d.get("notes"))
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """The task metric on unpatched runs: logit(correct) - logit(incorrect) at the end."""
+
+    name: str
+    """Metric name; ``logit_diff``."""
+    clean: float | None
+    """Mean metric over clean prompts, M_clean."""
+    corrupt: float | None
+    """Mean metric over corrupted prompts, M_corrupt."""
+    clean_ci: Interval | None = None
+    """Bootstrap interval of ``clean``."""
+    corrupt_ci: Interval | None = None
+    """Bootstrap interval of ``corrupt``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "clean": _num(self.clean), "corrupt": _num(self.corrupt),
+                "clean_ci": _ci_json(self.clean_ci), "corrupt_ci": _ci_json(self.corrupt_ci)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> MetricResult:
+        return cls(_req(d, "name", "metric"), _num(_req(d, "clean", "metric")),
+                   _num(_req(d, "corrupt", "metric")), _ci(d.get("clean_ci")), _ci(d.get("corrupt_ci")))
+
+
+# --- edges ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the hypothesis claims about an edge's effect."""
+
+    sign: str | None = "negative"
+    """``negative`` (patching hurts the metric), ``positive`` or ``any``."""
+    min_effect: float | None = None
+    """Smallest |effect| that counts as real; the verdict threshold."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sign": self.sign, "min_effect": _num(self.min_effect)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Expectation:
+        return cls(d.get("sign"), _num(d.get("min_effect")))
+
+
+@dataclass(frozen=True)
+class HeadEffect:
+    """Effect of patching one sender head alone along the edge (the per-head breakdown)."""
+
+    head: str
+    """The head, e.g. ``"L9H9"``."""
+    effect: float | None
+    """Normalised effect of this head alone."""
+    ci: Interval | None = None
+    """Bootstrap interval of ``effect``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"head": self.head, "effect": _num(self.effect), "ci": _ci_json(self.ci)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> HeadEffect:
+        return cls(_req(d, "head", "per_head[]"), _num(d.get("effect")), _ci(d.get("ci")))
+
+
+@dataclass(frozen=True)
+class NullDistribution:
+    """Effects of random stand-ins (random sender heads, random circuits) for comparison."""
+
+    mean: float | None
+    """Mean of the null samples."""
+    low: float | None
+    """Lower quantile of the null samples."""
+    high: float | None
+    """Upper quantile of the null samples."""
+    n: int
+    """Number of null samples."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": _num(self.mean), "low": _num(self.low), "high": _num(self.high), "n": self.n}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> NullDistribution | None:
+        if d is None:
+            return None
+        return cls(_num(d.get("mean")), _num(d.get("low")), _num(d.get("high")), int(_req(d, "n", "null")))
+
+
+@dataclass(frozen=True)
+class EdgeResult:
+    """The path-patching verdict on one edge of the hypothesis."""
+
+    sender: str
+    """Sending node group (JSON ``from``)."""
+    receiver: str
+    """Receiving node group, or ``logits`` (JSON ``to``)."""
+    via: str | None
+    """Receiver input the path enters through: ``q``, ``k``, ``v``; ``None`` into logits."""
+    at: str | tuple[str, ...] | None
+    """Position label(s) where the receiver reads the path, e.g. ``END``, ``S2``, ``S1+1``."""
+    metric_patched: float | None
+    """Mean metric with the path patched, M_patched."""
+    effect: float | None
+    """(M_patched - M_clean) / (M_clean - M_corrupt)."""
+    ci: Interval | None
+    """Bootstrap interval of ``effect``."""
+    verdict: Verdict
+    """Whether the edge carries the claimed effect."""
+    reason: str = ""
+    """One sentence on why the verdict was reached."""
+    expect: Expectation = field(default_factory=Expectation)
+    """The claim the verdict was judged against."""
+    per_head: tuple[HeadEffect, ...] = ()
+    """Each sender head patched alone."""
+    null: NullDistribution | None = None
+    """Effects of random sender groups of the same size, if computed."""
+
+    @property
+    def name(self) -> str:
+        """Stable edge id, ``sender->receiver`` plus ``:via`` and ``@at`` when set."""
+        at = ",".join(self.at) if isinstance(self.at, tuple) else self.at
+        return f"{self.sender}->{self.receiver}" + (f":{self.via}" if self.via else "") + (
+            f"@{at}" if at else "")
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "from": self.sender, "to": self.receiver, "via": self.via, "at": _at_json(self.at),
+            "metric_patched": _num(self.metric_patched), "effect": _num(self.effect),
+            "ci": _ci_json(self.ci), "verdict": self.verdict, "reason": self.reason,
+            "expect": self.expect.to_json(), "per_head": [h.to_json() for h in self.per_head],
+        }
+        if self.null is not None:
+            d["null"] = self.null.to_json()
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> EdgeResult:
+        w = "edges[]"
+        return cls(
+            _req(d, "from", w), _req(d, "to", w), d.get("via"), _at(d.get("at")),
+            _num(d.get("metric_patched")), _num(_req(d, "effect", w)), _ci(d.get("ci")),
+            _verdict(_req(d, "verdict", w), f"edge {d.get('from')}->{d.get('to')}"),
+            d.get("reason", ""), Expectation.from_json(d.get("expect") or {}),
+            tuple(HeadEffect.from_json(h) for h in d.get("per_head", ())),
+            NullDistribution.from_json(d.get("null")),
+        )
+
+
+# --- circuit scores -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Score:
+    """One circuit-level score (Wang et al. 2022, section 4) with its verdict."""
+
+    value: float | None
+    """The score, e.g. F(C) / F(M) for faithfulness."""
+    ci: Interval | None
+    """Bootstrap interval of ``value``."""
+    verdict: Verdict | None
+    """Verdict against the hypothesis's claim; ``None`` when the score is reported unclaimed."""
+    reason: str = ""
+    """One sentence on why the verdict was reached."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """Score-specific extras (JSON values), e.g. the worst subset K for completeness."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": _num(self.value), "ci": _ci_json(self.ci), "verdict": self.verdict,
+                "reason": self.reason, "details": dict(self.details)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], where: str) -> Score:
+        return cls(_num(_req(d, "value", where)), _ci(d.get("ci")),
+                   _verdict(d.get("verdict"), where, optional=True), d.get("reason", ""),
+                   dict(d.get("details") or {}))
+
+
+@dataclass(frozen=True)
+class CircuitScores:
+    """How well the circuit as a whole reproduces the model's behaviour."""
+
+    faithfulness: Score
+    """F(C) / F(M): metric of the circuit alone (rest ablated) over the full model's."""
+    completeness: Score
+    """Largest |F(C \\ K) - F(M \\ K)| over tested subsets K; small means nothing is missing."""
+    minimality: Score
+    """Smallest relative drop from removing one circuit node; large means no node is idle."""
+    null: NullDistribution | None = None
+    """Faithfulness of random circuits of the same size, if computed."""
+    f_model: float | None = None
+    """F(M): metric of the full model under the same ablation setup."""
+    f_circuit: float | None = None
+    """F(C): metric with only the circuit's components left running."""
+
+    def scores(self) -> dict[str, Score]:
+        """The three scores by name, in report order."""
+        return {"faithfulness": self.faithfulness, "completeness": self.completeness,
+                "minimality": self.minimality}
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {k: s.to_json() for k, s in self.scores().items()}
+        if self.null is not None:
+            d["null"] = self.null.to_json()
+        d["f_model"], d["f_circuit"] = _num(self.f_model), _num(self.f_circuit)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CircuitScores:
+        s = {k: Score.from_json(_req(d, k, "circuit"), f"circuit.{k}")
+             for k in ("faithfulness", "completeness", "minimality")}
+        return cls(**s, null=NullDistribution.from_json(d.get("null")),
+                   f_model=_num(d.get("f_model")), f_circuit=_num(d.get("f_circuit")))
+
+
+@dataclass(frozen=True)
+class RobustnessRow:
+    """The circuit re-checked under one alternative setting (another ablation, seed, corruption)."""
+
+    setting: str
+    """What changed, e.g. ``ablation=resample`` or ``corruption=s_swap``."""
+    faithfulness: float | None
+    """Faithfulness under this setting."""
+    edge_effects: Mapping[str, float | None] = field(default_factory=dict)
+    """Effect per edge, keyed by :attr:`EdgeResult.name`."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"setting": self.setting, "faithfulness": _num(self.faithfulness),
+                "edge_effects": {k: _num(v) for k, v in self.edge_effects.items()}}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RobustnessRow:
+        return cls(_req(d, "setting", "robustness[]"), _num(d.get("faithfulness")),
+                   {k: _num(v) for k, v in (d.get("edge_effects") or {}).items()})
+
+
+# --- run context ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the run was configured."""
+
+    semantics: str
+    """``path`` (Wang et al. path patching) or ``direct`` (ACDC-style edge patching)."""
+    ablation: str
+    """How non-circuit heads are knocked out for circuit scores: ``mean``, ``resample``, ``zero``."""
+    freeze_mlps: bool
+    """Whether MLPs were frozen at clean values during path patching."""
+    engine: str
+    """Which patching implementation ran, e.g. ``fast`` or ``naive``."""
+    n_bootstrap: int
+    """Bootstrap resamples behind every interval."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Settings:
+        return cls(*(_req(d, k, "settings") for k in
+                     ("semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap")))
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Library versions the run used, for reproducibility (``None`` when not installed)."""
+
+    circuitspec: str | None
+    torch: str | None
+    transformer_lens: str | None
+    transformers: str | None
+    python: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Versions:
+        return cls(*(d.get(k) for k in
+                     ("circuitspec", "torch", "transformer_lens", "transformers", "python")))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One edge or claim that did not verify, and why."""
+
+    what: str
+    """``edge s_inhibition->name_movers:q@END`` or ``claim faithfulness``."""
+    verdict: Verdict
+    """``refuted`` or ``inconclusive``."""
+    reason: str
+    """Why, as recorded by the verifier."""
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.verdict}" + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything ``circuitspec verify`` found; serialises to ``results.json``."""
+
+    hypothesis: HypothesisInfo
+    model: ModelInfo
+    task: TaskInfo
+    metric: MetricResult
+    edges: tuple[EdgeResult, ...]
+    """One entry per hypothesis edge, in file order."""
+    circuit: CircuitScores | None
+    """Circuit-level scores; ``None`` if only edges were checked."""
+    passed: bool
+    """True when every edge and every claim is verified (exit status 0)."""
+    settings: Settings
+    versions: Versions
+    timings: Mapping[str, float] = field(default_factory=dict)
+    """Wall-clock seconds per stage, e.g. ``{"load_model": 3.1, "edges": 12.4}``."""
+    robustness: tuple[RobustnessRow, ...] | None = None
+    """The robustness panel, if one was run."""
+
+    def failures(self) -> list[Failure]:
+        """Every edge and claimed score whose verdict is not ``verified``, in report order."""
+        out = [Failure(f"edge {e.name}", e.verdict, e.reason)
+               for e in self.edges if e.verdict != "verified"]
+        if self.circuit is not None:
+            out += [Failure(f"claim {k}", s.verdict, s.reason)
+                    for k, s in self.circuit.scores().items()
+                    if s.verdict is not None and s.verdict != "verified"]
+        return out
+
+    def render(self, path: str | os.PathLike[str]) -> Path:
+        """Draw the verified circuit to ``path`` (``.svg``, ``.png`` or ``.dot``)."""
+        from circuitspec.render import render_result
+
+        return render_result(self, path)
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "hypothesis": self.hypothesis.to_json(), "model": self.model.to_json(),
+            "task": self.task.to_json(), "metric": self.metric.to_json(),
+            "edges": [e.to_json() for e in self.edges],
+            "circuit": None if self.circuit is None else self.circuit.to_json(),
+            "passed": bool(self.passed), "settings": self.settings.to_json(),
+            "versions": self.versions.to_json(),
+            "timings": {k: _num(v) for k, v in self.timings.items()},
+        }
+        if self.robustness is not None:
+            d["robustness"] = [r.to_json() for r in self.robustness]
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Result:
+        """Build a Result from parsed ``results.json``; raises :class:`ResultFileError`."""
+        r = "results.json"
+        circuit = _req(d, "circuit", r)
+        robustness = d.get("robustness")
+        try:
+            return cls(
+                HypothesisInfo.from_json(_req(d, "hypothesis", r)),
+                ModelInfo.from_json(_req(d, "model", r)), TaskInfo.from_json(_req(d, "task", r)),
+                MetricResult.from_json(_req(d, "metric", r)),
+                tuple(EdgeResult.from_json(e) for e in _req(d, "edges", r)),
+                None if circuit is None else CircuitScores.from_json(circuit),
+                bool(_req(d, "passed", r)), Settings.from_json(_req(d, "settings", r)),
+                Versions.from_json(_req(d, "versions", r)),
+                {k: v for k, v in (d.get("timings") or {}).items()},
+                None if robustness is None else tuple(RobustnessRow.from_json(x) for x in robustness),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ResultFileError(f"results.json: malformed value ({exc})") from exc
+
+    def dumps(self) -> str:
+        """``results.json`` text: indented, key order fixed, strict JSON."""
+        return json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``results.json`` atomically."""
+        from circuitspec.atomic import atomic_write_text
+
+        return atomic_write_text(path, self.dumps())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Result:
+        """Read a ``results.json``; raises :class:`ResultFileError` naming the file if invalid."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls.from_json(data)
+        except json.JSONDecodeError as exc:
+            raise ResultFileError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+        except ResultFileError as exc:
+            raise ResultFileError(f"{path}: {exc}") from exc
