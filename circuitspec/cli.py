@@ -8,6 +8,7 @@ exit with status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,6 +58,36 @@ def fetch(
 
     path = _convert_gguf(alias)
     typer.echo(f"{alias}: ready in {path}")
+
+
+@app.command()
+def validate(
+    hypothesis: Annotated[Path, typer.Argument(help="The hypothesis YAML file.")],
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Never contact the model hub; skip what needs it.")
+    ] = False,
+) -> None:
+    """Check a hypothesis file (format, graph, positions, heads against the model); run nothing."""
+    from circuitspec.spec_checks import check_file
+
+    hyp, notes = check_file(str(hypothesis), offline=offline)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    circuit = hyp.circuit()
+    typer.echo(
+        f"{hypothesis}: valid ({len(circuit.nodes)} groups, {len(circuit.heads())} heads, "
+        f"{len(circuit.edges)} edges)"
+    )
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of hypothesis files."""
+    import json
+
+    from circuitspec.spec import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
 
 
 def main() -> None:

@@ -1,0 +1,487 @@
+"""The hypothesis file: a typed, located description of a circuit and how to test it.
+
+Users write YAML; :func:`load_hypothesis` parses it with a safe YAML composer that
+keeps the line and column of every key, validates it with the pydantic models
+below (unknown keys forbidden, closed choices as ``Literal``), then runs the
+semantic checks that need the whole file (edges between known groups, in forward
+order, at positions the task defines). Every problem found becomes a located
+:class:`~circuitspec.errors.Problem`, and all of them are raised together in one
+:class:`~circuitspec.errors.HypothesisError`.
+
+Inside the package the circuit is a frozen graph: :class:`Node`, :class:`Edge`
+and :class:`Circuit`, built by :meth:`Hypothesis.circuit`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from circuitspec.errors import HypothesisError, Problem, did_you_mean
+
+__all__ = [
+    "Circuit", "Edge", "Hypothesis", "Node", "check_against_model", "json_schema",
+    "load_hypothesis", "parse_member",
+]
+
+Role = Literal[
+    "name_mover", "backup_name_mover", "negative_name_mover", "s_inhibition",
+    "induction", "duplicate_token", "previous_token", "other",
+]
+Loc = tuple[str | int, ...]
+
+_HEAD = re.compile(r"^(?:L(\d+)H(\d+)|(\d+)\.(\d+))$")
+_MLP = re.compile(r"^MLP(\d+)$")
+
+
+def parse_member(ref: str) -> tuple[str, int, int | None]:
+    """``"L9H9"``/``"9.9"`` -> ``("head", 9, 9)``; ``"MLP3"`` -> ``("mlp", 3, None)``."""
+    text = str(ref).strip()
+    if m := _HEAD.match(text):
+        layer, head = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        return "head", int(layer), int(head)
+    if m := _MLP.match(text):
+        return "mlp", int(m.group(1)), None
+    raise ValueError(f"{ref!r} is not a head or MLP: write heads as L9H9 (or 9.9) and MLPs as MLP3")
+
+
+def _member(ref: str) -> str:
+    parse_member(ref)
+    return ref
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, use_attribute_docstrings=True, frozen=True
+    )
+
+
+class ModelSpec(_Strict):
+    """A model reference with loading options."""
+
+    name: str
+    """Packaged alias (smollm2-135m-instruct), Hugging Face id, or local save_pretrained folder."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit), e.g. step143000 for a Pythia checkpoint."""
+    dtype: Literal["float32", "float64", "bfloat16", "float16"] = "float32"
+    """Weights dtype for the run."""
+    device: str = "cpu"
+    """Torch device, e.g. cpu or cuda."""
+
+
+class PromptRecord(_Strict):
+    """One clean/corrupted prompt pair with its answers (inline or one JSONL line)."""
+
+    clean: str
+    """The prompt the model should solve."""
+    corrupted: str
+    """The same prompt with the information removed; must tokenize to the same length."""
+    correct: str
+    """The answer on the clean prompt; one token, usually with a leading space (" Mary")."""
+    incorrect: str
+    """The competing answer (" John"); the metric is logit(correct) - logit(incorrect)."""
+    positions: dict[str, int] | None = None
+    """Named token positions {NAME: index}; negative indices count from the end."""
+
+
+class TaskSpec(_Strict):
+    """Which prompts the circuit is tested on."""
+
+    kind: Literal["ioi", "prompts"]
+    """ioi: the built-in IOI generator; prompts: your own prompt pairs."""
+    n_prompts: int | None = Field(None, ge=1)
+    """How many prompts (ioi default 128; prompts default: all of them)."""
+    seed: int = 0
+    """Seed of the IOI generator (names, templates, corruption)."""
+    corruption: Literal["abc", "s_swap", "custom"] | None = None
+    """abc: three fresh names; s_swap: S2 becomes the other name; custom: your corrupted prompts."""
+    prompts: list[PromptRecord] | None = None
+    """Inline prompt pairs (kind: prompts)."""
+    file: str | None = None
+    """A JSONL file of prompt pairs, relative to the hypothesis file (kind: prompts)."""
+    builtin: Literal["notebook"] | None = None
+    """A packaged prompt set: notebook = the eight prompts of the Pythia IOI notebook."""
+
+
+class NodeSpec(_Strict):
+    """A named group of heads and MLPs that plays one role."""
+
+    role: Role
+    """What the group does in the circuit (name_mover, s_inhibition, induction, ...)."""
+    heads: list[Annotated[str, AfterValidator(_member)]]
+    """Members: heads as L9H9 or 9.9, MLPs as MLP3."""
+    description: str | None = None
+    """Free text, shown in reports."""
+
+
+class Expectation(_Strict):
+    """What the patched edge should do to the metric."""
+
+    sign: Literal["negative", "positive", "any"] | None = None
+    """Expected sign of the effect (default: negative, positive for negative name movers)."""
+    min_effect: float | None = Field(None, ge=0)
+    """Smallest |effect| that counts as verified (default claims.edges.min_effect or 0.05)."""
+
+
+class EdgeSpec(_Strict):
+    """A path from a sender group into a receiver group's q, k or v (or the logits)."""
+
+    sender: str = Field(alias="from")
+    """The sending group (a key of nodes)."""
+    receiver: str = Field(alias="to")
+    """The receiving group, or logits."""
+    via: Literal["q", "k", "v"] | None = None
+    """Which input of the receiver the path enters; omitted for logits."""
+    at: str = "END"
+    """The token position where the receiver reads the path (END, IO, S1, S1+1, S2, ...)."""
+    expect: Expectation | None = None
+    """Per-edge expectation, overriding claims.edges."""
+
+
+class Bound(_Strict):
+    min: float = Field(gt=0, le=2)
+    """Lower bound on F(C)/F(M), in (0, 2]."""
+
+
+class GapBound(_Strict):
+    max_gap: float = Field(ge=0)
+    """Largest allowed |F(C \\ K) - F(M \\ K)| / |F(M)|."""
+
+
+class MinimalityBound(_Strict):
+    min: float = Field(ge=0)
+    """Smallest relative drop every circuit node must cause."""
+
+
+class EdgeClaims(_Strict):
+    min_effect: float = Field(0.05, ge=0)
+    """Default smallest |effect| for an edge to be verified."""
+    sign: Literal["negative", "positive", "any"] | None = None
+    """Default expected sign for every edge."""
+
+
+class Claims(_Strict):
+    """Circuit-level claims, as in Wang et al. 2022 section 4; all optional."""
+
+    faithfulness: Bound | None = None
+    completeness: GapBound | None = None
+    minimality: MinimalityBound | None = None
+    edges: EdgeClaims | None = None
+    confidence: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of the bootstrap intervals."""
+    n_bootstrap: int = Field(1000, ge=10)
+    """Bootstrap resamples over prompts."""
+
+
+class Hypothesis(_Strict):
+    """A circuit hypothesis: model, task, node groups, edges and claims."""
+
+    name: str
+    """Short identifier, used in reports."""
+    description: str | None = None
+    """Free text, shown in reports."""
+    model: str | ModelSpec
+    """A model reference, or a mapping {name, revision, dtype, device}."""
+    task: TaskSpec
+    """Which prompts to test on."""
+    prepend_bos: bool | None = None
+    """Prepend the BOS token; omitted: the model family's default."""
+    metric: Literal["logit_diff"] = "logit_diff"
+    """logit(correct) - logit(incorrect) at END, averaged over prompts."""
+    nodes: dict[str, NodeSpec]
+    """Named groups of heads and MLPs."""
+    edges: list[EdgeSpec] = []
+    """Paths between groups, each tested by patching."""
+    semantics: Literal["path", "direct"] = "path"
+    """path: Wang et al. path patching; direct: edge patching as in ACDC."""
+    freeze_mlps: bool = False
+    """Also freeze MLPs at their clean values during path patching."""
+    ablation: Literal["mean", "resample", "zero"] = "mean"
+    """How heads outside the circuit are knocked out for the circuit scores."""
+    ablation_scope: Literal["all_positions", "circuit_positions"] = "all_positions"
+    """circuit_positions: circuit heads also ablated away from the positions edges use."""
+    claims: Claims = Claims()
+    """Circuit-level claims."""
+
+    _source: str = PrivateAttr(default="<hypothesis>")
+    _locations: dict[Loc, tuple[int, int]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        return self.model if isinstance(self.model, str) else self.model.name
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(name=self.model) if isinstance(self.model, str) else self.model
+
+    @property
+    def source(self) -> str:
+        """The file this hypothesis was loaded from."""
+        return self._source
+
+    def resolve_prepend_bos(self, default: bool) -> bool:
+        return default if self.prepend_bos is None else self.prepend_bos
+
+    def problem(self, loc: Loc, message: str) -> Problem:
+        """A Problem located at the YAML node for ``loc`` (or its nearest ancestor)."""
+        return _problem(loc, message, self._locations)
+
+    def circuit(self) -> Circuit:
+        """The frozen runtime graph this file describes."""
+        nodes = {}
+        for name, spec in self.nodes.items():
+            members = [parse_member(m) for m in spec.heads]
+            heads = tuple((lay, h) for kind, lay, h in members if kind == "head" and h is not None)
+            mlps = tuple(lay for kind, lay, _ in members if kind == "mlp")
+            nodes[name] = Node(name, spec.role, heads, mlps)
+        defaults = self.claims.edges or EdgeClaims()
+        edges = []
+        for e in self.edges:
+            expect = e.expect or Expectation()
+            role = nodes[e.sender].role if e.sender in nodes else "other"
+            sign = expect.sign or defaults.sign or (
+                "positive" if role == "negative_name_mover" else "negative"
+            )
+            min_effect = expect.min_effect if expect.min_effect is not None else defaults.min_effect
+            receiver = "logits" if e.receiver == "logits" else e.receiver
+            edges.append(Edge(e.sender, receiver, e.via, e.at, sign, min_effect))
+        return Circuit(nodes, tuple(edges))
+
+
+@dataclass(frozen=True)
+class Node:
+    """A group of heads (layer, head) and MLPs (layer) with one role."""
+
+    name: str
+    role: str
+    heads: tuple[tuple[int, int], ...]
+    mlps: tuple[int, ...] = ()
+
+    @property
+    def layers(self) -> list[int]:
+        return [lay for lay, _ in self.heads] + list(self.mlps)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Sender group -> receiver group's q/k/v at a position (or -> logits, via None)."""
+
+    sender: str
+    receiver: str
+    via: str | None
+    at: str
+    sign: str = "negative"
+    min_effect: float = 0.05
+
+    @property
+    def name(self) -> str:
+        target = self.receiver if self.via is None else f"{self.receiver}.{self.via}"
+        return f"{self.sender}->{target}@{self.at}"
+
+
+@dataclass(frozen=True)
+class Circuit:
+    nodes: dict[str, Node]
+    edges: tuple[Edge, ...]
+
+    def heads(self) -> set[tuple[int, int]]:
+        return {h for node in self.nodes.values() for h in node.heads}
+
+    def mlps(self) -> set[int]:
+        return {m for node in self.nodes.values() for m in node.mlps}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of hypothesis files (keys as users write them, e.g. ``from``)."""
+    schema = Hypothesis.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def load_hypothesis(path: str | Path) -> Hypothesis:
+    """Parse, validate and check a hypothesis file; raise HypothesisError with every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HypothesisError(str(path), [Problem("", f"cannot read file: {exc.strerror}")]) from None
+    data, locations, problems = _compose_located(text)
+    if data is None and not problems:
+        problems.append(Problem("", "the file is empty; see `circuitspec schema` for the format"))
+    if not isinstance(data, dict):
+        if data is not None:
+            problems.append(Problem("", "a hypothesis file must be a mapping of keys (name, model, ...)", 1, 1))
+        raise HypothesisError(str(path), problems)
+    try:
+        hyp = Hypothesis.model_validate(data)
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc, data, locations)
+        raise HypothesisError(str(path), problems) from None
+    if hyp.task.file is not None:
+        resolved = (path.parent / hyp.task.file).resolve()
+        hyp = hyp.model_copy(update={"task": hyp.task.model_copy(update={"file": str(resolved)})})
+    hyp._source, hyp._locations = str(path), locations
+    from circuitspec.spec_checks import semantic_problems
+
+    problems += [hyp.problem(loc, msg) for loc, msg in semantic_problems(hyp)]
+    if problems:
+        raise HypothesisError(str(path), problems)
+    return hyp
+
+
+def check_against_model(hyp: Hypothesis, info: Any) -> None:
+    """Check every head and MLP index against ``info`` (a models.ModelInfo)."""
+    problems = []
+    layers = f"{info.name} has layers 0-{info.n_layers - 1}"
+    for group, spec in hyp.nodes.items():
+        for i, ref in enumerate(spec.heads):
+            kind, layer, head = parse_member(ref)
+            if layer >= info.n_layers:
+                msg = f"{ref}: {layers}"
+            elif head is not None and head >= info.n_heads:
+                msg = f"{ref}: {info.name} has heads 0-{info.n_heads - 1} in each layer"
+            else:
+                continue
+            problems.append(hyp.problem(("nodes", group, "heads", i), msg))
+    if problems:
+        raise HypothesisError(hyp.source, problems)
+
+
+def format_loc(loc: Loc) -> str:
+    """``("edges", 2, "via")`` -> ``"edges[2].via"``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problem(loc: Loc, message: str, locations: dict[Loc, tuple[int, int]]) -> Problem:
+    probe = tuple(loc)
+    while probe and probe not in locations:
+        probe = probe[:-1]
+    line, col = locations.get(probe, (1, 1))
+    return Problem(format_loc(loc), message, line, col)
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any, missing: bool) -> Loc:
+    """Drop pydantic's union-member tags, keeping only keys that exist in the data."""
+    out: list[str | int] = []
+    cur = data
+    for i, part in enumerate(loc):
+        if isinstance(cur, dict) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif missing and i == len(loc) - 1 and isinstance(cur, dict):
+            out.append(part)
+    return tuple(out)
+
+
+_FIELDS = sorted(
+    {
+        f.alias or name
+        for model in (Hypothesis, ModelSpec, TaskSpec, PromptRecord, NodeSpec, EdgeSpec,
+                      Expectation, Claims, Bound, GapBound, MinimalityBound, EdgeClaims)
+        for name, f in model.model_fields.items()
+    }
+)
+
+
+def _pydantic_problems(exc: ValidationError, data: Any, locations: dict) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: set[Loc] = set()
+    for err in exc.errors():
+        kind = err["type"]
+        loc = _clean_loc(err["loc"], data, missing=kind == "missing")
+        if loc in seen:  # a union (model: str | mapping) fails once per member
+            continue
+        seen.add(loc)
+        value = err.get("input")
+        if kind == "extra_forbidden":
+            key = loc[-1] if loc else "?"
+            msg = f"unknown key {key!r}{did_you_mean(str(key), _FIELDS)}"
+        elif kind == "missing":
+            msg = f"required key {loc[-1]!r} is missing"
+        elif kind == "literal_error":
+            choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
+            msg = f"{value!r} is not allowed; choose one of {', '.join(choices)}"
+            msg += did_you_mean(str(value), choices)
+        elif kind == "value_error":
+            msg = str(err["ctx"]["error"])
+        elif loc and loc[0] == "model" and len(loc) == 1:
+            msg = f"expected a model name or a mapping {{name, revision, dtype, device}}, got {value!r}"
+        else:
+            msg = f"{err['msg']}, got {value!r}"
+        problems.append(_problem(loc, msg, locations))
+    return problems
+
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "map", "seq")
+}
+
+
+def _compose_located(text: str) -> tuple[Any, dict[Loc, tuple[int, int]], list[Problem]]:
+    """Plain data from YAML, the 1-based (line, column) of every key and item, and problems.
+
+    We compose the node tree (parsing only, nothing constructed) and build plain values
+    ourselves, so that tags like ``!!python/object`` are reported rather than obeyed,
+    and every duplicate key is reported at its own line.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        root = yaml.compose(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        return None, {}, [Problem("", f"YAML syntax error: {what}", line, col)]
+    locations: dict[Loc, tuple[int, int]] = {(): (1, 1)}
+    problems: list[Problem] = []
+
+    def where(node: Any) -> tuple[int, int]:
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def build(node: Any, loc: Loc) -> Any:
+        if node.tag not in _PLAIN_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            problems.append(_problem(loc, f"YAML tag {tag} is not allowed: hypothesis files "
+                                     "hold plain data (strings, numbers, lists, mappings)",
+                                     {loc: where(node)}))
+            return None
+        if isinstance(node, MappingNode):
+            out: dict[Any, Any] = {}
+            for knode, vnode in node.value:
+                key = knode.value if isinstance(knode, ScalarNode) else str(knode.value)
+                if key in out:
+                    first = locations[loc + (key,)][0]
+                    problems.append(_problem(loc + (key,), f"duplicate key {key!r} (first "
+                                             f"defined on line {first}); rename one of them",
+                                             {loc + (key,): where(knode)}))
+                    continue
+                locations[loc + (key,)] = where(knode)
+                out[key] = build(vnode, loc + (key,))
+            return out
+        if isinstance(node, SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                locations[loc + (i,)] = where(item)
+                items.append(build(item, loc + (i,)))
+            return items
+        return yaml.constructor.construct_object(node, deep=True)
+
+    data = build(root, ()) if root is not None else None
+    return data, locations, problems
