@@ -1,0 +1,263 @@
+"""Human-readable reports of a verification: ``report.md`` and a self-contained ``report.html``.
+
+Both are built from one list of blocks (headings, paragraphs, tables, lists), so
+they always say the same thing. The Markdown embeds ``circuit.svg`` beside it;
+the HTML inlines the SVG and its CSS, so it can be mailed or attached to a CI
+run as a single file.
+
+:func:`write_outputs` writes the whole ``--out`` folder (``results.json``,
+``circuit.svg``, ``circuit.png``, ``report.md``, ``report.html``) into a staging
+folder first and moves the files in only when all of them are written.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from circuitspec.atomic import atomic_write_text, staged_dir
+from circuitspec.results import EdgeResult, Result
+
+__all__ = ["render_html", "render_markdown", "write_outputs", "write_report"]
+
+SVG_NAME = "circuit.svg"
+
+
+@dataclass(frozen=True)
+class _Block:
+    kind: str  # h1 | h2 | p | table | list | figure
+    text: str = ""
+    header: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _with_ci(x: float | None, ci: Sequence[float | None] | None, digits: int = 3) -> str:
+    if ci is None:
+        return _num(x, digits)
+    return f"{_num(x, digits)} [{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
+
+
+def _edge_title(e: EdgeResult) -> str:
+    at = ",".join(e.at) if isinstance(e.at, tuple) else e.at
+    where = " @ ".join(x for x in (e.via, at) if x)
+    return f"{e.sender} → {e.receiver}" + (f" ({where})" if where else "")
+
+
+def _summary(result: Result) -> str:
+    n_ok = sum(e.verdict == "verified" for e in result.edges)
+    text = f"{n_ok} of {len(result.edges)} edges verified"
+    if result.circuit is not None:
+        claimed = [s for s in result.circuit.scores().values() if s.verdict is not None]
+        text += f"; {sum(s.verdict == 'verified' for s in claimed)} of {len(claimed)} claims verified"
+    return ("PASSED: " if result.passed else "FAILED: ") + text + "."
+
+
+def _blocks(result: Result) -> list[_Block]:
+    m, t = result.model, result.task
+    out = [
+        _Block("h1", f"Circuit verification: {result.hypothesis.name}"),
+        _Block("p", f"**{_summary(result)}**"),
+    ]
+    if result.hypothesis.description:
+        out.append(_Block("p", result.hypothesis.description))
+    out.append(_Block("p", f"Model `{m.name}` (from `{m.reference}`"
+                      + (f", revision `{m.revision}`" if m.revision else "")
+                      + f"; {m.n_layers} layers, {m.n_heads} heads, {m.n_kv_heads} key/value heads). "
+                      f"Task `{t.kind}`: {t.n_prompts} prompts, seed {t.seed}, corruption "
+                      f"`{t.corruption}`, BOS {'prepended' if t.prepend_bos else 'not prepended'}."
+                      + (f" {t.notes}" if t.notes else "")
+                      + (f" Hypothesis file: `{result.hypothesis.path}`." if result.hypothesis.path
+                         else "")))
+    out.append(_Block("figure", SVG_NAME))
+
+    mt = result.metric
+    gap = None if mt.clean is None or mt.corrupt is None else mt.clean - mt.corrupt
+    out += [_Block("h2", f"Metric: {mt.name}"),
+            _Block("table", header=("run", "value [95% CI]"),
+                   rows=(("clean", _with_ci(mt.clean, mt.clean_ci)),
+                         ("corrupt", _with_ci(mt.corrupt, mt.corrupt_ci)),
+                         ("clean - corrupt", _num(gap))))]
+
+    out += [_Block("h2", "Edges"),
+            _Block("p", "effect = (M_patched - M_clean) / (M_clean - M_corrupt): 0 is no effect, "
+                   "-1 the whole clean-to-corrupt gap."),
+            _Block("table", header=("edge", "effect [95% CI]", "expected", "verdict", "reason"),
+                   rows=tuple((_edge_title(e), _with_ci(e.effect, e.ci),
+                               f"{e.expect.sign or 'any'}, |effect| ≥ {_num(e.expect.min_effect, 2)}",
+                               e.verdict, e.reason) for e in result.edges))]
+    heads = tuple((_edge_title(e), h.head, _with_ci(h.effect, h.ci))
+                  for e in result.edges for h in e.per_head)
+    if heads:
+        out += [_Block("h2", "Per-head breakdown"),
+                _Block("table", header=("edge", "sender head", "effect [95% CI]"), rows=heads)]
+
+    c = result.circuit
+    if c is not None:
+        rows = tuple((k, _with_ci(s.value, s.ci), s.verdict or "not claimed", s.reason)
+                     for k, s in c.scores().items())
+        out += [_Block("h2", "Circuit scores"),
+                _Block("table", header=("score", "value [95% CI]", "verdict", "reason"), rows=rows)]
+        extra = [f"F(M) = {_num(c.f_model)}" if c.f_model is not None else "",
+                 f"F(C) = {_num(c.f_circuit)}" if c.f_circuit is not None else "",
+                 (f"random circuits of the same size: mean {_num(c.null.mean)}, "
+                  f"[{_num(c.null.low)}, {_num(c.null.high)}] over {c.null.n}")
+                 if c.null is not None else ""]
+        if any(extra):
+            out.append(_Block("p", "; ".join(x for x in extra if x) + "."))
+
+    failures = result.failures()
+    out.append(_Block("h2", "What failed"))
+    out.append(_Block("list", rows=tuple((str(f),) for f in failures)) if failures
+               else _Block("p", "Nothing: every edge and every claim verified."))
+
+    if result.robustness:
+        names = list(dict.fromkeys(k for r in result.robustness for k in r.edge_effects))
+        out += [_Block("h2", "Robustness"),
+                _Block("table", header=("setting", "faithfulness", *names),
+                       rows=tuple((r.setting, _num(r.faithfulness),
+                                   *(_num(r.edge_effects.get(n)) for n in names))
+                                  for r in result.robustness))]
+
+    s, v = result.settings, result.versions
+    out += [_Block("h2", "Run"),
+            _Block("table", header=("setting", "value"),
+                   rows=tuple((k, str(x)) for k, x in s.to_json().items())
+                   + tuple((f"version: {k}", str(x)) for k, x in v.to_json().items())
+                   + tuple((f"time: {k}", f"{_num(x, 2)} s") for k, x in result.timings.items()))]
+    return out
+
+
+# --- Markdown -------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(result: Result) -> str:
+    """The report as Markdown; the diagram is referenced as ``circuit.svg`` beside it."""
+    lines: list[str] = []
+    for b in _blocks(result):
+        if b.kind == "h1":
+            lines += [f"# {b.text}", ""]
+        elif b.kind == "h2":
+            lines += [f"## {b.text}", ""]
+        elif b.kind == "p":
+            lines += [b.text, ""]
+        elif b.kind == "figure":
+            lines += [f"![circuit diagram]({b.text})", ""]
+        elif b.kind == "list":
+            lines += [f"- {_md_cell(r[0])}" for r in b.rows] + [""]
+        elif b.kind == "table":
+            lines.append("| " + " | ".join(b.header) + " |")
+            lines.append("|" + "---|" * len(b.header))
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            lines.append("")
+    return "\n".join(lines)
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+_CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+code { background: #f4f4f4; padding: 0 3px; border-radius: 3px; }
+figure { margin: 1em 0; overflow-x: auto; } figure svg { max-width: 100%; height: auto; }
+.verified { color: #00795A; font-weight: 600; } .refuted { color: #B34A00; font-weight: 600; }
+.inconclusive { color: #A86E00; font-weight: 600; }
+.passed { color: #00795A; } .failed { color: #B34A00; }
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape text, then turn Markdown's **bold** and `code` into HTML."""
+    out = html.escape(text)
+    for mark, tag in (("**", "strong"), ("`", "code")):
+        parts = out.split(mark)
+        out = "".join(p if i % 2 == 0 else f"<{tag}>{p}</{tag}>" for i, p in enumerate(parts))
+    return out
+
+
+def _cell(text: str) -> str:
+    if text in ("verified", "refuted", "inconclusive"):
+        return f'<td class="{text}">{text}</td>'
+    return f"<td>{_inline(text)}</td>"
+
+
+def render_html(result: Result, svg: str | None) -> str:
+    """The report as one self-contained HTML page, with ``svg`` (the diagram's text) inlined."""
+    body: list[str] = []
+    for b in _blocks(result):
+        if b.kind == "h1":
+            body.append(f"<h1>{html.escape(b.text)}</h1>")
+        elif b.kind == "h2":
+            body.append(f"<h2>{html.escape(b.text)}</h2>")
+        elif b.kind == "p":
+            cls = ' class="passed"' if b.text.startswith("**PASSED") else (
+                ' class="failed"' if b.text.startswith("**FAILED") else "")
+            body.append(f"<p{cls}>{_inline(b.text)}</p>")
+        elif b.kind == "figure" and svg:
+            body.append(f"<figure>{svg[svg.find('<svg'):]}</figure>")  # drop XML prolog/doctype
+        elif b.kind == "list":
+            body.append("<ul>" + "".join(f"<li>{_inline(r[0])}</li>" for r in b.rows) + "</ul>")
+        elif b.kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            rows = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in b.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    title = html.escape(f"circuitspec: {result.hypothesis.name}")
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def _write_reports(result: Result, folder: Path, svg: str) -> tuple[Path, Path]:
+    md = atomic_write_text(folder / "report.md", render_markdown(result))
+    page = atomic_write_text(folder / "report.html", render_html(result, svg))
+    return md, page
+
+
+def write_report(result: Result, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into ``out_dir``; draws ``circuit.svg`` if absent."""
+    from circuitspec.render import render_result
+
+    out = Path(out_dir)
+    with staged_dir(out) as stage:
+        svg_path = out / SVG_NAME
+        if not svg_path.exists():
+            svg_path = render_result(result, stage / SVG_NAME)
+        _write_reports(result, stage, svg_path.read_text(encoding="utf-8"))
+    return out / "report.md", out / "report.html"
+
+
+def write_outputs(result: Result, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``results.json``, ``circuit.svg``, ``circuit.png``, ``report.md``, ``report.html``.
+
+    All five are written into a staging folder inside ``out_dir`` and moved in
+    only once every one succeeded; on any error ``out_dir`` keeps its old files
+    and no partial file is left. Returns the final path of each file by name.
+    """
+    from circuitspec.render import render_result
+
+    out = Path(out_dir)
+    with staged_dir(out) as stage:
+        result.save(stage / "results.json")
+        svg = render_result(result, stage / SVG_NAME).read_text(encoding="utf-8")
+        render_result(result, stage / "circuit.png")
+        _write_reports(result, stage, svg)
+        names = sorted(p.name for p in stage.iterdir())
+    return {name: out / name for name in names}

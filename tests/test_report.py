@@ -1,0 +1,104 @@
+"""Reports and the --out folder: every edge and score listed, self-contained HTML, atomic output."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import pytest
+from test_results import sample_result
+
+from circuitspec import report
+from circuitspec.report import render_markdown, write_outputs, write_report
+from circuitspec.results import Result
+
+OUTPUTS = ["circuit.png", "circuit.svg", "report.html", "report.md", "results.json"]
+
+
+def test_markdown_lists_every_edge_score_and_failure():
+    result = sample_result()
+    md = render_markdown(result)
+    assert "FAILED: 3 of 5 edges verified; 1 of 2 claims verified." in md
+    for e in result.edges:
+        row = next(line for line in md.splitlines()
+                   if line.startswith(f"| {e.sender} → {e.receiver}") and "[" in line)
+        assert f"{e.effect:.3f} [{e.ci[0]:.3f}, {e.ci[1]:.3f}]" in row
+        assert f"| {e.verdict} |" in row and e.reason in row
+    for name, s in result.circuit.scores().items():
+        row = next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
+        assert f"{s.value:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]" in row
+        assert (s.verdict or "not claimed") in row
+    failed = md.split("## What failed")[1].split("##")[0]
+    assert "duplicate->s_inhibition:v@S2: refuted" in failed
+    assert "previous->induction:k@S1+1: inconclusive" in failed
+    assert "claim completeness: inconclusive" in failed
+    assert "![circuit diagram](circuit.svg)" in md
+    assert "| 3.200 [3.000, 3.400] |" in md  # metric clean with its interval
+    assert "## Robustness" in md and "ablation=resample" in md and "| 0.840 |" in md
+    assert "transformer_lens" in md and "n_bootstrap" in md and "12.25 s" in md
+
+
+def test_passing_report_says_nothing_failed():
+    r = sample_result(passed=True)
+    ok = Result(**{**r.__dict__, "edges": r.edges[:3], "robustness": None,
+                   "circuit": None})
+    md = render_markdown(ok)
+    assert md.startswith("# Circuit verification: ioi-gpt2-small")
+    assert "PASSED: 3 of 3 edges verified." in md and "Nothing: every edge" in md
+    assert "## Robustness" not in md
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("src", "href") and v and not v.startswith("#"):
+                self.refs.append(f"{tag} {k}={v}")
+        if tag == "link":
+            self.refs.append("link")
+
+
+def test_write_report_gives_self_contained_html(tmp_path):
+    result = sample_result()
+    md, page = write_report(result, tmp_path)
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<style>" in text
+    assert "<?xml" not in text and "<!DOCTYPE svg" not in text
+    svg = text[text.index("<svg"):text.index("</svg>") + 6]
+    ET.fromstring(svg)  # the inlined diagram is well-formed
+    parser = _Collector()
+    parser.feed(text)
+    assert [r for r in parser.refs if "w3.org" not in r] == []  # no external assets
+    for e in result.edges:
+        assert f"{e.sender} → {e.receiver}" in text
+    assert '<td class="refuted">refuted</td>' in text
+    assert (tmp_path / "circuit.svg").exists() and md.exists()
+
+
+def test_write_outputs_writes_all_five_files(tmp_path):
+    out = tmp_path / "out"
+    paths = write_outputs(sample_result(), out)
+    assert sorted(paths) == OUTPUTS
+    assert sorted(p.name for p in out.iterdir()) == OUTPUTS  # no staging folder left
+    assert Result.load(out / "results.json") == sample_result()
+    assert (out / "circuit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ET.parse(out / "circuit.svg")
+
+
+def test_write_outputs_leaves_nothing_partial_when_a_writer_fails(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("previous run")
+
+    def crash(result, folder, svg):
+        (folder / "report.md").write_text("# half a rep")
+        raise RuntimeError("report writer crashed mid-way")
+
+    monkeypatch.setattr(report, "_write_reports", crash)
+    with pytest.raises(RuntimeError, match="mid-way"):
+        write_outputs(sample_result(), out)
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+    assert (out / "results.json").read_text() == "previous run"
