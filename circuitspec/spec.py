@@ -25,7 +25,7 @@ from circuitspec.errors import HypothesisError, Problem, did_you_mean
 
 __all__ = [
     "Circuit", "Edge", "Hypothesis", "Node", "check_against_model", "json_schema",
-    "load_hypothesis", "parse_member",
+    "load_hypothesis", "load_with_problems", "model_problems", "parse_member",
 ]
 
 Role = Literal[
@@ -307,23 +307,32 @@ def json_schema() -> dict[str, Any]:
 
 def load_hypothesis(path: str | Path) -> Hypothesis:
     """Parse, validate and check a hypothesis file; raise HypothesisError with every problem."""
+    hyp, problems = load_with_problems(path)
+    if problems or hyp is None:
+        raise HypothesisError(str(path), problems)
+    return hyp
+
+
+def load_with_problems(path: str | Path) -> tuple[Hypothesis | None, list[Problem]]:
+    """The hypothesis (None if it does not parse into one) and every problem found."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise HypothesisError(str(path), [Problem("", f"cannot read file: {exc.strerror}")]) from None
+        return None, [Problem("", f"cannot read file: {exc.strerror}")]
     data, locations, problems = _compose_located(text)
     if data is None and not problems:
         problems.append(Problem("", "the file is empty; see `circuitspec schema` for the format"))
     if not isinstance(data, dict):
         if data is not None:
-            problems.append(Problem("", "a hypothesis file must be a mapping of keys (name, model, ...)", 1, 1))
-        raise HypothesisError(str(path), problems)
+            problems.append(Problem("", "a hypothesis file must be a mapping (name, model, ...)", 1, 1))
+        return None, problems
     try:
         hyp = Hypothesis.model_validate(data)
     except ValidationError as exc:
-        problems += _pydantic_problems(exc, data, locations)
-        raise HypothesisError(str(path), problems) from None
+        located = {p.field for p in problems}  # e.g. a rejected tag already explains the value
+        problems += [p for p in _pydantic_problems(exc, data, locations) if p.field not in located]
+        return None, problems
     if hyp.task.file is not None:
         resolved = (path.parent / hyp.task.file).resolve()
         hyp = hyp.model_copy(update={"task": hyp.task.model_copy(update={"file": str(resolved)})})
@@ -331,27 +340,30 @@ def load_hypothesis(path: str | Path) -> Hypothesis:
     from circuitspec.spec_checks import semantic_problems
 
     problems += [hyp.problem(loc, msg) for loc, msg in semantic_problems(hyp)]
-    if problems:
-        raise HypothesisError(str(path), problems)
-    return hyp
+    return hyp, problems
 
 
 def check_against_model(hyp: Hypothesis, info: Any) -> None:
     """Check every head and MLP index against ``info`` (a models.ModelInfo)."""
+    problems = model_problems(hyp, info)
+    if problems:
+        raise HypothesisError(hyp.source, problems)
+
+
+def model_problems(hyp: Hypothesis, info: Any) -> list[Problem]:
+    """Heads and MLPs that ``info`` (a models.ModelInfo) does not have, each located."""
     problems = []
-    layers = f"{info.name} has layers 0-{info.n_layers - 1}"
     for group, spec in hyp.nodes.items():
         for i, ref in enumerate(spec.heads):
             kind, layer, head = parse_member(ref)
             if layer >= info.n_layers:
-                msg = f"{ref}: {layers}"
+                msg = f"{ref}: {info.name} has layers 0-{info.n_layers - 1}"
             elif head is not None and head >= info.n_heads:
                 msg = f"{ref}: {info.name} has heads 0-{info.n_heads - 1} in each layer"
             else:
                 continue
             problems.append(hyp.problem(("nodes", group, "heads", i), msg))
-    if problems:
-        raise HypothesisError(hyp.source, problems)
+    return problems
 
 
 def format_loc(loc: Loc) -> str:
@@ -398,12 +410,15 @@ _FIELDS = sorted(
 
 def _pydantic_problems(exc: ValidationError, data: Any, locations: dict) -> list[Problem]:
     problems: list[Problem] = []
+    errors = [(e, _clean_loc(e["loc"], data, missing=e["type"] == "missing")) for e in exc.errors()]
     seen: set[Loc] = set()
-    for err in exc.errors():
+    for err, loc in errors:
         kind = err["type"]
-        loc = _clean_loc(err["loc"], data, missing=kind == "missing")
         if loc in seen:  # a union (model: str | mapping) fails once per member
             continue
+        if len(loc) < len(err["loc"]) and any(o[: len(loc)] == loc and len(o) > len(loc)
+                                              for _, o in errors):
+            continue  # a union member failed as a whole; a deeper error says why
         seen.add(loc)
         value = err.get("input")
         if kind == "extra_forbidden":
@@ -449,11 +464,12 @@ def _compose_located(text: str) -> tuple[Any, dict[Loc, tuple[int, int]], list[P
         what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         return None, {}, [Problem("", f"YAML syntax error: {what}", line, col)]
-    locations: dict[Loc, tuple[int, int]] = {(): (1, 1)}
     problems: list[Problem] = []
 
     def where(node: Any) -> tuple[int, int]:
         return node.start_mark.line + 1, node.start_mark.column + 1
+
+    locations: dict[Loc, tuple[int, int]] = {(): where(root) if root is not None else (1, 1)}
 
     def build(node: Any, loc: Loc) -> Any:
         if node.tag not in _PLAIN_TAGS:

@@ -72,7 +72,7 @@ def _edges(hyp: Hypothesis) -> Iterator[Finding]:
             if edge.at != "END":
                 yield (*loc, "at"), f"an edge to logits is read at END, not {edge.at!r}"
         elif edge.via is None:
-            yield (*loc, "to"), (f"edge into group {edge.receiver!r} needs via: q, k or v "
+            yield (*loc, "via"), (f"edge into group {edge.receiver!r} needs via: q, k or v "
                                  "(which input of the receiving heads the path enters)")
         if edge.sender == edge.receiver:
             ok = False
@@ -173,24 +173,30 @@ def check_file(path: str, *, offline: bool = False) -> tuple[Hypothesis, list[st
     """
     from circuitspec import models
     from circuitspec.errors import HypothesisError, ModelLoadError
-    from circuitspec.spec import check_against_model, load_hypothesis
+    from circuitspec.spec import load_with_problems, model_problems
 
-    hyp = load_hypothesis(path)
+    hyp, problems = load_with_problems(path)
+    if hyp is None:
+        raise HypothesisError(path, problems)
     ref = hyp.model_spec
     notes: list[str] = []
     try:
         kind = models.resolve_kind(ref.name)
     except ModelLoadError as exc:
-        raise HypothesisError(hyp.source, [hyp.problem(("model",), str(exc))]) from None
+        raise HypothesisError(path, [*problems, hyp.problem(("model",), str(exc))]) from None
     if offline and kind == "hub" and ref.name not in models.KNOWN_HUB_MODELS:
         info = None
     else:
         info = models.model_info(ref.name, ref.revision)
     if info is None:
+        if problems:
+            raise HypothesisError(path, problems)
         notes.append(f"model checks skipped: the shape of {ref.name!r} is unknown offline "
                      "(the model hub is not reachable)")
         return hyp, notes
-    check_against_model(hyp, info)
+    problems += model_problems(hyp, info)
+    if problems:
+        raise HypothesisError(path, sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     folder = {"alias": models.converted_dir(ref.name), "local": ref.name}.get(kind)
     if hyp.task.kind == "prompts":
         if folder is None or not (Path(folder).expanduser() / "config.json").exists():
