@@ -1,0 +1,394 @@
+"""Node ablation: run the clean prompts with every head outside a circuit knocked out.
+
+A *keep-set* names the attention heads (and optionally MLP layers) that run normally;
+every other head has its output replaced at ``hook_z`` (the per-query-head attention
+output before ``W_O``), at every position, by
+
+- ``mean``: the head's z averaged over the corrupted prompts of the same template, per
+  position (Wang et al. 2022, section 4; the corrupted set is the ABC distribution);
+- ``resample``: the head's z on the paired corrupted prompt (as ACDC does);
+- ``zero``: zero.
+
+Optionally a circuit head runs normally only at named positions (``circuit_positions``)
+and is ablated everywhere else, as the paper does. MLPs run normally unless
+``mlp_keep`` names the layers to keep; ablated MLPs get the same treatment at
+``hook_mlp_out``.
+
+:class:`AblationRunner` caches the corrupted activations and template means once and
+evaluates many keep-sets by stacking the same prompts several times in one batch, each
+copy with its own mask. Only the answer logits at ``END`` are computed (the unembedding
+sees one position per row). The metric is the per-prompt logit difference
+logit(correct) - logit(incorrect) at ``END``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from jaxtyping import Float
+
+    from circuitspec.dataset import Dataset
+    from circuitspec.models import LoadedModel
+
+__all__ = ["AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
+
+Head = tuple[int, int]
+AblationKind = Literal["mean", "resample", "zero"]
+ABLATIONS = ("mean", "resample", "zero")
+
+
+@dataclass(frozen=True)
+class Keep:
+    """What runs normally in one ablated run; ``None`` means everything of that kind."""
+
+    heads: frozenset[Head] | None = None
+    mlps: frozenset[int] | None = None
+    positions: tuple[tuple[Head, tuple[str, ...]], ...] = ()  # circuit head -> its positions
+
+    @staticmethod
+    def of(
+        heads: Iterable[Head] | None = None,
+        mlps: Iterable[int] | None = None,
+        circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+    ) -> Keep:
+        pos = tuple(
+            sorted((tuple(h), tuple(p)) for h, p in (circuit_positions or {}).items())  # type: ignore[misc]
+        )
+        return Keep(
+            None if heads is None else frozenset((int(L), int(h)) for L, h in heads),
+            None if mlps is None else frozenset(int(m) for m in mlps),
+            pos,
+        )
+
+
+@dataclass
+class _Group:
+    """One length group of prompts and everything an ablated run of it needs."""
+
+    index: torch.Tensor  # [n] prompt indices into the dataset
+    tokens: torch.Tensor  # [n, pos] clean tokens
+    end: torch.Tensor  # [n]
+    correct: torch.Tensor  # [n]
+    incorrect: torch.Tensor  # [n]
+    z_repl: list[torch.Tensor]  # per layer [n, pos, heads, d_head] (or a broadcastable 0)
+    mlp_repl: list[torch.Tensor]  # per layer [n, pos, d_model] (or a broadcastable 0)
+    pos_masks: dict[str, torch.Tensor]  # position name -> [n, pos] bool
+
+
+def _z(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def _mlp(layer: int) -> str:
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+class AblationRunner:
+    """Evaluate many keep-sets on one dataset, sharing cached corrupted activations.
+
+    ``max_tokens`` bounds the tokens of one forward pass (rows x positions); lower it
+    when memory is tight, raise it on an accelerator.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        dataset: Dataset,
+        ablation: AblationKind = "mean",
+        *,
+        max_tokens: int = 8192,
+    ) -> None:
+        if ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
+        self.bridge = model.bridge
+        self.dataset = dataset
+        self.ablation = ablation
+        self.max_tokens = max_tokens
+        cfg = self.bridge.cfg
+        self.n_layers, self.n_heads = int(cfg.n_layers), int(cfg.n_heads)
+        self.all_heads = frozenset((L, h) for L in range(self.n_layers) for h in range(self.n_heads))
+        self.n_forward = 0  # forward passes run, for benchmarks
+        self._memo: dict[Keep, torch.Tensor] = {}
+        self._groups = self._prepare()
+        self._clean = self.run([Keep()])[0]
+
+    # ----------------------------------------------------------------- setup
+    def _device(self) -> Any:
+        import torch
+
+        try:
+            return next(self.bridge.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def _capture(self, tokens: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """z of every head and every MLP output on ``tokens``, with the hooks removed after."""
+        import torch
+
+        zs: dict[int, torch.Tensor] = {}
+        mlps: dict[int, torch.Tensor] = {}
+
+        def grab(store: dict[int, torch.Tensor], layer: int) -> Any:
+            def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
+                store[layer] = x.detach().clone()
+                return x
+
+            return hook
+
+        hooks = [(_z(L), grab(zs, L)) for L in range(self.n_layers)]
+        hooks += [(_mlp(L), grab(mlps, L)) for L in range(self.n_layers)]
+        with torch.no_grad():
+            self.bridge.run_with_hooks(tokens, fwd_hooks=hooks)
+        self.n_forward += 1
+        return [zs[L] for L in range(self.n_layers)], [mlps[L] for L in range(self.n_layers)]
+
+    def _prepare(self) -> list[_Group]:
+        import torch
+
+        ds, dev = self.dataset, self._device()
+        groups = ds.length_groups()
+        corrupt: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        if self.ablation != "zero":
+            for gi, idx in enumerate(groups):
+                toks = torch.tensor([ds.corrupt[i] for i in idx], dtype=torch.long, device=dev)
+                corrupt[gi] = self._chunked_capture(toks)
+        means = self._template_means(groups, corrupt) if self.ablation == "mean" else {}
+        out = []
+        for gi, idx in enumerate(groups):
+            n, length = len(idx), len(ds.clean[idx[0]])
+            if self.ablation == "zero":
+                zero = torch.zeros((), device=dev)
+                z_repl, mlp_repl = [zero] * self.n_layers, [zero] * self.n_layers
+            elif self.ablation == "resample":
+                z_repl, mlp_repl = corrupt[gi]
+            else:
+                tids = [ds.template[i] for i in idx]
+                z_repl = [torch.stack([means[t][0][L] for t in tids]) for L in range(self.n_layers)]
+                mlp_repl = [torch.stack([means[t][1][L] for t in tids]) for L in range(self.n_layers)]
+            pos_masks = {}
+            for name, where in ds.positions.items():
+                mask = torch.zeros((n, length), dtype=torch.bool, device=dev)
+                mask[torch.arange(n), torch.tensor([where[i] for i in idx])] = True
+                pos_masks[name] = mask
+            out.append(
+                _Group(
+                    index=torch.tensor(idx, dtype=torch.long),
+                    tokens=torch.tensor([ds.clean[i] for i in idx], dtype=torch.long, device=dev),
+                    end=torch.tensor([ds.positions["END"][i] for i in idx], device=dev),
+                    correct=torch.tensor([ds.correct[i] for i in idx], device=dev),
+                    incorrect=torch.tensor([ds.incorrect[i] for i in idx], device=dev),
+                    z_repl=z_repl,
+                    mlp_repl=mlp_repl,
+                    pos_masks=pos_masks,
+                )
+            )
+        return out
+
+    def _chunked_capture(self, tokens: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        import torch
+
+        rows = max(1, self.max_tokens // tokens.shape[1])
+        parts = [self._capture(tokens[s : s + rows]) for s in range(0, tokens.shape[0], rows)]
+        zs = [torch.cat([p[0][L] for p in parts]) for L in range(self.n_layers)]
+        mlps = [torch.cat([p[1][L] for p in parts]) for L in range(self.n_layers)]
+        return zs, mlps
+
+    def _template_means(
+        self, groups: list[list[int]], corrupt: dict[int, Any]
+    ) -> dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """Per template: the corrupted z (and MLP output) averaged over its prompts, per position."""
+        import torch
+
+        rows: dict[int, list[tuple[int, int]]] = {}  # template -> (group, row)
+        for gi, idx in enumerate(groups):
+            for r, i in enumerate(idx):
+                rows.setdefault(self.dataset.template[i], []).append((gi, r))
+        means = {}
+        for t, members in rows.items():
+            if len({gi for gi, _ in members}) > 1:
+                raise ValueError(
+                    f"template {t} has prompts of different token lengths, so its positions do "
+                    "not align and a per-position mean is undefined; give each length its own "
+                    "template id"
+                )
+            gi = members[0][0]
+            sel = torch.tensor([r for _, r in members], device=corrupt[gi][0][0].device)
+            zs, mlps = corrupt[gi]
+            means[t] = (
+                [zs[L][sel].mean(0) for L in range(self.n_layers)],
+                [mlps[L][sel].mean(0) for L in range(self.n_layers)],
+            )
+        return means
+
+    # ------------------------------------------------------------- evaluation
+    @property
+    def clean(self) -> Float[torch.Tensor, " prompt"]:
+        """Per-prompt logit difference of the unablated model, F(M)."""
+        return self._clean
+
+    def z_replacement(self, prompt: int, layer: int) -> Float[torch.Tensor, "pos head d_head"]:
+        """What an ablated head's z becomes on ``prompt`` at ``layer`` (for inspection)."""
+        for group in self._groups:
+            hit = (group.index == prompt).nonzero()
+            if len(hit):
+                repl = group.z_repl[layer]
+                if repl.dim() == 0:
+                    d_head = int(self.bridge.cfg.d_head)
+                    return repl.new_zeros((group.tokens.shape[1], self.n_heads, d_head))
+                return repl[int(hit[0, 0])]
+        raise IndexError(f"prompt {prompt} is not in the dataset ({len(self.dataset)} prompts)")
+
+    def logit_diff(
+        self,
+        keep: Iterable[Head] | None = None,
+        *,
+        mlp_keep: Iterable[int] | None = None,
+        circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+    ) -> Float[torch.Tensor, " prompt"]:
+        """Per-prompt logit difference with every head outside ``keep`` ablated."""
+        return self.run([Keep.of(keep, mlp_keep, circuit_positions)])[0]
+
+    def run(self, keeps: Sequence[Keep | Iterable[Head] | None]) -> Float[torch.Tensor, "keep prompt"]:
+        """Per-prompt logit differences for many keep-sets, batched; ``[len(keeps), N]``."""
+        import torch
+
+        specs = [k if isinstance(k, Keep) else Keep.of(k) for k in keeps]
+        todo = list(dict.fromkeys(k for k in specs if self._key(k) not in self._memo))
+        if todo:
+            for k, values in zip(todo, self._evaluate([self._key(k) for k in todo]), strict=True):
+                self._memo[self._key(k)] = values
+        if not specs:
+            return torch.zeros((0, len(self.dataset)))
+        return torch.stack([self._memo[self._key(k)] for k in specs])
+
+    def _key(self, keep: Keep) -> Keep:
+        """A canonical form, so that keep-sets that ablate nothing share the clean run."""
+        heads = None if keep.heads is None or keep.heads >= self.all_heads else keep.heads
+        unknown = (keep.heads or frozenset()) - self.all_heads
+        if unknown:
+            raise ValueError(
+                f"heads {sorted(unknown)} do not exist: the model has layers 0-{self.n_layers - 1} "
+                f"and heads 0-{self.n_heads - 1}"
+            )
+        mlps = None if keep.mlps is None or keep.mlps >= set(range(self.n_layers)) else keep.mlps
+        kept = self.all_heads if heads is None else heads
+        positions = tuple((h, p) for h, p in keep.positions if h in kept)
+        for _, names in positions:
+            for name in names:
+                if name not in self.dataset.positions:
+                    raise ValueError(
+                        f"unknown position {name!r}; the dataset has {', '.join(self.dataset.positions)}"
+                    )
+        return Keep(heads, mlps, positions)
+
+    def _masks(self, group: _Group, keep: Keep) -> tuple[torch.Tensor | None, list[bool]]:
+        """[layers, n, pos, heads] True where the head runs normally (None: all); MLP kept flags."""
+        import torch
+
+        mlp_kept = [keep.mlps is None or L in keep.mlps for L in range(self.n_layers)]
+        if keep.heads is None and not keep.positions:
+            return None, mlp_kept
+        n, length = group.tokens.shape
+        mask = torch.zeros((self.n_layers, n, length, self.n_heads), dtype=torch.bool,
+                           device=group.tokens.device)
+        heads = self.all_heads if keep.heads is None else keep.heads
+        for L, h in heads:
+            mask[L, :, :, h] = True
+        for (L, h), names in keep.positions:
+            where = torch.zeros((n, length), dtype=torch.bool, device=mask.device)
+            for name in names:
+                where |= group.pos_masks[name]
+            mask[L, :, :, h] = where
+        return mask, mlp_kept
+
+    def _evaluate(self, keeps: Sequence[Keep]) -> list[torch.Tensor]:
+        import torch
+
+        out = torch.zeros((len(keeps), len(self.dataset)))
+        for group in self._groups:
+            n, length = group.tokens.shape
+            rows = max(1, self.max_tokens // length)
+            step = min(n, rows)
+            for s in range(0, n, step):
+                sl = slice(s, min(n, s + step))
+                per_pass = max(1, rows // (sl.stop - s))
+                for k0 in range(0, len(keeps), per_pass):
+                    chunk = keeps[k0 : k0 + per_pass]
+                    values = self._forward(group, sl, chunk)
+                    out[k0 : k0 + len(chunk), group.index[sl]] = values.cpu()
+        return list(out)
+
+    def _forward(self, group: _Group, sl: slice, keeps: Sequence[Keep]) -> torch.Tensor:
+        """One batched pass: the prompts ``group[sl]`` stacked once per keep-set."""
+        import torch
+
+        tokens = group.tokens[sl]
+        n, n_k = tokens.shape[0], len(keeps)
+        masks = [self._masks(group, k) for k in keeps]
+        everything = torch.ones((n, tokens.shape[1], self.n_heads), dtype=torch.bool,
+                                device=tokens.device)
+        hooks: list[tuple[str, Any]] = []
+        for layer in range(self.n_layers):
+            head_masks = [m[layer, sl] if m is not None else everything for m, _ in masks]
+            if not all(bool(hm.all()) for hm in head_masks):
+                stacked = torch.stack(head_masks)[..., None]  # [k, n, pos, heads, 1]
+                hooks.append((_z(layer), _replace(stacked, _rows(group.z_repl[layer], sl))))
+            mlp_flags = [kept[layer] for _, kept in masks]
+            if not all(mlp_flags):
+                keep_mlp = torch.tensor(mlp_flags, device=tokens.device)[:, None, None, None]
+                hooks.append((_mlp(layer), _replace(keep_mlp, _rows(group.mlp_repl[layer], sl))))
+        end = group.end[sl].repeat(n_k)
+
+        def take_end(x: torch.Tensor, hook: Any) -> torch.Tensor:
+            # Only END reaches the unembedding: the logits tensor stays [rows, 1, vocab].
+            return x[torch.arange(x.shape[0], device=x.device), end].unsqueeze(1)
+
+        hooks.append(("unembed.hook_in", take_end))
+        with torch.no_grad():
+            logits = self.bridge.run_with_hooks(tokens.repeat(n_k, 1), fwd_hooks=hooks)
+        self.n_forward += 1
+        logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        diff = logits[rows, group.correct[sl].repeat(n_k)] - logits[rows, group.incorrect[sl].repeat(n_k)]
+        return diff.reshape(n_k, n).float()
+
+
+def _rows(repl: torch.Tensor, sl: slice) -> torch.Tensor:
+    return repl if repl.dim() == 0 else repl[sl]
+
+
+def _replace(keep_mask: torch.Tensor, replacement: torch.Tensor) -> Any:
+    """A hook that keeps the activation where ``keep_mask`` and takes ``replacement`` elsewhere.
+
+    The activation is ``[k * n, ...]``: k stacked copies of n prompts; ``keep_mask`` is
+    ``[k, ...]`` broadcastable over the copy, ``replacement`` is ``[n, ...]`` or a scalar.
+    """
+    import torch
+
+    def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        k = keep_mask.shape[0]
+        view = x.reshape(k, x.shape[0] // k, *x.shape[1:])
+        return torch.where(keep_mask, view, replacement.to(x.dtype)).reshape(x.shape)
+
+    return hook
+
+
+def per_prompt_logit_diff(
+    model: LoadedModel,
+    dataset: Dataset,
+    *,
+    keep: Iterable[Head] | None = None,
+    ablation: AblationKind = "mean",
+    mlp_keep: Iterable[int] | None = None,
+    circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+) -> Float[torch.Tensor, " prompt"]:
+    """Logit difference per prompt with every head outside ``keep`` ablated (None: keep all).
+
+    One-off convenience; use :class:`AblationRunner` to evaluate many keep-sets.
+    """
+    runner = AblationRunner(model, dataset, ablation)
+    return runner.logit_diff(keep, mlp_keep=mlp_keep, circuit_positions=circuit_positions)

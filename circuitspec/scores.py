@@ -1,0 +1,394 @@
+"""Circuit-level scores: faithfulness, completeness, minimality (Wang et al. 2022, section 4).
+
+F(X) is the mean logit difference over prompts when only the heads in X run normally
+and every other head is ablated (see :mod:`circuitspec.ablation`); M is the whole model,
+C the hypothesised circuit.
+
+- faithfulness = F(C) / F(M): how much of the model's behaviour the circuit alone
+  recovers (the mean of per-prompt ratios is reported beside it).
+- completeness: the circuit should behave like the model under knock-outs, so for
+  subsets K of C the gap |F(C \\ K) - F(M \\ K)| should be small. We try K = {}, each
+  node group, random subsets of C and a greedy search for the worst K, and report the
+  worst gap relative to F(M).
+- minimality: every head v should matter: for some K, |F(C \\ (K + v)) - F(C \\ K)| is
+  large. Each head's score is the largest such change relative to F(M) over the K tried;
+  the circuit's score is its weakest head's.
+- null: the faithfulness of random circuits with as many heads, to show the circuit
+  beats chance (p-value = (1 + #random >= real) / (1 + n)).
+
+Every score carries a bootstrap CI over prompts, computed from per-prompt values that are
+evaluated once, and a verdict against the claimed threshold. The worst K and the weakest
+head are chosen on the full data; their CIs do not account for that selection.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from circuitspec.ablation import AblationKind, AblationRunner, Head, Keep
+from circuitspec.stats import bootstrap_paired_ci, bootstrap_ratio_ci, verdict
+
+if TYPE_CHECKING:
+    from circuitspec.dataset import Dataset
+    from circuitspec.models import LoadedModel
+
+__all__ = [
+    "CircuitScores",
+    "NullSummary",
+    "Score",
+    "completeness",
+    "evaluate_circuit",
+    "faithfulness",
+    "minimality",
+    "null_distribution",
+]
+
+Groups = Mapping[str, Sequence[Head]]
+
+
+def head_name(head: Head) -> str:
+    return f"L{head[0]}H{head[1]}"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+@dataclass(frozen=True)
+class Score:
+    """One circuit-level score with its CI and verdict (``None`` when nothing was claimed)."""
+
+    value: float
+    ci: tuple[float, float]
+    verdict: str | None
+    reason: str
+    per_prompt_mean_ratio: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class NullSummary:
+    """Faithfulness of random circuits of the same size, against the real circuit's."""
+
+    n_random: int
+    n_heads: int
+    real: float
+    random_mean: float
+    random_quantiles: dict[str, float]  # "5", "50", "95" percent
+    fraction_beaten: float
+    p_value: float
+    random: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class CircuitScores:
+    """Everything :func:`evaluate_circuit` measures; ``to_dict`` is JSON-serialisable."""
+
+    faithfulness: Score
+    completeness: Score
+    minimality: Score
+    f_model: float
+    f_circuit: float
+    f_empty: float
+    null: NullSummary | None
+    ablation: str
+    n_prompts: int
+    n_forward: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if not hasattr(v, "to_dict")}
+        for name in ("faithfulness", "completeness", "minimality", "null"):
+            value = getattr(self, name)
+            out[name] = None if value is None else value.to_dict()
+        return _jsonable(out)
+
+
+def _judge(ci: tuple[float, float], threshold: float | None, direction: str, what: str) -> tuple[str | None, str]:
+    if threshold is None:
+        return None, f"no {what} claim was made; reported for information"
+    return verdict(ci, threshold, direction)  # type: ignore[arg-type]
+
+
+def _circuit(groups: Groups) -> frozenset[Head]:
+    return frozenset((int(L), int(h)) for heads in groups.values() for L, h in heads)
+
+
+class _Evaluator:
+    """Keep-set arithmetic for one circuit: C \\ K and M \\ K with the circuit's options."""
+
+    def __init__(self, runner: AblationRunner, circuit: frozenset[Head], circuit_positions: Any,
+                 mlp_keep: Any) -> None:
+        self.runner, self.circuit = runner, circuit
+        self.positions, self.mlp_keep = circuit_positions, mlp_keep
+
+    def c_minus(self, k: frozenset[Head]) -> Keep:
+        return Keep.of(self.circuit - k, self.mlp_keep, self.positions)
+
+    def m_minus(self, k: frozenset[Head]) -> Keep:
+        return Keep.of(self.runner.all_heads - k, self.mlp_keep)
+
+    def values(self, keeps: Sequence[Keep]) -> np.ndarray:
+        return self.runner.run(keeps).double().numpy()
+
+
+def faithfulness(
+    runner: AblationRunner,
+    circuit: Sequence[Head] | frozenset[Head],
+    *,
+    threshold: float | None = None,
+    circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+    mlp_keep: Sequence[int] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> Score:
+    """F(C) / F(M) with a CI that resamples prompts jointly for numerator and denominator."""
+    fm = runner.clean.double().numpy()
+    fc = runner.run([Keep.of(circuit, mlp_keep, circuit_positions)])[0].double().numpy()
+    value = fc.mean() / fm.mean()
+    ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed)
+    word, reason = _judge(ci, threshold, "at_least", "faithfulness")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_prompt = float(np.mean(fc / fm))
+    return Score(float(value), ci, word, reason, per_prompt,
+                 {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold})
+
+
+def _gap_stat(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> np.ndarray:
+    return np.abs(a.mean(1) - b.mean(1)) / np.abs(m.mean(1))
+
+
+def completeness(runner: AblationRunner, groups: Groups, **kwargs: Any) -> Score:
+    """Worst |F(C\\K) - F(M\\K)| / F(M) over K = {}, each group, random subsets and a greedy search.
+
+    Keyword arguments as :func:`_completeness`; ``details["searched"]`` lists every K tried.
+    """
+    return _completeness(runner, groups, **kwargs)[0]
+
+
+def _completeness(
+    runner: AblationRunner,
+    groups: Groups,
+    *,
+    threshold: float | None = None,
+    n_subsets: int = 20,
+    greedy_steps: int = 3,
+    circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+    mlp_keep: Sequence[int] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> tuple[Score, list[frozenset[Head]]]:
+    """The completeness score and the K sets searched (reused by :func:`minimality`)."""
+    circuit = _circuit(groups)
+    ev = _Evaluator(runner, circuit, circuit_positions, mlp_keep)
+    fm = runner.clean.double().numpy()
+    scale = abs(fm.mean())
+    rng = np.random.default_rng(seed)
+    ordered = sorted(circuit)
+    candidates: dict[frozenset[Head], str] = {frozenset(): "empty"}
+    for name, heads in groups.items():
+        candidates.setdefault(frozenset((int(L), int(h)) for L, h in heads), f"group:{name}")
+    for i in range(n_subsets):
+        pick = rng.random(len(ordered)) < 0.5
+        candidates.setdefault(frozenset(h for h, p in zip(ordered, pick, strict=True) if p), f"random:{i}")
+
+    gaps: dict[frozenset[Head], tuple[float, np.ndarray, np.ndarray]] = {}
+
+    def measure(ks: Sequence[frozenset[Head]]) -> None:
+        new = [k for k in dict.fromkeys(ks) if k not in gaps]
+        values = ev.values([ev.c_minus(k) for k in new] + [ev.m_minus(k) for k in new])
+        for i, k in enumerate(new):
+            a, b = values[i], values[len(new) + i]
+            gaps[k] = (abs(a.mean() - b.mean()), a, b)
+
+    measure(list(candidates))
+    k = frozenset()
+    for step in range(min(greedy_steps, len(ordered))):
+        options = [k | {v} for v in ordered if v not in k]
+        measure(options)
+        k = max(options, key=lambda o: gaps[o][0])
+        candidates.setdefault(k, f"greedy:{step + 1}")
+    worst = max(candidates, key=lambda c: gaps[c][0])
+    gap, a, b = gaps[worst]
+    ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed)
+    word, reason = _judge(ci, threshold, "at_most", "completeness")
+    searched = [
+        {"name": name, "heads": [head_name(h) for h in sorted(c)], "gap": gaps[c][0],
+         "relative_gap": gaps[c][0] / scale}
+        for c, name in candidates.items()
+    ]
+    details = {
+        "worst_k": [head_name(h) for h in sorted(worst)],
+        "worst_k_name": candidates[worst],
+        "worst_gap": gap,
+        "worst_relative_gap": gap / scale,
+        "f_circuit_minus_k": float(a.mean()),
+        "f_model_minus_k": float(b.mean()),
+        "threshold": threshold,
+        "searched": searched,
+    }
+    return Score(float(gap / scale), ci, word, reason, None, details), list(candidates)
+
+
+def minimality(
+    runner: AblationRunner,
+    groups: Groups,
+    k_sets: Sequence[Sequence[Head]],
+    *,
+    threshold: float | None = None,
+    circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+    mlp_keep: Sequence[int] | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> Score:
+    """Per head v: max over K of |F(C\\(K+v)) - F(C\\K)| / F(M); the score is the weakest head's.
+
+    K ranges over ``k_sets`` with v removed, plus v's own group without v (the paper's
+    usual choice).
+    """
+    circuit = _circuit(groups)
+    ev = _Evaluator(runner, circuit, circuit_positions, mlp_keep)
+    fm = runner.clean.double().numpy()
+    scale = abs(fm.mean())
+    group_of = {(int(L), int(h)): frozenset((int(a), int(b)) for a, b in heads)
+                for heads in groups.values() for L, h in heads}
+    pairs: list[tuple[Head, frozenset[Head]]] = []
+    for v in sorted(circuit):
+        ks = {frozenset((int(a), int(b)) for a, b in k) - {v} for k in k_sets}
+        ks.add(group_of[v] - {v})
+        ks.add(frozenset())
+        pairs += [(v, k) for k in sorted(ks, key=sorted)]
+    without_k = ev.values([ev.c_minus(k) for _, k in pairs])
+    without_kv = ev.values([ev.c_minus(k | {v}) for v, k in pairs])
+    best: dict[Head, tuple[float, int]] = {}
+    for i, (v, _) in enumerate(pairs):
+        change = abs(without_kv[i].mean() - without_k[i].mean())
+        if v not in best or change > best[v][0]:
+            best[v] = (change, i)
+    per_head = {head_name(v): c / scale for v, (c, _) in best.items()}
+    weakest = min(best, key=lambda v: best[v][0])
+    change, i = best[weakest]
+    ci = bootstrap_paired_ci([without_kv[i], without_k[i], fm], _gap_stat,
+                             n_resamples=n_bootstrap, seed=seed)
+    word, reason = _judge(ci, threshold, "at_least", "minimality")
+    below = [] if threshold is None else [n for n, s in per_head.items() if s < threshold]
+    details = {
+        "per_head": per_head,
+        "per_head_k": {head_name(v): [head_name(h) for h in sorted(pairs[j][1])]
+                       for v, (_, j) in best.items()},
+        "weakest": head_name(weakest),
+        "below_threshold": below,
+        "threshold": threshold,
+    }
+    return Score(float(change / scale), ci, word, f"weakest head {head_name(weakest)}: {reason}",
+                 None, details)
+
+
+def null_distribution(
+    runner: AblationRunner,
+    circuit: Sequence[Head] | frozenset[Head],
+    *,
+    n_random: int = 100,
+    seed: int = 0,
+    real: float | None = None,
+    mlp_keep: Sequence[int] | None = None,
+) -> NullSummary:
+    """Faithfulness of ``n_random`` random circuits with as many heads as ``circuit``.
+
+    Random circuits run at every position; ``real`` defaults to the circuit's own
+    faithfulness at every position.
+    """
+    size = len(set(circuit))
+    heads = sorted(runner.all_heads)
+    rng = np.random.default_rng(seed)
+    picks = [[heads[j] for j in rng.choice(len(heads), size=size, replace=False)]
+             for _ in range(n_random)]
+    fm = runner.clean.double().numpy().mean()
+    values = runner.run([Keep.of(p, mlp_keep) for p in picks]).double().numpy().mean(1) / fm
+    if real is None:
+        real = float(runner.run([Keep.of(circuit, mlp_keep)])[0].double().mean() / fm)
+    q = np.quantile(values, [0.05, 0.5, 0.95]) if n_random else [math.nan] * 3
+    return NullSummary(
+        n_random=n_random,
+        n_heads=size,
+        real=float(real),
+        random_mean=float(values.mean()) if n_random else math.nan,
+        random_quantiles={"5": float(q[0]), "50": float(q[1]), "95": float(q[2])},
+        fraction_beaten=float(np.mean(real > values)) if n_random else math.nan,
+        p_value=float((1 + np.sum(values >= real)) / (1 + n_random)),
+        random=tuple(float(v) for v in values),
+    )
+
+
+def evaluate_circuit(
+    model: LoadedModel,
+    dataset: Dataset,
+    groups: Groups,
+    *,
+    ablation: AblationKind = "mean",
+    faithfulness_min: float | None = None,
+    completeness_max_gap: float | None = None,
+    minimality_min: float | None = None,
+    n_random: int = 100,
+    n_subsets: int = 20,
+    greedy_steps: int = 3,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+    mlp_keep: Sequence[int] | None = None,
+    max_tokens: int = 8192,
+    runner: AblationRunner | None = None,
+) -> CircuitScores:
+    """Faithfulness, completeness, minimality and the random-circuit null for ``groups``.
+
+    ``groups`` maps a node-group name to its heads as (layer, head) pairs. A threshold of
+    None means the claim was not made: the score is reported without a verdict.
+    """
+    start = time.perf_counter()
+    if runner is None:
+        runner = AblationRunner(model, dataset, ablation, max_tokens=max_tokens)
+    circuit = _circuit(groups)
+    if not circuit:
+        raise ValueError("the circuit has no heads; name at least one head in a node group")
+    opts = {"circuit_positions": circuit_positions, "mlp_keep": mlp_keep,
+            "n_bootstrap": n_bootstrap, "seed": seed}
+    faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
+    comp, k_sets = _completeness(runner, groups, threshold=completeness_max_gap, n_subsets=n_subsets,
+                        greedy_steps=greedy_steps, **opts)
+    mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)
+    null = null_distribution(runner, circuit, n_random=n_random, seed=seed, mlp_keep=mlp_keep,
+                             real=faith.value if circuit_positions is None else None)
+    f_empty = float(runner.run([Keep.of((), mlp_keep)])[0].double().mean())
+    return CircuitScores(
+        faithfulness=faith,
+        completeness=comp,
+        minimality=mini,
+        f_model=float(runner.clean.double().mean()),
+        f_circuit=faith.details["f_circuit"],
+        f_empty=f_empty,
+        null=null if n_random else None,
+        ablation=runner.ablation,
+        n_prompts=len(dataset),
+        n_forward=runner.n_forward,
+        seconds=time.perf_counter() - start,
+    )
