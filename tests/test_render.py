@@ -57,6 +57,14 @@ def test_result_svg_names_every_node_and_edge(tmp_path):
             assert edge.via in label
 
 
+def test_verdict_colours_are_green_red_amber_grey_and_distinct():
+    colours = {v: c for v, (c, _) in VERDICT_COLOURS.items()}
+    assert colours == {"verified": "#009E73", "refuted": "#D55E00", "inconclusive": "#E69F00",
+                       None: "#808080"}
+    # Dash patterns repeat the verdict for greyscale prints and colour-blind readers.
+    assert len({VERDICT_COLOURS[v][1] for v in ("verified", "refuted", "inconclusive")}) == 3
+
+
 def test_verdict_colours_and_styles_are_applied(tmp_path):
     result = sample_result()
     path = render_result(result, tmp_path / "circuit.svg")
