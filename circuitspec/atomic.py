@@ -26,6 +26,12 @@ from typing import IO, Any
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "staged_dir"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(folder: Path) -> None:
     # Makes the rename itself durable; not possible (nor needed) on Windows.
     if os.name != "posix":
@@ -58,6 +64,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        mode_bits = target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode_bits)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

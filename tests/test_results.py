@@ -41,7 +41,7 @@ def _edge(sender, receiver, via, at, effect, ci, verdict, reason="", heads=()):
     return EdgeResult(
         sender, receiver, via, at, metric_patched=3.2 * (1 + effect), effect=effect, ci=ci,
         verdict=verdict, reason=reason, expect=Expectation("negative", 0.05),
-        per_head=tuple(HeadEffect(h, effect / max(len(heads), 1), (ci[0] / 2, ci[1] / 2))
+        per_head=tuple(HeadEffect(h, effect / len(heads), (ci[0] / len(heads), ci[1] / len(heads)))
                        for h in heads),
     )
 
@@ -166,6 +166,15 @@ def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
         sample_result().save(path)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_atomic_write_uses_ordinary_permissions(tmp_path):
+    fresh = atomic.atomic_write_text(tmp_path / "a.md", "x")
+    plain = tmp_path / "b.md"
+    plain.write_text("x")
+    assert fresh.stat().st_mode == plain.stat().st_mode
+    plain.chmod(0o640)
+    assert atomic.atomic_write_text(plain, "y").stat().st_mode & 0o777 == 0o640
 
 
 def test_atomic_open_removes_partial_file_when_writer_raises(tmp_path):
