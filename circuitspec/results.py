@@ -311,9 +311,9 @@ class EdgeResult:
 
     @property
     def name(self) -> str:
-        """Stable edge id, ``sender->receiver`` plus ``:via`` and ``@at`` when set."""
+        """Stable edge id, as ``spec.Edge.name``: ``sender->receiver.via@at``."""
         at = ",".join(self.at) if isinstance(self.at, tuple) else self.at
-        return f"{self.sender}->{self.receiver}" + (f":{self.via}" if self.via else "") + (
+        return f"{self.sender}->{self.receiver}" + (f".{self.via}" if self.via else "") + (
             f"@{at}" if at else "")
 
     def to_json(self) -> dict[str, Any]:
@@ -478,7 +478,7 @@ class Failure:
     """One edge or claim that did not verify, and why."""
 
     what: str
-    """``edge s_inhibition->name_movers:q@END`` or ``claim faithfulness``."""
+    """``edge s_inhibition->name_movers.q@END`` or ``claim faithfulness``."""
     verdict: Verdict
     """``refuted`` or ``inconclusive``."""
     reason: str

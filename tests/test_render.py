@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from test_results import NODES, sample_result
@@ -187,3 +188,17 @@ def test_bad_suffix_and_bad_head_are_clear_errors(tmp_path):
         render_hypothesis({"nodes": [{"name": "a", "heads": ["9.9"]}], "edges": []},
                           tmp_path / "x.svg")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("hypotheses/ioi_*.yaml")),
+                         ids=lambda p: p.stem)
+def test_shipped_hypotheses_render(tmp_path, path):
+    from circuitspec.spec import load_hypothesis
+
+    hyp = load_hypothesis(path)
+    svg = render(hyp, tmp_path / "hyp.svg")
+    nodes = dict(_svg_groups(svg, "node"))
+    circuit = hyp.circuit()
+    assert set(circuit.nodes) | {"logits"} <= nodes.keys()
+    assert len([t for t, g in _svg_groups(svg, "edge") if _edge_colours(g) != {"none"}]) == len(
+        circuit.edges)

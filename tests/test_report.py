@@ -29,8 +29,8 @@ def test_markdown_lists_every_edge_score_and_failure():
         assert f"{s.value:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]" in row
         assert (s.verdict or "not claimed") in row
     failed = md.split("## What failed")[1].split("##")[0]
-    assert "duplicate->s_inhibition:v@S2: refuted" in failed
-    assert "previous->induction:k@S1+1: inconclusive" in failed
+    assert "duplicate->s_inhibition.v@S2: refuted" in failed
+    assert "previous->induction.k@S1+1: inconclusive" in failed
     assert "claim completeness: inconclusive" in failed
     assert "![circuit diagram](circuit.svg)" in md
     assert "| 3.200 [3.000, 3.400] |" in md  # metric clean with its interval

@@ -118,8 +118,8 @@ def test_non_finite_numbers_become_null_and_json_stays_strict():
 
 def test_failures_lists_refuted_and_inconclusive_with_reasons():
     failures = sample_result().failures()
-    assert [str(f).split(":")[0] for f in failures] == [
-        "edge duplicate->s_inhibition", "edge previous->induction", "claim completeness"]
+    assert [f.what for f in failures] == [
+        "edge duplicate->s_inhibition.v@S2", "edge previous->induction.k@S1+1", "claim completeness"]
     assert failures[0].verdict == "refuted" and "no negative effect" in failures[0].reason
     assert "minimality" not in " ".join(map(str, failures))  # unclaimed scores never fail
 
@@ -127,7 +127,7 @@ def test_failures_lists_refuted_and_inconclusive_with_reasons():
 def test_edge_name_includes_via_and_position():
     edges = sample_result().edges
     assert edges[0].name == "name_movers->logits@END"
-    assert edges[1].name == "s_inhibition->name_movers:q@END"
+    assert edges[1].name == "s_inhibition->name_movers.q@END"
 
 
 def test_save_and_load(tmp_path):
