@@ -222,12 +222,15 @@ def _completeness(
             gaps[k] = (abs(a.mean() - b.mean()), a, b)
 
     measure(list(candidates))
-    k = frozenset()
+    k: frozenset[Head] = frozenset()
+    path = []
     for step in range(min(greedy_steps, len(ordered))):
         options = [k | {v} for v in ordered if v not in k]
         measure(options)
         k = max(options, key=lambda o: gaps[o][0])
         candidates.setdefault(k, f"greedy:{step + 1}")
+        path.append({"heads": [head_name(h) for h in sorted(k)], "gap": gaps[k][0],
+                     "relative_gap": gaps[k][0] / scale})
     worst = max(candidates, key=lambda c: gaps[c][0])
     gap, a, b = gaps[worst]
     ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed)
@@ -246,6 +249,7 @@ def _completeness(
         "f_model_minus_k": float(b.mean()),
         "threshold": threshold,
         "searched": searched,
+        "greedy_path": path,
     }
     return Score(float(gap / scale), ci, word, reason, None, details), list(candidates)
 
