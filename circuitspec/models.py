@@ -227,7 +227,15 @@ def _convert_gguf(alias: str) -> Path:
         path.parent, gguf_file=path.name, config=config, dtype=torch.float32
     )
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        hf.save_pretrained(tmp)
+        # transformers refuses save_pretrained on GGUF-loaded models, but the weights are
+        # plain float32 tensors by now: save them and a config without the GGUF marker.
+        from safetensors.torch import save_model
+
+        for attr in ("quantization_config", "_pre_quantization_dtype"):
+            if hasattr(hf.config, attr):
+                delattr(hf.config, attr)
+        hf.config.save_pretrained(tmp)
+        save_model(hf, str(Path(tmp) / "model.safetensors"))
         tokenizer.save_pretrained(tmp)
         if out.exists():
             shutil.rmtree(out)

@@ -79,7 +79,7 @@ def save_tiny_model(family: str, path: Path, seed: int = 0) -> Path:
     # Larger than default init so that heads matter and patching effects are visible.
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if param.dim() >= 2 and "emb" not in name and "wte" not in name:
+            if param.dim() >= 2:
                 param.normal_(0.0, 0.3)
     model.save_pretrained(path)
     return path

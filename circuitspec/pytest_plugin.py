@@ -1,0 +1,1 @@
+"""pytest integration: hypothesis files as test items (filled in with verify)."""
