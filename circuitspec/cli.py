@@ -90,6 +90,71 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
+@app.command()
+def verify(
+    hypothesis: Annotated[Path, typer.Argument(help="The hypothesis YAML file.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write results.json, circuit.svg/png, report.md/html here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout instead of tables.")] = False,
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Override task.n_prompts.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override task.seed (prompts, bootstrap, nulls).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ...")] = None,
+    semantics: Annotated[str | None, typer.Option("--semantics", help="path | direct")] = None,
+    ablation: Annotated[str | None, typer.Option("--ablation", help="mean | resample | zero")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="auto | fast | reference")] = "auto",
+    n_bootstrap: Annotated[int | None, typer.Option("--n-bootstrap", help="Bootstrap resamples.")] = None,
+    n_random: Annotated[int, typer.Option("--n-random", help="Random circuits in the faithfulness null.")] = 100,
+    n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Random sender groups per edge (0: none).")] = 10,
+    robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
+) -> None:
+    """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""
+    from circuitspec.errors import CircuitSpecError
+    from circuitspec.verify import Options
+    from circuitspec.verify import verify as run_verify
+
+    choices = {"semantics": (semantics, ("path", "direct")), "ablation": (ablation, ("mean", "resample", "zero")),
+               "engine": (engine, ("auto", "fast", "reference"))}
+    for flag, (value, allowed) in choices.items():
+        if value is not None and value not in allowed:
+            raise CircuitSpecError(f"--{flag} {value!r}: choose one of {', '.join(allowed)}")
+    opts = Options(
+        n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
+        engine=engine, n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges,
+        robustness=robustness,
+    )
+    from circuitspec.console import print_result, progress_bar
+
+    with progress_bar(quiet=as_json) as progress:
+        result = run_verify(hypothesis, options=opts, progress=progress)
+    if out is not None:
+        from circuitspec.report import write_outputs
+
+        write_outputs(result, out)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_result(result, out)
+    raise typer.Exit(0 if result.passed else 1)
+
+
+@app.command()
+def render(
+    source: Annotated[Path, typer.Argument(help="A hypothesis YAML or a results.json.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="FILE.svg, FILE.png or FILE.dot")] = Path("circuit.svg"),
+) -> None:
+    """Draw a hypothesis (before any run) or a verified result."""
+    from circuitspec.render import render as draw
+
+    if source.suffix in (".yaml", ".yml"):
+        from circuitspec.spec import load_hypothesis
+
+        path = draw(load_hypothesis(source), output)
+    else:
+        path = draw(source, output)
+    typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     """Console-script entry point: install the friendly error handler, then run."""
     from circuitspec.errors import CircuitSpecError

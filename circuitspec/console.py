@@ -1,0 +1,78 @@
+"""Terminal output for ``circuitspec verify``: progress while it runs, a verdict table after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from circuitspec.results import Result
+
+STYLE = {"verified": "green", "refuted": "red", "inconclusive": "yellow", None: "dim"}
+
+
+@contextmanager
+def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar on stderr fed by ``(what, done, total)`` calls."""
+    if quiet:
+        yield lambda what, done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task("loading", total=1)
+
+        def update(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=max(total, 1))
+
+        yield update
+
+
+def _ci(ci: tuple[float | None, float | None] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
+def print_result(result: Result, out: Path | None = None) -> None:
+    """The verdict table a person reads at a glance."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    m = result.metric
+    console.print(
+        f"[bold]{result.hypothesis.name}[/bold] on {result.model.reference}: "
+        f"{result.task.n_prompts} prompts, logit diff clean {m.clean:.3f}, corrupted {m.corrupt:.3f} "
+        f"({result.settings.semantics} semantics, {result.settings.engine} engine)"
+    )
+    edges = Table(title="edges (effect = (M_patched - M_clean) / (M_clean - M_corrupt))")
+    for col in ("edge", "effect", "95% CI", "null", "verdict"):
+        edges.add_column(col)
+    for e in result.edges:
+        null = _ci((e.null.low, e.null.high)) if e.null else ""
+        style = STYLE.get(e.verdict, "")
+        edges.add_row(e.name, f"{e.effect:+.3f}", _ci(e.ci), null, f"[{style}]{e.verdict}[/{style}]")
+    console.print(edges)
+    if result.circuit is not None:
+        scores = Table(title="circuit")
+        for col in ("score", "value", "95% CI", "verdict"):
+            scores.add_column(col)
+        for name, s in result.circuit.scores().items():
+            word = s.verdict or "reported"
+            style = STYLE.get(s.verdict, "dim")
+            value = "" if s.value is None else f"{s.value:.3f}"
+            scores.add_row(name, value, _ci(s.ci), f"[{style}]{word}[/{style}]")
+        console.print(scores)
+    failures = result.failures()
+    for failure in failures:
+        console.print(f"[red]✗[/red] {failure}")
+    console.print("[bold green]PASSED[/bold green]" if result.passed else "[bold red]FAILED[/bold red]")
+    if out is not None:
+        console.print(f"outputs in {out}/ (results.json, circuit.svg, circuit.png, report.md, report.html)")

@@ -1,0 +1,414 @@
+"""Verification: run every edge and every claim of a hypothesis, and judge them.
+
+``verify`` is the whole of ``circuitspec verify``: load the model, build the
+prompts, path-patch every edge (with a per-head breakdown and a random-sender
+null), score the circuit (faithfulness, completeness, minimality with their
+random-circuit null), add the robustness panel, and return a :class:`Result`
+whose every number carries a bootstrap interval and every claim a verdict.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from circuitspec import results as R
+from circuitspec.errors import CircuitSpecError
+
+if TYPE_CHECKING:
+    from circuitspec.dataset import Dataset
+    from circuitspec.engine import Receiver, Sender
+    from circuitspec.models import LoadedModel
+    from circuitspec.spec import Circuit, Edge, Hypothesis
+
+EngineName = Literal["auto", "fast", "reference"]
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Options:
+    """Run settings; ``None`` means 'as the hypothesis file says'."""
+
+    n_prompts: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    semantics: str | None = None
+    ablation: str | None = None
+    freeze_mlps: bool | None = None
+    engine: EngineName = "auto"
+    n_bootstrap: int | None = None
+    n_random: int = 100  # random circuits for the faithfulness null
+    n_null_edges: int = 10  # random sender groups per edge
+    per_head: bool = True
+    robustness: bool = True
+    scores: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _head(head: tuple[int, int]) -> str:
+    return f"L{head[0]}H{head[1]}"
+
+
+def make_engine(model: LoadedModel, dataset: Dataset, name: EngineName = "auto") -> Any:
+    """The fast engine where it supports the model, else the exact reference engine."""
+    from circuitspec.engine import ExactEngine
+
+    if name == "reference":
+        return ExactEngine(model, dataset)
+    try:
+        from circuitspec.fast import FastEngine
+    except ImportError:
+        if name == "fast":
+            raise CircuitSpecError("the fast engine is not available in this installation") from None
+        return ExactEngine(model, dataset)
+    return FastEngine(model, dataset)
+
+
+def edge_endpoints(circuit: Circuit, edge: Edge) -> tuple[Sender, Receiver]:
+    from circuitspec.engine import LOGITS, Receiver, Sender
+
+    src = circuit.nodes[edge.sender]
+    sender = Sender(heads=tuple(src.heads), mlps=tuple(src.mlps))
+    if edge.receiver == "logits":
+        return sender, LOGITS
+    dst = circuit.nodes[edge.receiver]
+    return sender, Receiver(heads=tuple(dst.heads), via=edge.via, at=edge.at)  # type: ignore[arg-type]
+
+
+def effect_of(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray) -> float:
+    """(M_patched - M_clean) / (M_clean - M_corrupt), means over prompts."""
+    return float((patched.mean() - clean.mean()) / (clean.mean() - corrupt.mean()))
+
+
+def effect_ci(
+    patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, *, n: int, seed: int, level: float
+) -> tuple[float, float]:
+    """Bootstrap interval of the effect, resampling prompts jointly."""
+    from circuitspec.stats import bootstrap_paired_ci
+
+    def stat(p: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return (p.mean(1) - c.mean(1)) / (c.mean(1) - r.mean(1))
+
+    return bootstrap_paired_ci([patched, clean, corrupt], stat, n_resamples=n, seed=seed, level=level)
+
+
+class Verifier:
+    """Holds the loaded model, dataset and engine for one hypothesis run."""
+
+    def __init__(
+        self,
+        hyp: Hypothesis,
+        model: LoadedModel,
+        dataset: Dataset,
+        options: Options,
+        progress: Progress | None = None,
+    ):
+        self.hyp = hyp
+        self.model = model
+        self.dataset = dataset
+        self.opts = options
+        self.circuit = hyp.circuit()
+        self.semantics = options.semantics or hyp.semantics
+        self.ablation = options.ablation or hyp.ablation
+        self.freeze_mlps = hyp.freeze_mlps if options.freeze_mlps is None else options.freeze_mlps
+        self.n_boot = options.n_bootstrap or hyp.claims.n_bootstrap
+        self.level = hyp.claims.confidence
+        self.seed = options.seed if options.seed is not None else (hyp.task.seed or 0)
+        self.progress = progress or (lambda what, done, total: None)
+        self.timings: dict[str, float] = {}
+        start = time.perf_counter()
+        self.engine = make_engine(model, dataset, options.engine)
+        self.timings["caches"] = time.perf_counter() - start
+        clean, corrupt = self.engine.baselines()
+        self.clean = clean.double().numpy()
+        self.corrupt = corrupt.double().numpy()
+
+    # -- edges -------------------------------------------------------------------------
+    def _patched(self, sender: Sender, receiver: Receiver, semantics: str | None = None) -> np.ndarray:
+        out = self.engine.patch(
+            sender, receiver, semantics=semantics or self.semantics, freeze_mlps=self.freeze_mlps
+        )
+        return out.double().numpy()
+
+    def _effect_with_ci(self, patched: np.ndarray) -> tuple[float, tuple[float, float]]:
+        value = effect_of(patched, self.clean, self.corrupt)
+        ci = effect_ci(patched, self.clean, self.corrupt, n=self.n_boot, seed=self.seed, level=self.level)
+        return value, ci
+
+    def edge(self, edge: Edge) -> R.EdgeResult:
+        from circuitspec.engine import Sender
+        from circuitspec.stats import verdict
+
+        sender, receiver = edge_endpoints(self.circuit, edge)
+        patched = self._patched(sender, receiver)
+        value, ci = self._effect_with_ci(patched)
+        word, reason = verdict(ci, edge.min_effect, edge.sign)  # type: ignore[arg-type]
+        per_head = []
+        if self.opts.per_head and len(sender.heads) + len(sender.mlps) > 1:
+            for head in sender.heads:
+                alone = self._patched(Sender(heads=(head,)), receiver)
+                h_value, h_ci = self._effect_with_ci(alone)
+                per_head.append(R.HeadEffect(_head(head), h_value, h_ci))
+            for layer in sender.mlps:
+                alone = self._patched(Sender(mlps=(layer,)), receiver)
+                h_value, h_ci = self._effect_with_ci(alone)
+                per_head.append(R.HeadEffect(f"MLP{layer}", h_value, h_ci))
+        null = self._edge_null(sender, receiver) if self.opts.n_null_edges else None
+        if null is not None and word == "verified" and null.low is not None:
+            low, high = null.low, null.high if null.high is not None else null.low
+            if edge.sign == "negative":
+                beyond = value < low
+            elif edge.sign == "positive":
+                beyond = value > high
+            else:
+                beyond = value < low or value > high
+            if not beyond:
+                reason += (
+                    f" Random sender groups of the same size give effects in [{null.low:.3g}, "
+                    f"{null.high:.3g}], so this edge is not distinguishable from chance."
+                )
+                word = "inconclusive"
+        return R.EdgeResult(
+            sender=edge.sender,
+            receiver=edge.receiver,
+            via=edge.via,
+            at=edge.at if edge.receiver != "logits" else "END",
+            metric_patched=float(patched.mean()),
+            effect=value,
+            ci=ci,
+            verdict=word,  # type: ignore[arg-type]
+            reason=reason,
+            expect=R.Expectation(edge.sign, edge.min_effect),
+            per_head=tuple(per_head),
+            null=null,
+        )
+
+    def _edge_null(self, sender: Sender, receiver: Receiver) -> R.NullDistribution | None:
+        """Effects of random head groups of the sender's size into the same receiver."""
+        from circuitspec.engine import Sender
+
+        size = len(sender.heads) + len(sender.mlps)
+        limit = min(receiver.layers) if not receiver.is_logits else self.model.info.n_layers
+        pool = [
+            (layer, h)
+            for layer in range(limit)
+            for h in range(self.model.info.n_heads)
+            if (layer, h) not in set(sender.heads)
+        ]
+        if len(pool) < size or size == 0:
+            return None
+        rng = random.Random(self.seed + 7)
+        effects = []
+        for _ in range(self.opts.n_null_edges):
+            heads = tuple(sorted(rng.sample(pool, size)))
+            effects.append(effect_of(self._patched(Sender(heads=heads), receiver), self.clean, self.corrupt))
+        arr = np.array(effects)
+        low, high = np.quantile(arr, [0.025, 0.975])
+        return R.NullDistribution(float(arr.mean()), float(low), float(high), len(effects))
+
+    # -- circuit -------------------------------------------------------------------------
+    def circuit_scores(self) -> tuple[R.CircuitScores | None, Any]:
+        from circuitspec.scores import evaluate_circuit
+
+        claims = self.hyp.claims
+        groups = {name: list(node.heads) for name, node in self.circuit.nodes.items() if node.heads}
+        if not groups:
+            return None, None
+        scores = evaluate_circuit(
+            self.model,
+            self.dataset,
+            groups,
+            ablation=self.ablation,  # type: ignore[arg-type]
+            faithfulness_min=claims.faithfulness.min if claims.faithfulness else None,
+            completeness_max_gap=claims.completeness.max_gap if claims.completeness else None,
+            minimality_min=claims.minimality.min if claims.minimality else None,
+            n_random=self.opts.n_random,
+            n_bootstrap=self.n_boot,
+            seed=self.seed,
+        )
+
+        def conv(s: Any) -> R.Score:
+            details = dict(s.details)
+            if s.per_prompt_mean_ratio is not None:
+                details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
+            return R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details)
+
+        null = None
+        if scores.null is not None:
+            q = scores.null.random_quantiles
+            null = R.NullDistribution(scores.null.random_mean, q["5"], q["95"], scores.null.n_random)
+        out = R.CircuitScores(
+            faithfulness=conv(scores.faithfulness),
+            completeness=conv(scores.completeness),
+            minimality=conv(scores.minimality),
+            null=null,
+            f_model=scores.f_model,
+            f_circuit=scores.f_circuit,
+        )
+        return out, scores
+
+    def robustness(self, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
+        """Faithfulness under every ablation and aggregation; edge effects under both semantics."""
+        from circuitspec.ablation import AblationRunner
+        from circuitspec.scores import faithfulness
+
+        rows = []
+        heads = sorted(self.circuit.heads())
+        main = {e.name: e.effect for e in edges}
+        for kind in ("mean", "resample", "zero"):
+            if heads:
+                if raw_scores is not None and kind == self.ablation:
+                    score = raw_scores.faithfulness
+                else:
+                    runner = AblationRunner(self.model, self.dataset, kind)  # type: ignore[arg-type]
+                    score = faithfulness(runner, heads, n_bootstrap=self.n_boot, seed=self.seed)
+                rows.append(R.RobustnessRow(f"{kind} ablation, ratio of means", score.value, main))
+                rows.append(
+                    R.RobustnessRow(f"{kind} ablation, mean of per-prompt ratios", score.per_prompt_mean_ratio, {})
+                )
+        for semantics in ("path", "direct"):
+            effects: dict[str, float | None] = {}
+            for edge in self.circuit.edges:
+                if semantics == self.semantics:
+                    effects = dict(main)
+                    break
+                sender, receiver = edge_endpoints(self.circuit, edge)
+                effects[edge.name] = effect_of(self._patched(sender, receiver, semantics), self.clean, self.corrupt)
+            rows.append(R.RobustnessRow(f"{semantics} semantics (edge effects)", None, effects))
+        return tuple(rows)
+
+
+def _versions() -> R.Versions:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return R.Versions(v("circuitspec"), v("torch"), v("transformer-lens"), v("transformers"), platform.python_version())
+
+
+def verify(
+    hypothesis: str | Path | Hypothesis,
+    model: LoadedModel | None = None,
+    options: Options | None = None,
+    progress: Progress | None = None,
+    **overrides: Any,
+) -> R.Result:
+    """Check a hypothesis: every edge by path patching, every circuit claim by ablation.
+
+    ``hypothesis`` is a file path or a loaded :class:`~circuitspec.spec.Hypothesis`;
+    ``model`` a loaded model (loaded from the file's reference when omitted). Keyword
+    overrides set :class:`Options` fields (``n_prompts=32, engine="reference"``...).
+    """
+    import torch
+
+    from circuitspec.models import load_model
+    from circuitspec.spec import Hypothesis, check_against_model, load_hypothesis
+    from circuitspec.tasks import hypothesis_dataset
+
+    opts = options or Options()
+    for key, value in overrides.items():
+        if not hasattr(opts, key):
+            raise TypeError(f"verify() got an unknown option {key!r}")
+        setattr(opts, key, value)
+    report = progress or (lambda what, done, total: None)
+    hyp = hypothesis if isinstance(hypothesis, Hypothesis) else load_hypothesis(hypothesis)
+    timings: dict[str, float] = {}
+    torch.manual_seed(opts.seed if opts.seed is not None else (hyp.task.seed or 0))
+
+    start = time.perf_counter()
+    if model is None:
+        spec = hyp.model_spec
+        model = load_model(
+            spec.name, revision=spec.revision, device=opts.device or spec.device or "cpu",
+            dtype=spec.dtype or "float32",
+        )
+    timings["load_model"] = time.perf_counter() - start
+    check_against_model(hyp, model.info)
+    dataset = hypothesis_dataset(
+        hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos,
+        n_prompts=opts.n_prompts, seed=opts.seed,
+    )
+
+    with torch.no_grad():
+        verifier = Verifier(hyp, model, dataset, opts, report)
+        timings.update(verifier.timings)
+        start = time.perf_counter()
+        edges = []
+        for i, edge in enumerate(verifier.circuit.edges):
+            report(f"edge {edge.name}", i, len(verifier.circuit.edges))
+            edges.append(verifier.edge(edge))
+        report("edges", len(edges), len(edges))
+        timings["edges"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        circuit, raw = (None, None)
+        if opts.scores:
+            report("circuit scores", 0, 1)
+            circuit, raw = verifier.circuit_scores()
+        timings["circuit_scores"] = time.perf_counter() - start
+
+        robustness = None
+        if opts.robustness:
+            start = time.perf_counter()
+            report("robustness panel", 0, 1)
+            robustness = verifier.robustness(edges, raw)
+            timings["robustness"] = time.perf_counter() - start
+
+    return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings)
+
+
+def assemble(
+    hyp: Hypothesis,
+    model: LoadedModel,
+    dataset: Dataset,
+    verifier: Verifier,
+    edges: list[R.EdgeResult],
+    circuit: R.CircuitScores | None,
+    robustness: tuple[R.RobustnessRow, ...] | None,
+    timings: dict[str, float],
+) -> R.Result:
+    from circuitspec.stats import bootstrap_ci
+
+    nodes = tuple(
+        R.NodeInfo(n.name, n.role, tuple(_head(h) for h in n.heads), tuple(n.mlps))
+        for n in verifier.circuit.nodes.values()
+    )
+    claimed = [e.verdict for e in edges]
+    if circuit is not None:
+        claimed += [s.verdict for s in circuit.scores().values() if s.verdict is not None]
+    passed = all(word == "verified" for word in claimed)
+    info = model.info
+    notes = ", ".join(f"{k}={v}" for k, v in dataset.notes.items()) if dataset.notes else None
+    boot = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level}
+    return R.Result(
+        hypothesis=R.HypothesisInfo(hyp.name, hyp.source, hyp.description, nodes),
+        model=R.ModelInfo(model.reference, info.name, model.revision, info.n_layers, info.n_heads, info.n_kv_heads),
+        task=R.TaskInfo(hyp.task.kind, len(dataset), verifier.seed, hyp.task.corruption, dataset.prepend_bos, notes),
+        metric=R.MetricResult(
+            "logit_diff",
+            float(verifier.clean.mean()),
+            float(verifier.corrupt.mean()),
+            bootstrap_ci(verifier.clean, **boot),
+            bootstrap_ci(verifier.corrupt, **boot),
+        ),
+        edges=tuple(edges),
+        circuit=circuit,
+        passed=passed,
+        settings=R.Settings(
+            verifier.semantics, verifier.ablation, verifier.freeze_mlps, verifier.engine.name, verifier.n_boot
+        ),
+        versions=_versions(),
+        timings={k: round(v, 3) for k, v in timings.items()},
+        robustness=robustness,
+    )
