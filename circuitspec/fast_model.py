@@ -1,0 +1,202 @@
+"""A row-sparse functional view of a compatibility-mode bridge, for the fast engine.
+
+The fast engine recomputes only the residual rows that a patch can change. It
+cannot do that through the bridge's own forward (which always runs every
+position of every layer), so this module re-expresses one transformer block as
+three pure pieces that work on any set of rows:
+
+- ``norm1`` / ``norm2`` / ``final_norm``: the bridge's own norm components;
+- ``mlp``: the bridge's own MLP component (position-wise, so any rows);
+- attention, recomputed here from the bridge's processed ``W_Q``..``b_O`` with
+  rotary position embeddings from the model's own rotary module, so queries at
+  a few rows can read the clean keys and values of every earlier row.
+
+Everything stays in the bridge's (folded, centred) residual basis, so values
+from ``run_with_cache`` and values computed here can be mixed freely. Only
+architectures whose block is "norm -> attention -> add; norm -> MLP -> add"
+(GPT-2, Llama/Mistral/Qwen2) or its parallel form (GPT-NeoX/Pythia) qualify;
+``supported`` says why not otherwise, and the engine then falls back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+SUPPORTED = {
+    "GPT2LMHeadModel": "standard",
+    "GPTNeoXForCausalLM": "rotary",
+    "LlamaForCausalLM": "rotary",
+    "MistralForCausalLM": "rotary",
+    "Qwen2ForCausalLM": "rotary",
+}
+
+
+def unsupported_reason(bridge: Any) -> str | None:
+    """None if the block structure is one this module reproduces exactly, else why not."""
+    arch = type(bridge.original_model).__name__
+    if arch not in SUPPORTED:
+        return f"{arch} is not one of {', '.join(sorted(SUPPORTED))}"
+    cfg = bridge.cfg
+    if getattr(cfg, "use_qk_norm", False):
+        return "q/k norms are not reproduced"
+    if getattr(cfg, "positional_embedding_type", None) != SUPPORTED[arch]:
+        return f"unexpected positional embedding {cfg.positional_embedding_type!r}"
+    if getattr(cfg, "rotary_adjacent_pairs", False) or getattr(cfg, "rotary_interleaved_cos_sin", False):
+        return "interleaved rotary layouts are not reproduced"
+    return None
+
+
+@dataclass
+class LayerWeights:
+    W_Q: Tensor  # [d_model, n_heads * d_head]
+    b_Q: Tensor  # [n_heads * d_head]
+    W_K: Tensor  # [d_model, n_kv * d_head]
+    b_K: Tensor
+    W_V: Tensor
+    b_V: Tensor
+    W_O: Tensor  # [n_heads, d_head, d_model]
+    b_O: Tensor  # [d_model]
+
+
+class RowModel:
+    """The bridge's blocks as functions of arbitrary residual rows."""
+
+    def __init__(self, bridge: Any, n_heads: int, n_kv: int):
+        self.bridge = bridge
+        self.n_layers = len(bridge.blocks)
+        self.n_heads, self.n_kv = n_heads, n_kv
+        self.group = n_heads // n_kv
+        self.parallel = bool(getattr(bridge.cfg, "parallel_attn_mlp", False))
+        self.rotary = bridge.cfg.positional_embedding_type == "rotary"
+        self.layers = [self._weights(block.attn) for block in bridge.blocks]
+        self.d_head = self.layers[0].W_O.shape[1]
+        self.scale = 1.0 / math.sqrt(self.d_head)
+        self.W_U = bridge.W_U.detach()
+        b_U = getattr(bridge, "b_U", None)
+        self.b_U = torch.zeros(self.W_U.shape[1]) if b_U is None else b_U.detach()
+        self._rope: dict[int, tuple[Tensor, Tensor]] = {}
+
+    @staticmethod
+    def _weights(attn: Any) -> LayerWeights:
+        def flat_w(w: Tensor) -> Tensor:  # [heads, d, dh] -> [d, heads * dh]
+            return w.detach().permute(1, 0, 2).reshape(w.shape[1], -1).contiguous()
+
+        def flat_b(b: Tensor | None, like: Tensor) -> Tensor:
+            return torch.zeros(like.shape[1]) if b is None else b.detach().reshape(-1)
+
+        W_Q, W_K, W_V = flat_w(attn.W_Q), flat_w(attn.W_K), flat_w(attn.W_V)
+        b_O = attn.b_O
+        return LayerWeights(
+            W_Q, flat_b(attn.b_Q, W_Q), W_K, flat_b(attn.b_K, W_K), W_V, flat_b(attn.b_V, W_V),
+            attn.W_O.detach().contiguous(),
+            torch.zeros(attn.W_O.shape[-1]) if b_O is None else b_O.detach(),
+        )
+
+    # -- position-wise pieces (the bridge's own modules) -------------------------
+    def norm1(self, layer: int, x: Tensor) -> Tensor:
+        return self.bridge.blocks[layer].ln1(x)
+
+    def mlp(self, layer: int, resid_in: Tensor) -> Tensor:
+        """MLP output from the residual the MLP reads (resid_mid, or resid_pre if parallel)."""
+        block = self.bridge.blocks[layer]
+        return block.mlp(block.ln2(resid_in))
+
+    def answer_diff(self, resid_end: Tensor, correct: Tensor, incorrect: Tensor) -> Tensor:
+        """logit(correct) - logit(incorrect) from final residual rows [..., d_model]."""
+        x = self.bridge.ln_final(resid_end)
+        w = (self.W_U[:, correct] - self.W_U[:, incorrect]).T  # [batch, d]
+        return (x * w).sum(-1) + (self.b_U[correct] - self.b_U[incorrect])
+
+    # -- projections ---------------------------------------------------------------
+    def rope(self, n_pos: int) -> tuple[Tensor, Tensor]:
+        """cos, sin [n_pos, rotary_dim] from the model's own rotary module."""
+        if n_pos not in self._rope:
+            model = self.bridge.original_model
+            inner = getattr(model, "model", None) or model.gpt_neox
+            pos = torch.arange(n_pos)[None]
+            probe = torch.zeros(1, n_pos, self.d_head)
+            cos, sin = inner.rotary_emb(probe, pos)
+            self._rope[n_pos] = (cos[0].float(), sin[0].float())
+        return self._rope[n_pos]
+
+    def rotate(self, x: Tensor, positions: Tensor, n_pos: int) -> Tensor:
+        """Apply rotary embedding to x [..., rows, heads, d_head]; positions broadcast to [..., rows]."""
+        if not self.rotary:
+            return x
+        cos_t, sin_t = self.rope(n_pos)
+        cos, sin = cos_t[positions][..., None, :], sin_t[positions][..., None, :]
+        rot = cos.shape[-1]
+        xr, xp = x[..., :rot], x[..., rot:]
+        half = rot // 2
+        rotated = torch.cat([-xr[..., half:], xr[..., :half]], dim=-1)
+        out = (xr.float() * cos + rotated.float() * sin).to(x.dtype)
+        return torch.cat([out, xp], dim=-1) if xp.shape[-1] else out
+
+    def q(self, layer: int, xn: Tensor, heads: list[int] | None = None) -> Tensor:
+        """Unrotated queries [..., heads, d_head] from normed rows."""
+        w = self.layers[layer]
+        return self._project(xn, w.W_Q, w.b_Q, heads)
+
+    def k(self, layer: int, xn: Tensor, groups: list[int] | None = None) -> Tensor:
+        w = self.layers[layer]
+        return self._project(xn, w.W_K, w.b_K, groups)
+
+    def v(self, layer: int, xn: Tensor, groups: list[int] | None = None) -> Tensor:
+        w = self.layers[layer]
+        return self._project(xn, w.W_V, w.b_V, groups)
+
+    def _project(self, xn: Tensor, W: Tensor, b: Tensor, heads: list[int] | None) -> Tensor:
+        dh = self.d_head
+        if heads is None:
+            out = xn @ W + b
+            return out.reshape(*xn.shape[:-1], -1, dh)
+        W3 = W.reshape(W.shape[0], -1, dh)[:, heads]
+        b2 = b.reshape(-1, dh)[heads]
+        return torch.einsum("...d,dhe->...he", xn, W3) + b2
+
+    def head_out(self, layer: int, z: Tensor, heads: list[int] | None = None) -> Tensor:
+        """sum over heads of z @ W_O (no bias): z [..., heads, d_head] -> [..., d_model]."""
+        W_O = self.layers[layer].W_O
+        if heads is not None:
+            W_O = W_O[heads]
+        return z.flatten(-2) @ W_O.reshape(-1, W_O.shape[-1])
+
+    # -- clean keys and values ---------------------------------------------------------
+    def clean_kv(self, layer: int, resid_pre: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotated keys and values [batch, pos, n_kv, d_head] of a clean residual."""
+        n_pos = resid_pre.shape[1]
+        xn = self.norm1(layer, resid_pre)
+        k = self.rotate(self.k(layer, xn), torch.arange(n_pos), n_pos)
+        return k, self.v(layer, xn)
+
+    def attend(
+        self, q: Tensor, q_pos: Tensor, k_pre: Tensor, v_pre: Tensor, k_new: Tensor, v_new: Tensor
+    ) -> Tensor:
+        """Causal attention of query rows over a shared clean prefix plus per-item new rows.
+
+        q [S, B, R, H, dh] (rotated), q_pos [B, R] absolute positions; k_pre/v_pre
+        [B, P, H, dh] for positions 0..P-1, shared by every item S; k_new/v_new
+        [S, B, R, H, dh] for positions P..P+R-1 (the query rows themselves).
+        Returns z [S, B, R, H, dh].
+        """
+        n_pre = k_pre.shape[1]
+        s_pre = torch.einsum("sbrhd,bphd->sbhrp", q, k_pre) * self.scale
+        s_new = torch.einsum("sbrhd,sbthd->sbhrt", q, k_new) * self.scale
+        key_pos = torch.arange(n_pre, n_pre + k_new.shape[2])
+        future = key_pos[None, None, :] > q_pos[:, :, None]  # [B, R, T_new]
+        s_new = s_new.masked_fill(future[None, :, None], float("-inf"))
+        pattern = torch.softmax(torch.cat([s_pre, s_new], dim=-1).float(), dim=-1).to(q.dtype)
+        p_pre, p_new = pattern[..., :n_pre], pattern[..., n_pre:]
+        z = torch.einsum("sbhrp,bphd->sbrhd", p_pre, v_pre)
+        return z + torch.einsum("sbhrt,sbthd->sbrhd", p_new, v_new)
+
+    def expand_kv(self, x: Tensor) -> Tensor:
+        """Key/value groups -> one slot per query head (dim -2)."""
+        if self.group == 1:
+            return x
+        return x.repeat_interleave(self.group, dim=-2)

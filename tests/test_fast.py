@@ -1,0 +1,173 @@
+"""The fast engine against the exact engine: same numbers on every edge kind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitspec.dataset import Dataset
+from circuitspec.engine import LOGITS, ExactEngine, Receiver, Sender
+from circuitspec.fast import FastEngine
+
+# Two templates of different token lengths in one dataset, so the engines run
+# several length groups and the named positions differ between prompts.
+SHORT = [
+    (" When John and Mary went to the shops, John gave the bag to",
+     " When Amy and Bob went to the shops, Carl gave the bag to", " Mary", " John"),
+    (" When Tom and James went to the park, James gave the ball to",
+     " When Eve and Fred went to the park, Gina gave the ball to", " Tom", " James"),
+    (" When Dan and Sid went to the store, Sid gave an apple to",
+     " When Hugo and Ivy went to the store, Jack gave an apple to", " Dan", " Sid"),
+]
+LONG = [
+    (" Then , Kate and Leo had a long argument , and afterwards Leo said to",
+     " Then , Mia and Ned had a long argument , and afterwards Olga said to", " Kate", " Leo"),
+    (" Then , Rose and Sam had a long argument , and afterwards Rose said to",
+     " Then , Tina and Uma had a long argument , and afterwards Vic said to", " Sam", " Rose"),
+]
+
+
+def build_dataset(tokenizer, prompts) -> Dataset:
+    """IOI-like prompts (clean, corrupted, IO, S) with END, S2, S1+1 and IO positions."""
+
+    def ids(text):
+        return tuple(tokenizer(text, add_special_tokens=False).input_ids)
+
+    rows = []
+    for clean, corrupt, io, s in prompts:
+        c = ids(clean)
+        s_tok, io_tok = ids(s)[0], ids(io)[0]
+        pos = {"END": len(c) - 1, "S2": len(c) - 1 - c[::-1].index(s_tok),
+               "S1+1": c.index(s_tok) + 1, "IO": c.index(io_tok)}
+        rows.append((c, ids(corrupt), io_tok, s_tok, len(c), pos))
+    return Dataset(
+        clean=tuple(r[0] for r in rows),
+        corrupt=tuple(r[1] for r in rows),
+        correct=tuple(r[2] for r in rows),
+        incorrect=tuple(r[3] for r in rows),
+        positions={k: tuple(r[5][k] for r in rows) for k in ("END", "S2", "S1+1", "IO")},
+        template=tuple(r[4] for r in rows),
+        prepend_bos=False,
+    )
+
+
+def mixed_dataset(tokenizer) -> Dataset:
+    return build_dataset(tokenizer, SHORT + LONG)
+
+
+def _edge(senders, receivers, via, at, positions=None):
+    sender = Sender(
+        heads=tuple(s for s in senders if s[0] != "mlp"),
+        mlps=tuple(s[1] for s in senders if s[0] == "mlp"),
+        positions=positions,
+    )
+    receiver = LOGITS if receivers == "logits" else Receiver(tuple(receivers), via, at)
+    return sender, receiver
+
+
+CASES = [
+    # senders, receivers, via, at, sender positions
+    ([(0, 1)], "logits", None, None, None),
+    ([(0, 1), (1, 2)], "logits", None, None, None),
+    ([("mlp", 0)], "logits", None, None, None),
+    ([(0, 1)], [(2, 0)], "q", "END", None),
+    ([(0, 1)], [(2, 0)], "k", "S2", None),
+    ([(0, 1)], [(2, 3)], "v", "S2", None),
+    ([(0, 0), (0, 2)], [(2, 1), (2, 2)], "q", "END", None),
+    ([(0, 3)], [(1, 1)], "k", "S1+1", None),
+    ([(0, 3)], [(1, 1)], "v", "S1+1", None),
+    ([(0, 3), (1, 0)], [(2, 1)], "v", "END", None),
+    ([("mlp", 0), (0, 2)], [(1, 0), (2, 3)], "q", "S2", None),
+    ([(0, 1)], [(1, 0), (2, 3)], "k", "S2", None),
+    ([(0, 1), ("mlp", 1)], [(2, 2)], "k", None, None),
+    ([(0, 1), (1, 3)], [(2, 0)], "q", "END", ("END", "S2")),
+    ([(1, 2)], [(1, 0)], "q", "END", None),  # a sender that cannot reach its receiver
+]
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_models):
+    out = {}
+    for family, model in tiny_models.items():
+        ds = mixed_dataset(model.tokenizer)
+        out[family] = (ExactEngine(model, ds), FastEngine(model, ds, max_batch=2))
+    return out
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
+def test_fast_matches_exact_on_every_edge_kind(engines, family):
+    exact, fast = engines[family]
+    assert fast.exact is None, "the tiny families must run the fast path, not the fallback"
+    for a, b in zip(exact.baselines(), fast.baselines(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    clean, _ = exact.baselines()
+    moved = 0
+    for semantics in ("path", "direct"):
+        for freeze in (False, True) if semantics == "path" else (False,):
+            for senders, receivers, via, at, positions in CASES:
+                sender, receiver = _edge(senders, receivers, via, at, positions)
+                want = exact.patch(sender, receiver, semantics=semantics, freeze_mlps=freeze)
+                got = fast.patch(sender, receiver, semantics=semantics, freeze_mlps=freeze)
+                assert (got - want).abs().max() <= 1e-4, (semantics, freeze, senders, receivers, via, at)
+                moved += int((want - clean).abs().max() > 1e-3)
+    assert moved >= 2 * len(CASES), moved  # most edges must actually move the metric
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
+def test_sweep_equals_one_patch_per_sender(engines, family):
+    exact, fast = engines[family]
+    senders = [Sender(heads=((layer, h),)) for layer in range(2) for h in range(4)]
+    senders += [Sender(mlps=(0,)), Sender(heads=((0, 0), (1, 1)), positions=("S2",))]
+    for receiver in (LOGITS, Receiver(((2, 1),), "v", "S2"), Receiver(((2, 0), (2, 3)), "q", "END")):
+        for semantics in ("path", "direct"):
+            got = fast.sweep(receiver, senders, semantics=semantics)
+            assert got.shape == (len(senders), len(exact.dataset))
+            for i in (0, 5, len(senders) - 2, len(senders) - 1):
+                want = exact.patch(senders[i], receiver, semantics=semantics)
+                assert (got[i] - want).abs().max() <= 1e-4
+
+
+def test_small_row_budget_chunks_senders(engines):
+    _, fast = engines["llama"]
+    senders = [Sender(heads=((0, h),)) for h in range(4)]
+    receiver = Receiver(((2, 1),), "k", "S1+1")
+    whole = fast.sweep(receiver, senders)
+    fast.max_rows, saved = 1, fast.max_rows
+    try:
+        assert torch.allclose(fast.sweep(receiver, senders), whole, atol=1e-6)
+    finally:
+        fast.max_rows = saved
+
+
+def test_unsupported_architecture_falls_back(tiny_models, monkeypatch):
+    import circuitspec.fast as fast_module
+
+    model = tiny_models["gpt2"]
+    ds = mixed_dataset(model.tokenizer)
+    monkeypatch.setattr(fast_module, "unsupported_reason", lambda bridge: "pretend")
+    with pytest.warns(UserWarning, match="falls back"):
+        fast = FastEngine(model, ds)
+    sender, receiver = _edge([(0, 1)], [(2, 0)], "q", "END")
+    want = ExactEngine(model, ds).patch(sender, receiver)
+    assert torch.allclose(fast.patch(sender, receiver), want, atol=1e-6)
+
+
+@pytest.mark.real
+def test_fast_matches_exact_on_smollm2(smollm2):
+    ds = build_dataset(smollm2.tokenizer, SHORT + LONG + SHORT[:2] + LONG[:1])
+    exact, fast = ExactEngine(smollm2, ds), FastEngine(smollm2, ds)
+    assert fast.exact is None
+    edges = [
+        _edge([(9, 6)], "logits", None, None),
+        _edge([(7, 3), (8, 6)], [(9, 6), (10, 0)], "q", "END"),
+        _edge([(3, 0)], [(7, 3)], "v", "S2"),
+        _edge([(4, 2)], [(5, 5)], "k", "S1+1"),
+        _edge([("mlp", 2), (2, 2)], [(6, 1)], "k", "S2"),
+    ]
+    for sender, receiver in edges:
+        for semantics in ("path", "direct"):
+            want = exact.patch(sender, receiver, semantics=semantics)
+            got = fast.patch(sender, receiver, semantics=semantics)
+            assert (got - want).abs().max() <= 1e-4, (sender, receiver, semantics)
+
+
