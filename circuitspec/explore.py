@@ -1,0 +1,176 @@
+"""``circuitspec explore``: run the notebook's analyses and write numbers and pictures.
+
+Each analysis is a function in :mod:`circuitspec.analyses` returning labelled numbers;
+this module runs the chosen ones in order, writes ``NAME.json`` and ``NAME.csv`` (the
+numbers with their convention) and ``NAME.png`` (via :mod:`circuitspec.plots`) into
+the output folder, and returns where everything went and how long each took.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from circuitspec.analyses.attribution import DLA
+    from circuitspec.analyses.grid import Grid
+    from circuitspec.dataset import Dataset
+    from circuitspec.models import LoadedModel
+
+__all__ = ["ANALYSES", "Context", "explore"]
+
+
+@dataclass
+class Context:
+    """What the analyses share: the model, the prompts, and results later steps reuse."""
+
+    model: LoadedModel
+    dataset: Dataset
+    out: Path
+    progress: bool = True
+    sweep_method: str = "exact"
+    n_name_movers: int = 3
+    dla: DLA | None = None
+    written: dict[str, list[str]] = field(default_factory=dict)
+
+    def get_dla(self) -> DLA:
+        from circuitspec.analyses.attribution import direct_logit_attribution
+
+        if self.dla is None:
+            self.dla = direct_logit_attribution(self.model, self.dataset)
+        return self.dla
+
+    def name_movers(self) -> list[tuple[int, int]]:
+        from circuitspec.analyses.grid import top_heads
+
+        return top_heads(self.get_dla().per_head, self.n_name_movers)
+
+    def save(self, grid: Grid, picture: Callable[[Grid, Path], Any] | None) -> None:
+        from circuitspec.atomic import atomic_write_text as write_text
+
+        stem = self.out / grid.name.replace("/", "_").replace("+", "_")
+        write_text(stem.with_suffix(".json"), json.dumps(grid.to_json(), indent=1) + "\n")
+        write_text(stem.with_suffix(".csv"), grid.to_csv())
+        files = [str(stem.with_suffix(".json")), str(stem.with_suffix(".csv"))]
+        if picture is not None:
+            picture(grid, stem.with_suffix(".png"))
+            files.append(str(stem.with_suffix(".png")))
+        self.written[grid.name] = files
+
+
+def _logit_lens(ctx: Context) -> None:
+    from circuitspec import plots
+    from circuitspec.analyses.attribution import logit_lens
+
+    frozen = logit_lens(ctx.model, ctx.dataset)
+    ctx.save(frozen, lambda g, p: plots.line(g, p, title="Logit lens: logit difference from "
+                                            "the accumulated residual stream at END"))
+
+
+def _dla(ctx: Context) -> None:
+    from circuitspec import plots
+
+    dla = ctx.get_dla()
+    ctx.save(dla.per_layer, lambda g, p: plots.line(g, p, title="Direct logit attribution per layer"))
+    ctx.save(dla.per_head, lambda g, p: plots.heatmap(g, p, title="Direct logit attribution per head (END)"))
+
+
+def _attention(ctx: Context) -> None:
+    from circuitspec import plots
+    from circuitspec.analyses.attention import attention_maps, attention_summaries
+
+    grid = attention_summaries(ctx.model, ctx.dataset)
+    ctx.save(grid, lambda g, p: plots.heatmap(g, p, title="Mean attention between named positions",
+                                              center=None, cmap="Blues", annotate=False))
+    maps = attention_maps(ctx.model, ctx.dataset, ctx.name_movers())
+    path = ctx.out / "attention_maps.png"
+    plots.attention_maps(maps, path, title="Top-DLA heads on prompt 0")
+    ctx.written["attention_maps"] = [str(path)]
+
+
+def _patch(*kinds: str) -> Callable[[Context], None]:
+    def run(ctx: Context) -> None:
+        from circuitspec import plots
+        from circuitspec.analyses.patching import activation_patching
+
+        for kind in kinds:
+            grid = activation_patching(ctx.model, ctx.dataset, kind, progress=ctx.progress)  # type: ignore[arg-type]
+            ctx.save(grid, lambda g, p, kind=kind: plots.heatmap(
+                g, p, title=f"Activation patching ({kind}, denoising: 1 = clean)"))
+
+    return run
+
+
+def _path_sweeps(ctx: Context) -> None:
+    from circuitspec import plots
+    from circuitspec.analyses.sweeps import path_patch_sweep
+
+    movers = ctx.name_movers()
+    for receivers, via, at in (((), None, "END"), (tuple(movers), "q", "END")):
+        grid = path_patch_sweep(ctx.model, ctx.dataset, receivers, via, at,  # type: ignore[arg-type]
+                                method=ctx.sweep_method, progress=ctx.progress)  # type: ignore[arg-type]
+        ctx.save(grid, lambda g, p: plots.heatmap(g, p, title=g.name + " (path patching; -1 = whole gap)"))
+
+
+def _backup(ctx: Context) -> None:
+    from circuitspec import plots
+    from circuitspec.analyses.attribution import backup_name_movers
+
+    grid = backup_name_movers(ctx.model, ctx.dataset, ctx.name_movers(), before=ctx.get_dla())
+    ctx.save(grid, lambda g, p: plots.scatter(
+        g, p, title=f"DLA per head before/after ablating {', '.join(g.extra['ablated'])}"))
+
+
+ANALYSES: dict[str, Callable[[Context], None]] = {
+    "logit_lens": _logit_lens,
+    "dla": _dla,
+    "attention": _attention,
+    "patch_resid": _patch("resid_pre"),
+    "patch_attn_mlp": _patch("attn_out", "mlp_out"),
+    "patch_heads": _patch("head_out"),
+    "patch_heads_by_pos": _patch("head_out_by_pos"),
+    "patch_qkv": _patch("q", "k", "v", "pattern"),
+    "path_sweeps": _path_sweeps,
+    "backup": _backup,
+}
+
+
+def explore(
+    model: LoadedModel,
+    dataset: Dataset,
+    out: str | Path,
+    *,
+    only: Sequence[str] | None = None,
+    progress: bool = True,
+    sweep_method: str = "exact",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the chosen analyses (all by default); return {files, seconds} per analysis."""
+    names = list(only) if only else list(ANALYSES)
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        from circuitspec.errors import CircuitSpecError, did_you_mean
+
+        raise CircuitSpecError(
+            f"unknown analysis {unknown[0]!r}{did_you_mean(unknown[0], ANALYSES)}; "
+            f"choose from {', '.join(ANALYSES)}"
+        )
+    ctx = Context(model, dataset, Path(out), progress=progress, sweep_method=sweep_method)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    for name in names:
+        start = time.perf_counter()
+        ANALYSES[name](ctx)
+        seconds[name] = round(time.perf_counter() - start, 2)
+        if log:
+            log(f"{name}: {seconds[name]:.1f} s")
+    summary = {"model": model.reference, "n_prompts": len(dataset), "seconds": seconds,
+               "files": ctx.written}
+    from circuitspec.atomic import atomic_write_text as write_text
+
+    write_text(ctx.out / "explore.json", json.dumps(summary, indent=1) + "\n")
+    return summary
