@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -153,6 +153,85 @@ def render(
     else:
         path = draw(source, output)
     typer.echo(f"wrote {path}")
+
+
+def _explore_inputs(
+    model: str | None, hypothesis: Path | None, task: str, n_prompts: int | None, seed: int | None
+) -> tuple[Any, Any, str, int]:
+    """Load the model and build the prompts, from MODEL + --task or from a hypothesis file."""
+    from circuitspec.errors import CircuitSpecError
+    from circuitspec.models import load_model
+    from circuitspec.spec import TaskSpec, load_hypothesis
+    from circuitspec.tasks import build_dataset, hypothesis_dataset
+
+    if hypothesis is not None:
+        hyp = load_hypothesis(hypothesis)
+        spec = hyp.model_spec
+        loaded = load_model(spec.name, revision=spec.revision, device=spec.device, dtype=spec.dtype)
+        overrides = {k: v for k, v in (("n_prompts", n_prompts), ("seed", seed)) if v is not None}
+        dataset = hypothesis_dataset(hyp, loaded.tokenizer,
+                                     default_prepend_bos=loaded.info.default_prepend_bos, **overrides)
+        return loaded, dataset, spec.name, seed if seed is not None else hyp.task.seed
+    if model is None:
+        raise CircuitSpecError("give a MODEL (alias, Hugging Face id or folder) or --hypothesis FILE")
+    if task != "ioi":
+        raise CircuitSpecError(f"--task {task!r}: only ioi is supported; use --hypothesis for your own prompts")
+    loaded = load_model(model)
+    seed = 0 if seed is None else seed
+    dataset = build_dataset(TaskSpec(kind="ioi", corruption="abc"), loaded.tokenizer,
+                            prepend_bos=loaded.info.default_prepend_bos,
+                            n_prompts=n_prompts or 32, seed=seed)
+    return loaded, dataset, model, seed
+
+
+@app.command()
+def explore(
+    model: Annotated[str | None, typer.Argument(help="Packaged alias, Hugging Face id or local folder.")] = None,
+    task: Annotated[str, typer.Option("--task", help="The task: ioi.")] = "ioi",
+    hypothesis: Annotated[Path | None, typer.Option("--hypothesis", help="Take model and task from this file.")] = None,
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Number of prompts (default 32).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the prompt generator.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the JSON/CSV numbers and PNGs.")] = Path("explore"),
+    only: Annotated[str | None, typer.Option("--only", help="Comma-separated analyses (default: all).")] = None,
+    sweep_method: Annotated[str, typer.Option("--sweep-method", help="exact | attribution")] = "exact",
+) -> None:
+    """Run the notebook's analyses (logit lens, DLA, patching, attention, sweeps) and save them."""
+    from circuitspec.errors import CircuitSpecError
+    from circuitspec.explore import ANALYSES
+    from circuitspec.explore import explore as run_explore
+
+    if sweep_method not in ("exact", "attribution"):
+        raise CircuitSpecError(f"--sweep-method {sweep_method!r}: choose exact or attribution")
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    for name in names or []:
+        if name not in ANALYSES:
+            from circuitspec.errors import did_you_mean
+
+            raise CircuitSpecError(f"--only {name!r}{did_you_mean(name, ANALYSES)}; analyses: {', '.join(ANALYSES)}")
+    loaded, dataset, _, _ = _explore_inputs(model, hypothesis, task, n_prompts, seed)
+    summary = run_explore(loaded, dataset, out, only=names, sweep_method=sweep_method,
+                          log=lambda line: typer.echo(line, err=True))
+    typer.echo(f"wrote {sum(len(f) for f in summary['files'].values())} files to {out}")
+
+
+@app.command()
+def suggest(
+    model: Annotated[str | None, typer.Argument(help="Packaged alias, Hugging Face id or local folder.")] = None,
+    task: Annotated[str, typer.Option("--task", help="The task: ioi.")] = "ioi",
+    hypothesis: Annotated[Path | None, typer.Option("--hypothesis", help="Take model and task from this file.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the draft YAML.")] = Path("draft.yaml"),
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Number of prompts (default 32).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the prompt generator.")] = None,
+    confirm: Annotated[int, typer.Option("--confirm", help="Senders per sweep confirmed by exact path patching.")] = 6,
+) -> None:
+    """Draft an IOI hypothesis (heads per role, edges, evidence as comments) for MODEL."""
+    from circuitspec.suggest import suggest as run_suggest
+
+    loaded, dataset, ref, seed_used = _explore_inputs(model, hypothesis, task, n_prompts, seed)
+    path, draft = run_suggest(loaded, dataset, output, model_ref=ref, seed=seed_used, confirm=confirm,
+                              log=lambda line: typer.echo(line, err=True))
+    groups = ", ".join(f"{name} ({len(heads)})" for name, (_, heads) in draft.groups.items())
+    typer.echo(f"wrote {path}: {groups}; validated")
 
 
 def main() -> None:
