@@ -226,6 +226,11 @@ class AblationRunner:
 
     # ------------------------------------------------------------- evaluation
     @property
+    def n_keep_sets(self) -> int:
+        """Distinct keep-sets evaluated so far (the clean run included)."""
+        return len(self._memo)
+
+    @property
     def clean(self) -> Float[torch.Tensor, " prompt"]:
         """Per-prompt logit difference of the unablated model, F(M)."""
         return self._clean

@@ -113,7 +113,8 @@ class CircuitScores:
     null: NullSummary | None
     ablation: str
     n_prompts: int
-    n_forward: int
+    n_forward: int  # forward passes the runner has made (setup included)
+    n_keep_sets: int  # distinct ablated runs evaluated, each over every prompt
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,6 +198,7 @@ def _completeness(
     mlp_keep: Sequence[int] | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    minimality_random: int = 5,
 ) -> tuple[Score, list[frozenset[Head]]]:
     """The completeness score and the K sets searched (reused by :func:`minimality`)."""
     circuit = _circuit(groups)
@@ -251,7 +253,13 @@ def _completeness(
         "searched": searched,
         "greedy_path": path,
     }
-    return Score(float(gap / scale), ci, word, reason, None, details), list(candidates)
+    # Minimality reuses the structured K (empty, groups, greedy, the worst) and only the
+    # first few random ones: each K costs one run per circuit head there.
+    reuse = [c for c, name in candidates.items()
+             if not name.startswith("random:") or int(name.split(":")[1]) < minimality_random]
+    if worst not in reuse:
+        reuse.append(worst)
+    return Score(float(gap / scale), ci, word, reason, None, details), reuse
 
 
 def minimality(
@@ -356,6 +364,7 @@ def evaluate_circuit(
     n_random: int = 100,
     n_subsets: int = 20,
     greedy_steps: int = 3,
+    minimality_random: int = 5,
     n_bootstrap: int = 1000,
     seed: int = 0,
     circuit_positions: Mapping[Head, Sequence[str]] | None = None,
@@ -378,7 +387,8 @@ def evaluate_circuit(
             "n_bootstrap": n_bootstrap, "seed": seed}
     faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
     comp, k_sets = _completeness(runner, groups, threshold=completeness_max_gap, n_subsets=n_subsets,
-                        greedy_steps=greedy_steps, **opts)
+                        greedy_steps=greedy_steps, minimality_random=minimality_random,
+                        **opts)
     mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)
     null = null_distribution(runner, circuit, n_random=n_random, seed=seed, mlp_keep=mlp_keep,
                              real=faith.value if circuit_positions is None else None)
@@ -394,5 +404,6 @@ def evaluate_circuit(
         ablation=runner.ablation,
         n_prompts=len(dataset),
         n_forward=runner.n_forward,
+        n_keep_sets=runner.n_keep_sets,
         seconds=time.perf_counter() - start,
     )
