@@ -108,8 +108,8 @@ def verify(
 ) -> None:
     """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""
     from circuitspec.errors import CircuitSpecError
-    from circuitspec.verify import Options
-    from circuitspec.verify import verify as run_verify
+    from circuitspec.verification import Options
+    from circuitspec.verification import verify as run_verify
 
     choices = {"semantics": (semantics, ("path", "direct")), "ablation": (ablation, ("mean", "resample", "zero")),
                "engine": (engine, ("auto", "fast", "reference"))}
@@ -144,7 +144,7 @@ def render(
     output: Annotated[Path, typer.Option("-o", "--output", help="FILE.svg, FILE.png or FILE.dot")] = Path("circuit.svg"),
 ) -> None:
     """Draw a hypothesis (before any run) or a verified result."""
-    from circuitspec.render import render as draw
+    from circuitspec.rendering import render as draw
 
     if source.suffix in (".yaml", ".yml"):
         from circuitspec.spec import load_hypothesis
@@ -239,7 +239,9 @@ def main() -> None:
     from circuitspec.errors import CircuitSpecError
 
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click returns a command's exit code instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except CircuitSpecError as exc:
         if _state["debug"]:
             raise

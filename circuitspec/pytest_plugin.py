@@ -1,1 +1,77 @@
-"""pytest integration: hypothesis files as test items (filled in with verify)."""
+"""pytest integration: hypothesis files collected as test items.
+
+With circuitspec installed, ``pytest hypotheses/`` (or any folder holding
+``*.yaml`` hypotheses when ``--circuitspec`` is given, or files listed in the
+``circuitspec_hypotheses`` ini option) verifies each hypothesis as one test: it
+passes when every claim holds and fails with the verdict table otherwise, so a
+team can keep circuits under CI like code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("circuitspec")
+    group.addoption(
+        "--circuitspec", action="store_true", default=False,
+        help="collect hypothesis YAML files (name: ...; nodes: ...) as circuitspec tests",
+    )
+    group.addoption("--circuitspec-n-prompts", type=int, default=None,
+                    help="override task.n_prompts for collected hypotheses")
+    parser.addini("circuitspec_hypotheses", "hypothesis files to verify as tests", type="paths", default=[])
+
+
+def _is_hypothesis(path: Path) -> bool:
+    if path.suffix not in (".yaml", ".yml"):
+        return False
+    head = path.read_text(errors="ignore")[:4000]
+    return "nodes:" in head and "model:" in head
+
+
+def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> Any:
+    config = parent.config
+    listed = {Path(p).resolve() for p in config.getini("circuitspec_hypotheses")}
+    wanted = file_path.resolve() in listed or (
+        config.getoption("--circuitspec") and _is_hypothesis(file_path)
+    )
+    if wanted:
+        return HypothesisFile.from_parent(parent, path=file_path)
+    return None
+
+
+class HypothesisFile(pytest.File):
+    def collect(self) -> Any:
+        yield HypothesisItem.from_parent(self, name=self.path.stem)
+
+
+class CircuitClaimFailed(Exception):
+    """A hypothesis whose claims did not all hold."""
+
+
+class HypothesisItem(pytest.Item):
+    def runtest(self) -> None:
+        from circuitspec.verification import Options, verify
+
+        n = self.config.getoption("--circuitspec-n-prompts")
+        result = verify(self.path, options=Options(n_prompts=n))
+        self.user_properties.append(("passed", result.passed))
+        if not result.passed:
+            lines = [f"{f}" for f in result.failures()]
+            raise CircuitClaimFailed("\n".join(lines))
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        if isinstance(excinfo.value, CircuitClaimFailed):
+            return f"hypothesis {self.path.name} failed:\n{excinfo.value}"
+        from circuitspec.errors import CircuitSpecError
+
+        if isinstance(excinfo.value, CircuitSpecError):
+            return f"hypothesis {self.path.name} is invalid:\n{excinfo.value}"
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"circuitspec: {self.path.name}"

@@ -233,7 +233,7 @@ def _write_reports(result: Result, folder: Path, svg: str) -> tuple[Path, Path]:
 
 def write_report(result: Result, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``out_dir``; draws ``circuit.svg`` if absent."""
-    from circuitspec.render import render_result
+    from circuitspec.rendering import render_result
 
     out = Path(out_dir)
     with staged_dir(out) as stage:
@@ -251,7 +251,7 @@ def write_outputs(result: Result, out_dir: str | os.PathLike[str]) -> dict[str, 
     only once every one succeeded; on any error ``out_dir`` keeps its old files
     and no partial file is left. Returns the final path of each file by name.
     """
-    from circuitspec.render import render_result
+    from circuitspec.rendering import render_result
 
     out = Path(out_dir)
     with staged_dir(out) as stage:

@@ -521,7 +521,7 @@ class Result:
 
     def render(self, path: str | os.PathLike[str]) -> Path:
         """Draw the verified circuit to ``path`` (``.svg``, ``.png`` or ``.dot``)."""
-        from circuitspec.render import render_result
+        from circuitspec.rendering import render_result
 
         return render_result(self, path)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_results import NODES, sample_result
 
-from circuitspec.render import (
+from circuitspec.rendering import (
     ROLE_COLOURS,
     VERDICT_COLOURS,
     RenderError,

@@ -1,0 +1,136 @@
+"""The public one-edge API: ``path_patch`` and ``path_patch_many``.
+
+Both take a loaded model and a dataset, build the engine's clean and corrupted
+caches once, and return for each edge the per-prompt patched metric, its mean,
+and the effect ``(M_patched - M_clean) / (M_clean - M_corrupt)`` with a
+bootstrap interval. Components may be given as ``"L9H9"``, ``"9.9"``,
+``"MLP3"`` or ``(layer, head)`` pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from circuitspec.engine import LOGITS, Receiver, Sender
+from circuitspec.errors import CircuitSpecError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from circuitspec.dataset import Dataset
+    from circuitspec.models import LoadedModel
+
+Component = str | tuple[int, int]
+
+
+@dataclass(frozen=True)
+class EdgeEffect:
+    """One patched edge: per-prompt values, the mean metric and the normalised effect."""
+
+    sender: Sender
+    receiver: Receiver
+    metric_patched: float
+    effect: float
+    ci: tuple[float, float]
+    per_prompt: Tensor
+    clean: float
+    corrupt: float
+
+
+def _parse(components: Sequence[Component]) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    from circuitspec.spec import parse_member
+
+    heads: list[tuple[int, int]] = []
+    mlps: list[int] = []
+    for c in components:
+        if isinstance(c, tuple):
+            heads.append((int(c[0]), int(c[1])))
+            continue
+        try:
+            kind, layer, head = parse_member(c)
+        except ValueError as exc:
+            raise CircuitSpecError(f"{c!r}: {exc}") from None
+        if kind == "mlp":
+            mlps.append(layer)
+        else:
+            heads.append((layer, int(head)))  # type: ignore[arg-type]
+    return tuple(heads), tuple(mlps)
+
+
+def as_sender(sender: Sender | Sequence[Component]) -> Sender:
+    if isinstance(sender, Sender):
+        return sender
+    heads, mlps = _parse(sender)
+    return Sender(heads=heads, mlps=mlps)
+
+
+def as_receiver(receiver: Receiver | str | Sequence[Component], via: str | None, at: str | None) -> Receiver:
+    if isinstance(receiver, Receiver):
+        return receiver
+    if receiver == "logits":
+        return LOGITS
+    heads, mlps = _parse(receiver)  # type: ignore[arg-type]
+    if mlps:
+        raise CircuitSpecError("receivers are attention heads (their q, k or v) or 'logits', not MLPs")
+    if via not in ("q", "k", "v"):
+        raise CircuitSpecError(f"via={via!r}: a head receiver needs via='q', 'k' or 'v'")
+    return Receiver(heads=heads, via=via, at=at)  # type: ignore[arg-type]
+
+
+def path_patch_many(
+    model: LoadedModel,
+    dataset: Dataset,
+    edges: Sequence[tuple[Any, Any]],
+    *,
+    via: str | None = None,
+    at: str | None = "END",
+    semantics: str = "path",
+    freeze_mlps: bool = False,
+    engine: str = "auto",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> list[EdgeEffect]:
+    """Patch each (sender, receiver) pair; caches are shared across the list."""
+    from circuitspec.verification import effect_ci, make_engine
+
+    eng = make_engine(model, dataset, engine)  # type: ignore[arg-type]
+    clean_t, corrupt_t = eng.baselines()
+    clean, corrupt = clean_t.double().numpy(), corrupt_t.double().numpy()
+    out = []
+    for sender_like, receiver_like in edges:
+        sender = as_sender(sender_like)
+        receiver = as_receiver(receiver_like, via, at)
+        patched_t = eng.patch(sender, receiver, semantics=semantics, freeze_mlps=freeze_mlps)
+        patched = patched_t.double().numpy()
+        effect = float((patched.mean() - clean.mean()) / (clean.mean() - corrupt.mean()))
+        ci = effect_ci(patched, clean, corrupt, n=n_bootstrap, seed=seed, level=0.95)
+        out.append(
+            EdgeEffect(sender, receiver, float(np.mean(patched)), effect, ci, patched_t,
+                       float(clean.mean()), float(corrupt.mean()))
+        )
+    return out
+
+
+def path_patch(
+    model: LoadedModel,
+    dataset: Dataset,
+    sender: Sender | Sequence[Component],
+    receiver: Receiver | str | Sequence[Component] = "logits",
+    *,
+    via: str | None = None,
+    at: str | None = "END",
+    semantics: str = "path",
+    freeze_mlps: bool = False,
+    engine: str = "auto",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> EdgeEffect:
+    """Path-patch one edge: ``path_patch(model, ds, ["L7H3"], ["L9H9"], via="q", at="END")``."""
+    return path_patch_many(
+        model, dataset, [(sender, receiver)], via=via, at=at, semantics=semantics,
+        freeze_mlps=freeze_mlps, engine=engine, n_bootstrap=n_bootstrap, seed=seed,
+    )[0]

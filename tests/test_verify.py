@@ -1,0 +1,126 @@
+"""End to end: verify on a tiny model, the CLI's exit codes, outputs, determinism, pytest plugin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import circuitspec as cs
+
+CLI = [sys.executable, "-m", "circuitspec.cli"]
+
+
+def write_hypothesis(path: Path, model_dir: Path, *, edges: str, claims: str) -> Path:
+    path.write_text(
+        f"""name: tiny-circuit
+model: {model_dir}
+task: {{kind: ioi, n_prompts: 12, seed: 0, corruption: abc}}
+nodes:
+  movers: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3, L1H0, L1H1, L1H2, L1H3, L0H0, L0H1, L0H2, L0H3]}}
+edges:
+{edges}
+claims:
+{claims}
+"""
+    )
+    return path
+
+
+# The whole model as the circuit: faithfulness is exactly 1, so the claim must hold. With
+# every head patched jointly the END position sees exactly the corrupted run (same token
+# there, every head's output corrupted, MLPs recomputed): effect -1.
+TRUE_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 0.5}}"
+TRUE_CLAIMS = "  faithfulness: {min: 0.9}"
+# Patching cannot move the metric 10x beyond the corrupted run here (it lands on it exactly).
+WRONG_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 10.0}}"
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tiny_model_dirs):
+    return tiny_model_dirs["llama"]
+
+
+FAST = {"n_random": 10, "n_null_edges": 0, "n_bootstrap": 200, "robustness": False}
+
+
+def test_verify_api_true_hypothesis_passes(tmp_path, llama_dir):
+    hyp = write_hypothesis(tmp_path / "h.yaml", llama_dir, edges=TRUE_EDGES, claims=TRUE_CLAIMS)
+    result = cs.verify(hyp, **FAST)
+    assert result.circuit is not None
+    assert result.circuit.faithfulness.value == pytest.approx(1.0, abs=1e-6)
+    assert result.circuit.faithfulness.verdict == "verified"
+    assert result.edges[0].effect == pytest.approx(-1.0, abs=1e-5)
+    assert result.edges[0].verdict == "verified"
+    assert result.passed
+    low, high = result.edges[0].ci
+    assert low <= result.edges[0].effect <= high
+
+
+def test_cli_exit_codes_and_outputs(tmp_path, llama_dir):
+    good = write_hypothesis(tmp_path / "good.yaml", llama_dir, edges=TRUE_EDGES, claims=TRUE_CLAIMS)
+    bad = write_hypothesis(tmp_path / "bad.yaml", llama_dir, edges=WRONG_EDGES, claims=TRUE_CLAIMS)
+    flags = ["--n-random", "10", "--n-null-edges", "0", "--n-bootstrap", "200", "--no-robustness"]
+    out = tmp_path / "out"
+    ok = subprocess.run(CLI + ["verify", str(good), "--out", str(out)] + flags, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "circuit.png", "circuit.svg", "report.html", "report.md", "results.json"
+    ]
+    data = json.loads((out / "results.json").read_text())
+    for key in ("hypothesis", "model", "task", "metric", "edges", "circuit", "passed"):
+        assert key in data
+    edge = data["edges"][0]
+    for key in ("from", "to", "via", "at", "metric_patched", "effect", "ci", "verdict", "per_head"):
+        assert key in edge
+    assert data["task"]["prepend_bos"] is False  # the Llama family's default
+    svg = ET.parse(out / "circuit.svg").getroot()
+    text = " ".join(t for t in svg.itertext())
+    for name in ("movers", "logits"):
+        assert name in text
+    wrong = subprocess.run(CLI + ["verify", str(bad)] + flags, capture_output=True, text=True)
+    assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    assert "refuted" in wrong.stdout
+    invalid = tmp_path / "invalid.yaml"
+    invalid.write_text(good.read_text().replace("L2H0", "L7H0"))
+    broken = subprocess.run(CLI + ["verify", str(invalid)] + flags, capture_output=True, text=True)
+    assert broken.returncode == 2
+    assert "Traceback" not in broken.stderr and "L7H0" in broken.stderr
+
+
+def test_same_seed_same_numbers(tmp_path, llama_dir):
+    hyp = write_hypothesis(tmp_path / "h.yaml", llama_dir, edges=TRUE_EDGES, claims=TRUE_CLAIMS)
+    one = cs.verify(hyp, **FAST).to_json()
+    two = cs.verify(hyp, **FAST).to_json()
+    one.pop("timings"), two.pop("timings")
+    assert one == two
+
+
+def test_path_patch_api_matches_engine(tiny_models):
+    from test_engine import ioi_dataset
+
+    from circuitspec.engine import ExactEngine, Receiver, Sender
+
+    model = tiny_models["gpt2"]
+    ds = ioi_dataset(model.tokenizer)
+    got = cs.path_patch(model, ds, ["L0H1", "1.2"], ["L2H0"], via="q", at="END", engine="reference")
+    want = ExactEngine(model, ds).patch(Sender(heads=((0, 1), (1, 2))), Receiver(((2, 0),), "q", "END"))
+    assert got.per_prompt.tolist() == pytest.approx(want.tolist(), abs=1e-6)
+    expected = (want.mean() - got.clean) / (got.clean - got.corrupt)
+    assert got.effect == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
+    write_hypothesis(tmp_path / "good.yaml", llama_dir, edges=TRUE_EDGES, claims=TRUE_CLAIMS)
+    write_hypothesis(tmp_path / "bad.yaml", llama_dir, edges=WRONG_EDGES, claims=TRUE_CLAIMS)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "--circuitspec", "--circuitspec-n-prompts", "6",
+         "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
+    assert "refuted" in run.stdout
