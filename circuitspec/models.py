@@ -239,6 +239,7 @@ def _convert_gguf(alias: str) -> Path:
         tokenizer.save_pretrained(tmp)
         if out.exists():
             shutil.rmtree(out)
+        os.chmod(tmp, 0o755)
         os.replace(tmp, out)
         Path(tmp).mkdir()  # TemporaryDirectory expects to remove something
     return out
