@@ -61,6 +61,7 @@ class FastCache:
     resid_mid: list[Tensor]  # after attention (sequential blocks only)
     dz: list[Tensor]  # z_corrupt - z_clean [batch, pos, heads, d_head]
     dmlp: list[Tensor]  # mlp_out corrupt - clean [batch, pos, d_model]
+    mlp: list[Tensor]  # clean mlp_out (sequential) [batch, pos, d_model]
     k: list[Tensor]  # clean rotated keys [batch, pos, n_kv, d_head]
     v: list[Tensor]
     ld_clean: Tensor
@@ -120,6 +121,7 @@ class FastEngine:
             resid_mid=[] if self.rows.parallel else [cc[f"blocks.{i}.hook_resid_mid"] for i in range(n)],
             dz=[cr[f"blocks.{i}.attn.hook_z"] - cc[f"blocks.{i}.attn.hook_z"] for i in range(n)],
             dmlp=[cr[f"blocks.{i}.hook_mlp_out"] - cc[f"blocks.{i}.hook_mlp_out"] for i in range(n)],
+            mlp=[cc[f"blocks.{i}.hook_mlp_out"] for i in range(n)],
             k=[k for k, _ in kv],
             v=[v for _, v in kv],
             ld_clean=logit_diff(logits_c, group),
@@ -282,7 +284,9 @@ class FastEngine:
             else:
                 base = cache.resid_mid[layer][b_idx, rows]
                 before = delta[idx]
-            clean_mlp = self.rows.mlp(layer, base)
+            # The cached clean output saves one MLP call per layer; small row counts make
+            # these calls cost what reading the weights costs.
+            clean_mlp = cache.mlp[layer][b_idx, rows]
             delta[idx] = delta[idx] + (self.rows.mlp(layer, base[None] + before) - clean_mlp[None])
         if last == self.n_layers:
             out[last] = delta
