@@ -132,3 +132,25 @@ def test_direct_all_heads_into_logits_adds_every_corrupted_write(tiny_models):
     want = end[rows, torch.tensor(ds.correct)] - end[rows, torch.tensor(ds.incorrect)]
     every = Sender(heads=tuple((layer, h) for layer in range(3) for h in range(4)))
     assert torch.allclose(engine.patch(every, LOGITS, semantics="direct"), want, atol=1e-4)
+
+
+@pytest.mark.real
+def test_engine_matches_reference_on_smollm2(smollm2):
+    from circuitspec.spec import TaskSpec
+    from circuitspec.tasks import build_dataset
+
+    ds = build_dataset(TaskSpec(kind="ioi", n_prompts=12, seed=1), smollm2.tokenizer, prepend_bos=False)
+    ds = ds.subset(ds.length_groups()[0][:4])  # the reference wants one token length
+    engine = ExactEngine(smollm2, ds)
+    cases = [
+        ([(23, 3), (23, 2)], "logits", None, None),
+        ([(20, 1)], [(23, 3)], "q", "END"),
+        ([(10, 4), ("mlp", 12)], [(18, 2), (19, 5)], "v", "S2"),
+        ([(3, 6)], [(14, 0)], "k", "S1+1"),
+        ([(5, 1)], [(12, 4)], "k", "S2"),
+    ]
+    for semantics in ("path", "direct"):
+        for senders, receivers, via, at in cases:
+            got = _run_engine(engine, senders, receivers, via, at, semantics)
+            want = reference_patch(smollm2, ds, senders, receivers, via, at, semantics)
+            assert torch.allclose(got, want, atol=1e-4), (semantics, senders, receivers, got, want)
