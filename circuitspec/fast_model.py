@@ -61,6 +61,8 @@ class LayerWeights:
     b_V: Tensor
     W_O: Tensor  # [n_heads, d_head, d_model]
     b_O: Tensor  # [d_model]
+    W_QKV: Tensor  # [d_model, (n_heads + 2 n_kv) * d_head]: one weight read for all three
+    b_QKV: Tensor
 
 
 class RowModel:
@@ -91,10 +93,13 @@ class RowModel:
 
         W_Q, W_K, W_V = flat_w(attn.W_Q), flat_w(attn.W_K), flat_w(attn.W_V)
         b_O = attn.b_O
+        b_Q, b_K, b_V = flat_b(attn.b_Q, W_Q), flat_b(attn.b_K, W_K), flat_b(attn.b_V, W_V)
         return LayerWeights(
-            W_Q, flat_b(attn.b_Q, W_Q), W_K, flat_b(attn.b_K, W_K), W_V, flat_b(attn.b_V, W_V),
+            W_Q, b_Q, W_K, b_K, W_V, b_V,
             attn.W_O.detach().contiguous(),
             torch.zeros(attn.W_O.shape[-1]) if b_O is None else b_O.detach(),
+            torch.cat([W_Q, W_K, W_V], dim=1).contiguous(),
+            torch.cat([b_Q, b_K, b_V]),
         )
 
     # -- position-wise pieces (the bridge's own modules) -------------------------
@@ -141,6 +146,11 @@ class RowModel:
         """Unrotated queries [..., heads, d_head] from normed rows."""
         w = self.layers[layer]
         return self._project(xn, w.W_Q, w.b_Q, heads)
+
+    def qkv(self, layer: int, xn: Tensor) -> Tensor:
+        """Unrotated [..., n_heads + 2 n_kv, d_head]: queries, then key groups, then value groups."""
+        w = self.layers[layer]
+        return self._project(xn, w.W_QKV, w.b_QKV, None)
 
     def k(self, layer: int, xn: Tensor, groups: list[int] | None = None) -> Tensor:
         w = self.layers[layer]
