@@ -190,20 +190,25 @@ class RowModel:
         """Causal attention of query rows over a shared clean prefix plus per-item new rows.
 
         q [S, B, R, H, dh] (rotated), q_pos [B, R] absolute positions; k_pre/v_pre
-        [B, P, H, dh] for positions 0..P-1, shared by every item S; k_new/v_new
-        [S, B, R, H, dh] for positions P..P+R-1 (the query rows themselves).
+        [B, P, n_kv, dh] for positions 0..P-1 (key/value groups, not expanded: the
+        prefix is read once per group), shared by every item S; k_new/v_new
+        [S, B, R, H, dh] for positions P..P+R-1 (the query rows themselves, one slot
+        per query head, since a k/v receiver changes only its own head's slot).
         Returns z [S, B, R, H, dh].
         """
-        n_pre = k_pre.shape[1]
-        s_pre = torch.einsum("sbrhd,bphd->sbhrp", q, k_pre) * self.scale
-        s_new = torch.einsum("sbrhd,sbthd->sbhrt", q, k_new) * self.scale
+        n_s, batch, n_r, n_h, dh = q.shape
+        n_pre, n_kv = k_pre.shape[1], k_pre.shape[2]
+        qg = q.reshape(n_s, batch, n_r, n_kv, n_h // n_kv, dh)
+        s_pre = torch.einsum("sbrkgd,bpkd->sbkgrp", qg, k_pre).reshape(n_s, batch, n_h, n_r, n_pre)
+        s_new = torch.einsum("sbrhd,sbthd->sbhrt", q, k_new)
         key_pos = torch.arange(n_pre, n_pre + k_new.shape[2])
         future = key_pos[None, None, :] > q_pos[:, :, None]  # [B, R, T_new]
         s_new = s_new.masked_fill(future[None, :, None], float("-inf"))
-        pattern = torch.softmax(torch.cat([s_pre, s_new], dim=-1).float(), dim=-1).to(q.dtype)
-        p_pre, p_new = pattern[..., :n_pre], pattern[..., n_pre:]
-        z = torch.einsum("sbhrp,bphd->sbrhd", p_pre, v_pre)
-        return z + torch.einsum("sbhrt,sbthd->sbrhd", p_new, v_new)
+        scores = torch.cat([s_pre, s_new], dim=-1) * self.scale
+        pattern = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        p_pre = pattern[..., :n_pre].reshape(n_s, batch, n_kv, n_h // n_kv, n_r, n_pre)
+        z = torch.einsum("sbkgrp,bpkd->sbrkgd", p_pre, v_pre).reshape(n_s, batch, n_r, n_h, dh)
+        return z + torch.einsum("sbhrt,sbthd->sbrhd", pattern[..., n_pre:], v_new)
 
     def expand_kv(self, x: Tensor) -> Tensor:
         """Key/value groups -> one slot per query head (dim -2)."""

@@ -201,7 +201,7 @@ def pass_d(
             k_pre = cache.k[layer][src0 : src0 + batch * n_pos].reshape(batch, n_pos, n_kv, -1)[:, :start]
             v_pre = cache.v[layer][src0 : src0 + batch * n_pos].reshape(batch, n_pos, n_kv, -1)[:, :start]
             q_pos = torch.arange(start, n_pos).expand(batch, n_r)
-            z = rm.attend(view(q), q_pos, rm.expand_kv(k_pre), rm.expand_kv(v_pre), view(k), view(v))
+            z = rm.attend(view(q), q_pos, k_pre, v_pre, view(k), view(v))
             zs.append(z.reshape(n_s, batch * n_r, *z.shape[3:]))
         z = torch.cat(zs, dim=1) if len(zs) > 1 else zs[0]
         attn = rm.head_out(layer, z) + rm.layers[layer].b_O

@@ -148,7 +148,7 @@ def test_small_row_budget_chunks_senders(engines):
         fast.max_rows = saved
 
 
-def test_unsupported_architecture_falls_back(tiny_models, monkeypatch):
+def test_unsupported_architecture_falls_back(tiny_models, engines, monkeypatch):
     import circuitspec.fast as fast_module
 
     model = tiny_models["gpt2"]
@@ -157,7 +157,7 @@ def test_unsupported_architecture_falls_back(tiny_models, monkeypatch):
     with pytest.warns(UserWarning, match="falls back"):
         fast = FastEngine(model, ds)
     sender, receiver = _edge([(0, 1)], [(2, 0)], "q", "END")
-    want = ExactEngine(model, ds).patch(sender, receiver)
+    want = engines["gpt2"][0].patch(sender, receiver)  # same model and prompts
     assert torch.allclose(fast.patch(sender, receiver), want, atol=1e-6)
 
 
@@ -166,19 +166,21 @@ def test_fast_matches_exact_on_smollm2(smollm2):
     from circuitspec.spec import TaskSpec
     from circuitspec.tasks import build_dataset as build_task
 
-    task = TaskSpec(kind="ioi", n_prompts=8, seed=0, corruption="abc")
+    # Six prompts make three token lengths, so the flat multi-group passes are exercised.
+    task = TaskSpec(kind="ioi", n_prompts=6, seed=0, corruption="abc")
     ds = build_task(task, smollm2.tokenizer, prepend_bos=smollm2.info.default_prepend_bos)
+    assert len({len(c) for c in ds.clean}) >= 2
     exact, fast = ExactEngine(smollm2, ds), FastEngine(smollm2, ds)
     assert fast.exact is None
-    edges = [
-        _edge([(9, 6)], "logits", None, None),
-        _edge([(7, 3), (8, 6)], [(9, 6), (10, 0)], "q", "END"),
-        _edge([(3, 0)], [(7, 3)], "v", "S2"),
-        _edge([(4, 2)], [(5, 5)], "k", "S1+1"),
-        _edge([("mlp", 2), (2, 2)], [(6, 1)], "k", "S2"),
+    edges = [  # GQA: k/v receivers read a key/value group shared by three heads
+        (_edge([(9, 6)], "logits", None, None), ("path",)),
+        (_edge([(7, 3), (8, 6)], [(9, 6), (10, 0)], "q", "END"), ("path", "direct")),
+        (_edge([(3, 0)], [(7, 3)], "v", "S2"), ("path",)),
+        (_edge([(4, 2)], [(5, 5)], "k", "S1+1"), ("path",)),
+        (_edge([("mlp", 2), (2, 2)], [(6, 1)], "k", "S2"), ("path", "direct")),
     ]
-    for sender, receiver in edges:
-        for semantics in ("path", "direct"):
+    for (sender, receiver), semantics_list in edges:
+        for semantics in semantics_list:
             want = exact.patch(sender, receiver, semantics=semantics)
             got = fast.patch(sender, receiver, semantics=semantics)
             assert (got - want).abs().max() <= 1e-4, (sender, receiver, semantics)
