@@ -131,11 +131,15 @@ class Verifier:
         self.corrupt = corrupt.double().numpy()
 
     # -- edges -------------------------------------------------------------------------
+    def _sweep(self, senders: list[Sender], receiver: Receiver, semantics: str | None = None) -> np.ndarray:
+        """[n_senders, N] patched metric; one batched pass where the engine can sweep."""
+        kw = {"semantics": semantics or self.semantics, "freeze_mlps": self.freeze_mlps}
+        if hasattr(self.engine, "sweep"):
+            return self.engine.sweep(receiver, senders, **kw).double().numpy()
+        return np.stack([self.engine.patch(s, receiver, **kw).double().numpy() for s in senders])
+
     def _patched(self, sender: Sender, receiver: Receiver, semantics: str | None = None) -> np.ndarray:
-        out = self.engine.patch(
-            sender, receiver, semantics=semantics or self.semantics, freeze_mlps=self.freeze_mlps
-        )
-        return out.double().numpy()
+        return self._sweep([sender], receiver, semantics)[0]
 
     def _effect_with_ci(self, patched: np.ndarray) -> tuple[float, tuple[float, float]]:
         value = effect_of(patched, self.clean, self.corrupt)
@@ -147,32 +151,32 @@ class Verifier:
         from circuitspec.stats import verdict
 
         sender, receiver = edge_endpoints(self.circuit, edge)
-        patched = self._patched(sender, receiver)
+        # The joint patch, each sender component alone, and random groups: one sweep.
+        alone: list[tuple[str, Sender]] = []
+        if self.opts.per_head and len(sender.heads) + len(sender.mlps) > 1:
+            alone = [(_head(h), Sender(heads=(h,))) for h in sender.heads]
+            alone += [(f"MLP{m}", Sender(mlps=(m,))) for m in sender.mlps]
+        randoms = self._null_senders(sender, receiver) if self.opts.n_null_edges else []
+        rows = self._sweep([sender] + [s for _, s in alone] + randoms, receiver)
+        patched = rows[0]
         value, ci = self._effect_with_ci(patched)
         word, reason = verdict(ci, edge.min_effect, edge.sign)  # type: ignore[arg-type]
-        per_head = []
-        if self.opts.per_head and len(sender.heads) + len(sender.mlps) > 1:
-            for head in sender.heads:
-                alone = self._patched(Sender(heads=(head,)), receiver)
-                h_value, h_ci = self._effect_with_ci(alone)
-                per_head.append(R.HeadEffect(_head(head), h_value, h_ci))
-            for layer in sender.mlps:
-                alone = self._patched(Sender(mlps=(layer,)), receiver)
-                h_value, h_ci = self._effect_with_ci(alone)
-                per_head.append(R.HeadEffect(f"MLP{layer}", h_value, h_ci))
-        null = self._edge_null(sender, receiver) if self.opts.n_null_edges else None
-        if null is not None and word == "verified" and null.low is not None:
-            low, high = null.low, null.high if null.high is not None else null.low
-            if edge.sign == "negative":
-                beyond = value < low
-            elif edge.sign == "positive":
-                beyond = value > high
-            else:
-                beyond = value < low or value > high
-            if not beyond:
+        per_head = [
+            R.HeadEffect(name, *self._effect_with_ci(row))
+            for (name, _), row in zip(alone, rows[1 : 1 + len(alone)], strict=True)
+        ]
+        null = None
+        if randoms:
+            effects = np.array([effect_of(r, self.clean, self.corrupt) for r in rows[1 + len(alone) :]])
+            low, high = (float(q) for q in np.quantile(effects, [0.025, 0.975]))
+            null = R.NullDistribution(float(effects.mean()), low, high, len(effects))
+            beyond = {"negative": value < low, "positive": value > high}.get(
+                edge.sign, value < low or value > high
+            )
+            if word == "verified" and not beyond:
                 reason += (
-                    f" Random sender groups of the same size give effects in [{null.low:.3g}, "
-                    f"{null.high:.3g}], so this edge is not distinguishable from chance."
+                    f" Random sender groups of the same size give effects in [{low:.3g}, "
+                    f"{high:.3g}], so this edge is not distinguishable from chance."
                 )
                 word = "inconclusive"
         return R.EdgeResult(
@@ -190,28 +194,19 @@ class Verifier:
             null=null,
         )
 
-    def _edge_null(self, sender: Sender, receiver: Receiver) -> R.NullDistribution | None:
-        """Effects of random head groups of the sender's size into the same receiver."""
+    def _null_senders(self, sender: Sender, receiver: Receiver) -> list[Sender]:
+        """Random head groups of the sender's size that can reach the receiver."""
         from circuitspec.engine import Sender
 
         size = len(sender.heads) + len(sender.mlps)
         limit = min(receiver.layers) if not receiver.is_logits else self.model.info.n_layers
-        pool = [
-            (layer, h)
-            for layer in range(limit)
-            for h in range(self.model.info.n_heads)
-            if (layer, h) not in set(sender.heads)
-        ]
+        taken = set(sender.heads)
+        pool = [(layer, h) for layer in range(limit) for h in range(self.model.info.n_heads)
+                if (layer, h) not in taken]
         if len(pool) < size or size == 0:
-            return None
+            return []
         rng = random.Random(self.seed + 7)
-        effects = []
-        for _ in range(self.opts.n_null_edges):
-            heads = tuple(sorted(rng.sample(pool, size)))
-            effects.append(effect_of(self._patched(Sender(heads=heads), receiver), self.clean, self.corrupt))
-        arr = np.array(effects)
-        low, high = np.quantile(arr, [0.025, 0.975])
-        return R.NullDistribution(float(arr.mean()), float(low), float(high), len(effects))
+        return [Sender(heads=tuple(sorted(rng.sample(pool, size)))) for _ in range(self.opts.n_null_edges)]
 
     # -- circuit -------------------------------------------------------------------------
     def circuit_scores(self) -> tuple[R.CircuitScores | None, Any]:

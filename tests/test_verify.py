@@ -124,3 +124,18 @@ def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
     )
     assert "1 failed, 1 passed" in run.stdout, run.stdout + run.stderr
     assert "refuted" in run.stdout
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_smollm2_hypothesis_verifies_end_to_end(smollm2):
+    """The repo's SmolLM2 circuit, with fewer prompts and nulls than the file asks for."""
+    root = Path(__file__).resolve().parent.parent
+    result = cs.verify(
+        root / "hypotheses" / "ioi_smollm2_135m.yaml", smollm2,
+        n_prompts=16, n_random=10, n_null_edges=3, n_bootstrap=500, robustness=False,
+    )
+    verdicts = {e.name: e.verdict for e in result.edges}
+    assert all(v == "verified" for v in verdicts.values()), verdicts
+    assert result.metric.clean > 3.0 > result.metric.corrupt
+    assert result.circuit is not None and result.passed, result.failures()
