@@ -23,6 +23,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--circuitspec-n-prompts", type=int, default=None,
                     help="override task.n_prompts for collected hypotheses")
+    group.addoption("--circuitspec-quick", action="store_true", default=False,
+                    help="fewer random circuits and resamples, no edge nulls or robustness panel")
     parser.addini("circuitspec_hypotheses", "hypothesis files to verify as tests", type="paths", default=[])
 
 
@@ -57,8 +59,10 @@ class HypothesisItem(pytest.Item):
     def runtest(self) -> None:
         from circuitspec.verification import Options, verify
 
-        n = self.config.getoption("--circuitspec-n-prompts")
-        result = verify(self.path, options=Options(n_prompts=n))
+        opts = Options(n_prompts=self.config.getoption("--circuitspec-n-prompts"))
+        if self.config.getoption("--circuitspec-quick"):
+            opts.n_random, opts.n_null_edges, opts.n_bootstrap, opts.robustness = 10, 0, 200, False
+        result = verify(self.path, options=opts)
         self.user_properties.append(("passed", result.passed))
         if not result.passed:
             lines = [f"{f}" for f in result.failures()]

@@ -119,6 +119,7 @@ def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
     write_hypothesis(tmp_path / "bad.yaml", llama_dir, edges=WRONG_EDGES, claims=TRUE_CLAIMS)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--circuitspec", "--circuitspec-n-prompts", "6",
+         "--circuitspec-quick",
          "-p", "no:cacheprovider", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path,
     )
