@@ -20,7 +20,7 @@ demo: $(STAMP)
 	@echo "report: out/ioi_smollm2_135m/report.md  diagram: out/ioi_smollm2_135m/circuit.svg"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 check: $(STAMP)
 	$(BIN)/ruff check circuitspec tests bench
