@@ -45,6 +45,9 @@ class Options:
     engine: EngineName = "auto"
     n_bootstrap: int | None = None
     n_random: int = 100  # random circuits for the faithfulness null
+    n_subsets: int = 20  # random K for completeness
+    greedy_steps: int = 2  # greedy search for the worst K
+    minimality_random: int = 0  # random K reused by minimality (each costs a run per head)
     n_null_edges: int = 10  # random sender groups per edge
     per_head: bool = True
     robustness: bool = True
@@ -225,6 +228,9 @@ class Verifier:
             completeness_max_gap=claims.completeness.max_gap if claims.completeness else None,
             minimality_min=claims.minimality.min if claims.minimality else None,
             n_random=self.opts.n_random,
+            n_subsets=self.opts.n_subsets,
+            greedy_steps=self.opts.greedy_steps,
+            minimality_random=self.opts.minimality_random,
             n_bootstrap=self.n_boot,
             seed=self.seed,
         )
