@@ -47,7 +47,11 @@ def test_reference_kinds():
 
 
 def test_unreachable_hub_is_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    # The hub library reads the variable at import time; set both so no network is tried.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelLoadError, match="No model hub is reachable"):
         load_model("circuitspec-tests/no-such-model")
 
