@@ -61,7 +61,7 @@ class Keep:
         return Keep(
             None if heads is None else frozenset((int(L), int(h)) for L, h in heads),
             None if mlps is None else frozenset(int(m) for m in mlps),
-            pos,
+            pos,  # type: ignore[arg-type]
         )
 
 
@@ -142,7 +142,7 @@ class AblationRunner:
         hooks = [(_z(L), grab(zs, L)) for L in range(self.n_layers)]
         hooks += [(_mlp(L), grab(mlps, L)) for L in range(self.n_layers)]
         with torch.no_grad():
-            self.bridge.run_with_hooks(tokens, fwd_hooks=hooks)
+            self.bridge.run_with_hooks(tokens, fwd_hooks=hooks)  # type: ignore[arg-type]
         self.n_forward += 1
         return [zs[L] for L in range(self.n_layers)], [mlps[L] for L in range(self.n_layers)]
 
@@ -354,7 +354,7 @@ class AblationRunner:
 
         hooks.append(("unembed.hook_in", take_end))
         with torch.no_grad():
-            logits = self.bridge.run_with_hooks(tokens.repeat(n_k, 1), fwd_hooks=hooks)
+            logits = self.bridge.run_with_hooks(tokens.repeat(n_k, 1), fwd_hooks=hooks)  # type: ignore[arg-type]
         self.n_forward += 1
         logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
         rows = torch.arange(logits.shape[0], device=logits.device)

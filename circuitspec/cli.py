@@ -118,7 +118,7 @@ def verify(
             raise CircuitSpecError(f"--{flag} {value!r}: choose one of {', '.join(allowed)}")
     opts = Options(
         n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
-        engine=engine, n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges,
+        engine=engine, n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges,  # type: ignore[arg-type]
         robustness=robustness,
     )
     from circuitspec.console import print_result, progress_bar

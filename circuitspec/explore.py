@@ -99,7 +99,7 @@ def _patch(*kinds: str) -> Callable[[Context], None]:
 
         for kind in kinds:
             grid = activation_patching(ctx.model, ctx.dataset, kind, progress=ctx.progress)  # type: ignore[arg-type]
-            ctx.save(grid, lambda g, p, kind=kind: plots.heatmap(
+            ctx.save(grid, lambda g, p, kind=kind: plots.heatmap(  # type: ignore[misc]
                 g, p, title=f"Activation patching ({kind}, denoising: 1 = clean)"))
 
     return run

@@ -190,7 +190,7 @@ class TaskInfo:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> TaskInfo:
         return cls(*(_req(d, k, "task") for k in
-                     ("kind", "n_prompts", "seed", "corruption", "prepend_bos")), d.get("notes"))
+                     ("kind", "n_prompts", "seed", "corruption", "prepend_bos")), d.get("notes"))  # type: ignore[call-arg]
 
 
 @dataclass(frozen=True)

@@ -383,13 +383,13 @@ def evaluate_circuit(
     circuit = _circuit(groups)
     if not circuit:
         raise ValueError("the circuit has no heads; name at least one head in a node group")
-    opts = {"circuit_positions": circuit_positions, "mlp_keep": mlp_keep,
+    opts: dict[str, Any] = {"circuit_positions": circuit_positions, "mlp_keep": mlp_keep,
             "n_bootstrap": n_bootstrap, "seed": seed}
     faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
     comp, k_sets = _completeness(runner, groups, threshold=completeness_max_gap, n_subsets=n_subsets,
                         greedy_steps=greedy_steps, minimality_random=minimality_random,
                         **opts)
-    mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)
+    mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)  # type: ignore[arg-type]
     null = null_distribution(runner, circuit, n_random=n_random, seed=seed, mlp_keep=mlp_keep,
                              real=faith.value if circuit_positions is None else None)
     f_empty = float(runner.run([Keep.of((), mlp_keep)])[0].double().mean())

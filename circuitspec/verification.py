@@ -391,7 +391,7 @@ def assemble(
     passed = all(word == "verified" for word in claimed)
     info = model.info
     notes = ", ".join(f"{k}={v}" for k, v in dataset.notes.items()) if dataset.notes else None
-    boot = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level}
+    boot: dict[str, Any] = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level}
     return R.Result(
         hypothesis=R.HypothesisInfo(hyp.name, hyp.source, hyp.description, nodes),
         model=R.ModelInfo(model.reference, info.name, model.revision, info.n_layers, info.n_heads, info.n_kv_heads),

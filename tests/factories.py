@@ -78,7 +78,7 @@ def save_tiny_model(family: str, path: Path, seed: int = 0) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     # Larger than default init so that heads matter and patching effects are visible.
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for _name, param in model.named_parameters():
             if param.dim() >= 2:
                 param.normal_(0.0, 0.3)
     model.save_pretrained(path)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference_patching import reference_patch
 
 from circuitspec.dataset import Dataset
 from circuitspec.engine import LOGITS, ExactEngine, Receiver, Sender
-from reference_patching import reference_patch
 
 CLEAN = [
     " When John and Mary went to the shops, John gave the bag to",

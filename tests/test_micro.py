@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from factories import save_tiny_model
+from test_engine import ioi_dataset
 
 from circuitspec.engine import LOGITS, ExactEngine, Receiver, Sender
 from circuitspec.models import load_model
-from factories import save_tiny_model
-from test_engine import ioi_dataset
 
 WRITERS = ((0, 0), (1, 2))
 BLIND = (2, 1)  # its W_Q is zero
