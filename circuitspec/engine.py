@@ -271,9 +271,6 @@ class ExactEngine:
             mlp = cache.mlp_clean[layer].clone()
             if is_sender:
                 mlp[s_mask] = cache.mlp_corrupt[layer][s_mask]
-                if not freeze_mlps:
-                    hooks.append((f"blocks.{layer}.hook_mlp_out", _replace(mlp)))
-                    continue
             hooks.append((f"blocks.{layer}.hook_mlp_out", _replace(mlp)))
         return hooks
 

@@ -111,7 +111,6 @@ class Verifier:
         model: LoadedModel,
         dataset: Dataset,
         options: Options,
-        progress: Progress | None = None,
     ):
         self.hyp = hyp
         self.model = model
@@ -124,7 +123,6 @@ class Verifier:
         self.n_boot = options.n_bootstrap or hyp.claims.n_bootstrap
         self.level = hyp.claims.confidence
         self.seed = options.seed if options.seed is not None else (hyp.task.seed or 0)
-        self.progress = progress or (lambda what, done, total: None)
         self.timings: dict[str, float] = {}
         start = time.perf_counter()
         self.engine = make_engine(model, dataset, options.engine)
@@ -275,13 +273,12 @@ class Verifier:
                     R.RobustnessRow(f"{kind} ablation, mean of per-prompt ratios", score.per_prompt_mean_ratio, {})
                 )
         for semantics in ("path", "direct"):
-            effects: dict[str, float | None] = {}
-            for edge in self.circuit.edges:
-                if semantics == self.semantics:
-                    effects = dict(main)
-                    break
-                sender, receiver = edge_endpoints(self.circuit, edge)
-                effects[edge.name] = effect_of(self._patched(sender, receiver, semantics), self.clean, self.corrupt)
+            effects: dict[str, float | None] = dict(main)
+            if semantics != self.semantics:
+                for edge in self.circuit.edges:
+                    sender, receiver = edge_endpoints(self.circuit, edge)
+                    patched = self._patched(sender, receiver, semantics)
+                    effects[edge.name] = effect_of(patched, self.clean, self.corrupt)
             rows.append(R.RobustnessRow(f"{semantics} semantics (edge effects)", None, effects))
         return tuple(rows)
 
@@ -342,7 +339,7 @@ def verify(
     )
 
     with torch.no_grad():
-        verifier = Verifier(hyp, model, dataset, opts, report)
+        verifier = Verifier(hyp, model, dataset, opts)
         timings.update(verifier.timings)
         start = time.perf_counter()
         edges = []
