@@ -1,0 +1,350 @@
+"""Edge-level circuit evaluation: only the hypothesis' edges carry clean signal.
+
+Node-level ablation (:mod:`circuitspec.ablation`) keeps the circuit's heads and ablates
+the rest, so every circuit head still reads every other circuit head. Edge-level
+evaluation keeps only the *edges* the hypothesis names, in the spirit of ACDC and
+auto-circuit edge patching: a head's residual input is embeddings + upstream head
+outputs + MLP outputs, and every head output that does not travel along a circuit edge
+arrives ablated.
+
+Definition. A head's signal is its ``hook_z`` (its output is ``z @ W_O``). An edge
+(:class:`Wire`) runs from sender heads to receiver heads' ``q``, ``k`` or ``v`` input,
+optionally at named positions (the receiver's positions), or from sender heads to the
+logits. For an edge set E, on each clean prompt:
+
+1. Each head has an *ablated* z, exactly as in node-level ablation (``mean`` over the ABC
+   corruption distribution per template position, ``resample`` from the paired corrupted
+   prompt, or ``zero``), and a *circuit* z, defined in 3.
+2. Each input slot (head r, s in q/k/v) reads its own copy of the residual stream, its
+   *view*: at position p, the residual of a run in which every head h < r writes its
+   circuit z if (h -> r.s) is in E at p and its ablated z otherwise. Embeddings and
+   biases are clean; MLPs and norms recompute on the view, position by position. An MLP
+   is thus part of every path: an edge in E reaches r directly and through every MLP in
+   between, an edge outside E reaches it ablated along both.
+3. r's circuit z is its attention computed on its three views: queries from the q view,
+   keys from the k view, values from the v view, each normed on its own copy.
+4. The logits read the view of the ``-> logits`` edges at END; the metric is
+   logit(correct) - logit(incorrect) there, per prompt.
+
+Edges carry the sender's value *in the circuit run* (3), as in ACDC and auto-circuit,
+not its clean-run value: a clean-run value would let a sender pass on information that
+its own, ablated, inputs no longer give it, and the circuit's upstream structure would
+not matter. Consequences, each tested:
+
+- E = every edge of the complete graph: every view is the clean residual, F = F(M).
+- E = {}: the logits' view has every head ablated, F = F(empty) of node-level ablation.
+- E = every edge among the circuit's heads (all positions, q, k and v, and every
+  circuit head -> logits): F = node-level F(C).
+
+Positions: an edge carries signal at its receiver positions only (``positions``), or at
+every position (``None``). Heads write only their own position and a view recomputes
+no attention, so a logits edge matters at END alone.
+
+Grouped-query attention: a key/value input is shared by the query heads of a group. Each
+circuit query head gets keys and values from *its own* k and v views, so an edge into one
+head's k reaches that head alone, as in path patching; when the heads of one group need
+different views, the layer runs in several batch copies and each head takes its z from
+its copy. (The alternative, the key/value head as the receiver, would feed an edge into
+every query head of the group; the hypothesis names query heads.)
+
+Cost: per layer holding a head whose circuit z is needed (a sender on a path to the
+logits), one forward pass up to that layer, the prompts stacked once per distinct view;
+then one full pass for the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from jaxtyping import Float
+
+    from circuitspec.ablation import AblationRunner
+    from circuitspec.scores import Score
+    from circuitspec.spec import Circuit
+
+__all__ = ["Wire", "complete_wires", "edge_faithfulness", "edge_level_logit_diff", "wires_from_circuit"]
+
+Head = tuple[int, int]
+Via = Literal["q", "k", "v"]
+SLOTS: tuple[Via, ...] = ("q", "k", "v")
+# What a view receives: (sender head, its positions or None for all).
+_Source = tuple[Head, "tuple[str, ...] | None"]
+_View = frozenset[_Source]
+
+
+@dataclass(frozen=True)
+class Wire:
+    """Sender heads -> receiver heads' ``via`` input at ``positions``; no receivers: the logits.
+
+    Every sender reaches every receiver in a later layer; pairs in the same or an earlier
+    layer are skipped (attention reads the residual before its own layer writes).
+    """
+
+    senders: tuple[Head, ...]
+    receivers: tuple[Head, ...] = ()
+    via: Via | None = None
+    positions: tuple[str, ...] | None = None  # None: every position
+
+    def __post_init__(self) -> None:
+        if bool(self.receivers) != (self.via is not None):
+            raise ValueError("a wire into heads names via (q, k or v); a wire into the logits does not")
+        if self.via is not None and self.via not in SLOTS:
+            raise ValueError(f"unknown via {self.via!r}; use q, k or v")
+
+
+def wires_from_circuit(circuit: Circuit, *, at_positions: bool = False) -> list[Wire]:
+    """The hypothesis' edges as wires between its groups' heads (MLP members are on every path).
+
+    ``at_positions``: an edge carries signal only at its ``at`` position (logits edges read
+    END in any case); otherwise at every position.
+    """
+    wires = []
+    for edge in circuit.edges:
+        senders = tuple(circuit.nodes[edge.sender].heads)
+        if edge.receiver == "logits":
+            wires.append(Wire(senders))
+        else:
+            wires.append(Wire(senders, tuple(circuit.nodes[edge.receiver].heads), edge.via,  # type: ignore[arg-type]
+                              (edge.at,) if at_positions else None))
+    return wires
+
+
+def complete_wires(heads: Iterable[Head]) -> list[Wire]:
+    """Every edge among ``heads``: each into each later one's q, k and v, and each into the logits.
+
+    With every head of the model this is the complete graph (F = F(M)); with a circuit's
+    heads, edge-level evaluation equals node-level ablation of that circuit.
+    """
+    group = tuple(sorted({(int(L), int(h)) for L, h in heads}))
+    return [Wire(group, group, via) for via in SLOTS] + [Wire(group)]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which heads need a circuit z, and the view each of their inputs (and the logits) reads."""
+
+    needed: tuple[Head, ...]  # in layer order
+    inputs: dict[tuple[Head, Via], _View]
+    logits: _View
+
+
+def _plan(wires: Sequence[Wire], all_heads: frozenset[Head], positions: Iterable[str]) -> _Plan:
+    into: dict[tuple[Head, Via], set[_Source]] = {}
+    logits: set[_Source] = set()
+    for wire in wires:
+        unknown = (set(wire.senders) | set(wire.receivers)) - all_heads
+        if unknown:
+            raise ValueError(f"heads {sorted(unknown)} do not exist in this model")
+        missing = set(wire.positions or ()) - set(positions)
+        if missing:
+            raise ValueError(f"unknown positions {sorted(missing)}; the dataset has {', '.join(positions)}")
+        for s in wire.senders:
+            if not wire.receivers:
+                logits.add((s, wire.positions))
+            for r in wire.receivers:
+                if s[0] < r[0]:
+                    into.setdefault((r, wire.via), set()).add((s, wire.positions))  # type: ignore[arg-type]
+    # Only heads on a path to the logits need their circuit z: close backwards from there.
+    needed = {s for s, _ in logits}
+    todo = list(needed)
+    while todo:
+        r = todo.pop()
+        for via in SLOTS:
+            for s, _ in into.get((r, via), ()):
+                if s not in needed:
+                    needed.add(s)
+                    todo.append(s)
+    inputs = {(r, via): frozenset(into.get((r, via), ())) for r in needed for via in SLOTS}
+    return _Plan(tuple(sorted(needed)), inputs, frozenset(logits))
+
+
+def edge_level_logit_diff(runner: AblationRunner, wires: Sequence[Wire]) -> Float[torch.Tensor, " prompt"]:
+    """Per-prompt logit difference of the model with only ``wires`` carrying signal.
+
+    Uses ``runner``'s prompts and ablated values (its ablation kind); see the module
+    docstring for the definition.
+    """
+    import torch
+
+    plan = _plan(wires, runner.all_heads, runner.dataset.positions)
+    out = torch.zeros(len(runner.dataset))
+    for group in runner._groups:
+        n, length = group.tokens.shape
+        copies = max([1] + [len(_layer_views(plan, L, runner)[0]) for L in _layers(plan)])
+        step = max(1, runner.max_tokens // (length * copies))
+        for s in range(0, n, step):
+            sl = slice(s, min(n, s + step))
+            out[group.index[sl]] = _evaluate(runner, plan, group, sl).cpu().float()
+    return out
+
+
+def _layers(plan: _Plan) -> list[int]:
+    return sorted({L for L, _ in plan.needed})
+
+
+def _layer_views(plan: _Plan, layer: int, runner: AblationRunner) -> tuple[list[_View], dict[Head, int],
+                                                                         dict[int, list[tuple[_View, _View]]]]:
+    """The distinct views read at ``layer``, each head's batch copy, and per k/v group its (k, v) views."""
+    heads = [r for r in plan.needed if r[0] == layer]
+    views = list(dict.fromkeys(plan.inputs[(r, via)] for r in heads for via in SLOTS))
+    group_size = runner.n_heads // _n_kv(runner)
+    pairs: dict[int, list[tuple[_View, _View]]] = {}
+    copy_of: dict[Head, int] = {}
+    for r in heads:
+        pair = (plan.inputs[(r, "k")], plan.inputs[(r, "v")])
+        options = pairs.setdefault(r[1] // group_size, [])
+        if pair not in options:
+            options.append(pair)
+        copy_of[r] = options.index(pair)
+    n_copies = max([len(views)] + [len(p) for p in pairs.values()])
+    views += [frozenset()] * (n_copies - len(views))
+    return views, copy_of, pairs
+
+
+def _n_kv(runner: AblationRunner) -> int:
+    return int(getattr(runner.bridge.cfg, "n_key_value_heads", None) or runner.n_heads)
+
+
+def _evaluate(runner: AblationRunner, plan: _Plan, group: Any, sl: slice) -> torch.Tensor:
+    import torch
+
+    tokens = group.tokens[sl]
+    n = tokens.shape[0]
+    circuit_z: dict[int, torch.Tensor] = {}
+    for layer in _layers(plan):
+        views, copy_of, pairs = _layer_views(plan, layer, runner)
+        hooks = _z_hooks(runner, group, sl, views, circuit_z, layer)
+        hooks += _input_hooks(plan, layer, views, copy_of, pairs, n, circuit_z)
+        with torch.no_grad(), runner.bridge.hooks(fwd_hooks=hooks):
+            runner.bridge(tokens.repeat(len(views), 1), stop_at_layer=layer + 1)
+        runner.n_forward += 1
+
+    hooks = _z_hooks(runner, group, sl, [plan.logits], circuit_z, runner.n_layers)
+    end = group.end[sl]
+
+    def take_end(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        # Only END reaches the unembedding, as in the node-level runner.
+        return x[torch.arange(x.shape[0], device=x.device), end].unsqueeze(1)
+
+    hooks.append(("unembed.hook_in", take_end))
+    with torch.no_grad(), runner.bridge.hooks(fwd_hooks=hooks):
+        logits = runner.bridge(tokens)
+    runner.n_forward += 1
+    logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(n), end]
+    rows = torch.arange(n, device=logits.device)
+    return logits[rows, group.correct[sl]] - logits[rows, group.incorrect[sl]]
+
+
+def _input_hooks(plan: _Plan, layer: int, views: list[_View], copy_of: dict[Head, int],
+                 pairs: dict[int, list[tuple[_View, _View]]], n: int,
+                 circuit_z: dict[int, torch.Tensor]) -> list[tuple[str, Any]]:
+    """At ``layer``: each head's q/k/v input taken from its views' copies; its z stored."""
+    import torch
+
+    c = len(views)
+    index = {v: i for i, v in reversed(list(enumerate(views)))}  # first copy of each view
+    heads = [r for r in plan.needed if r[0] == layer]
+
+    def gather_q(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        view = x.reshape(c, n, *x.shape[1:])
+        new = view.clone()
+        for r in heads:
+            new[copy_of[r], :, :, r[1]] = view[index[plan.inputs[(r, "q")]], :, :, r[1]]
+        return new.reshape(x.shape)
+
+    def gather_kv(slot: int) -> Any:
+        def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
+            view = x.reshape(c, n, *x.shape[1:])
+            new = view.clone()
+            for g, options in pairs.items():
+                for a, pair in enumerate(options):
+                    new[a, :, :, g] = view[index[pair[slot]], :, :, g]
+            return new.reshape(x.shape)
+
+        return hook
+
+    def grab(z: torch.Tensor, hook: Any) -> torch.Tensor:
+        view = z.reshape(c, n, *z.shape[1:])
+        store = torch.zeros_like(view[0])
+        for r in heads:
+            store[:, :, r[1]] = view[copy_of[r], :, :, r[1]]
+        circuit_z[layer] = store
+        return z
+
+    return [(f"blocks.{layer}.hook_q_input", gather_q), (f"blocks.{layer}.hook_k_input", gather_kv(0)),
+            (f"blocks.{layer}.hook_v_input", gather_kv(1)), (f"blocks.{layer}.attn.hook_z", grab)]
+
+
+def _z_hooks(runner: AblationRunner, group: Any, sl: slice, views: list[_View],
+             circuit_z: dict[int, torch.Tensor], below: int) -> list[tuple[str, Any]]:
+    """hook_z of every layer under ``below``: per batch copy, circuit z where its view receives, else ablated."""
+    import torch
+
+    n, length = group.tokens[sl].shape
+    hooks: list[tuple[str, Any]] = []
+    for layer in range(below):
+        mask = torch.zeros((len(views), n, length, runner.n_heads, 1), dtype=torch.bool,
+                           device=group.tokens.device)
+        for c, view in enumerate(views):
+            for (L, h), names in view:
+                if L == layer:
+                    mask[c, :, :, h, 0] |= _where(group, sl, names, length)
+        repl = group.z_repl[layer]
+        repl = repl if repl.dim() == 0 else repl[sl]
+        hooks.append((f"blocks.{layer}.attn.hook_z", _mix(mask, circuit_z.get(layer), repl)))
+    return hooks
+
+
+def _mix(mask: torch.Tensor, current: torch.Tensor | None, repl: torch.Tensor) -> Any:
+    """A hook_z hook: copy c of the batch takes ``current`` where ``mask[c]``, ``repl`` elsewhere."""
+    import torch
+
+    def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        view = x.reshape(mask.shape[0], -1, *x.shape[1:])
+        return torch.where(mask, view if current is None else current, repl.to(x.dtype)).reshape(x.shape)
+
+    return hook
+
+
+def _where(group: Any, sl: slice, names: tuple[str, ...] | None, length: int) -> torch.Tensor:
+    import torch
+
+    if names is None:
+        return torch.ones((), dtype=torch.bool, device=group.tokens.device)
+    mask = torch.zeros((sl.stop - sl.start, length), dtype=torch.bool, device=group.tokens.device)
+    for name in names:
+        mask |= group.pos_masks[name][sl]
+    return mask
+
+
+def edge_faithfulness(
+    runner: AblationRunner,
+    wires: Sequence[Wire],
+    *,
+    threshold: float | None = None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Score:
+    """Edge-level F(C) / F(M) with its bootstrap CI and verdict; the per-prompt-ratio mean beside it.
+
+    ``details`` holds F(M), F(C) and the per-prompt values behind the interval.
+    """
+    import numpy as np
+
+    from circuitspec.scores import Score, _judge
+    from circuitspec.stats import bootstrap_ratio_ci
+
+    fm = runner.clean.double().numpy()
+    fc = edge_level_logit_diff(runner, wires).double().numpy()
+    ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed, level=level)
+    word, reason = _judge(ci, threshold, "at_least", "edge-level faithfulness")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_prompt = float(np.mean(fc / fm))
+    details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
+               "level": "edge", "n_wires": len(wires)}
+    return Score(float(fc.mean() / fm.mean()), ci, word, reason, per_prompt, details)
