@@ -25,8 +25,13 @@ matmuls (:mod:`circuitspec.fast_passes`); with the few rows they recompute, thos
 cost what reading the weights costs, once per layer instead of once per group.
 Many senders into one receiver (:meth:`FastEngine.sweep`) share the cached prefix
 keys/values and run as one batch. Architectures that :mod:`circuitspec.fast_model`
-cannot reproduce exactly (e.g. Gemma 3's extra norms) fall back to the exact
-engine, with a warning.
+cannot reproduce exactly (e.g. logit softcapping) fall back to the exact engine,
+with a warning.
+
+Gemma 3 norms the attention output again before adding it (a sandwich norm), so a
+sender head's write is not ``dz W_O`` alone: pass C computes
+``post_norm(clean head sum + dz W_O) - post_norm(clean head sum)`` at each sender
+layer, from the clean pre-norm head sum cached per row.
 """
 
 from __future__ import annotations
@@ -100,7 +105,9 @@ class FastEngine:
 
     # -- caches --------------------------------------------------------------------
     def _build_cache(self) -> None:
-        names = ("attn.hook_z", "hook_mlp_out", "hook_resid_pre", "hook_resid_mid")
+        names: tuple[str, ...] = ("attn.hook_z", "hook_mlp_out", "hook_resid_pre", "hook_resid_mid")
+        if self.rows.sandwich:
+            names += ("attn.hook_out",)
         n = self.n_layers
         last = f"blocks.{n - 1}.hook_resid_post"
 
@@ -124,6 +131,8 @@ class FastEngine:
                 "mlp": [cc[f"blocks.{i}.hook_mlp_out"] for i in range(n)],
                 "k": [k for k, _ in kv],
                 "v": [v for _, v in kv],
+                # The head sum before the post-attention norm (hook_attn_out is after it).
+                "attn_pre": [cc[f"blocks.{i}.attn.hook_out"] for i in range(n)] if self.rows.sandwich else [],
             }
             for name, per_layer in fields.items():
                 parts.setdefault(name, []).append([x.flatten(0, 1) for x in per_layer])

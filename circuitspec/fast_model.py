@@ -14,10 +14,21 @@ three pure pieces that work on any set of rows:
 Everything stays in the bridge's (folded, centred) residual basis, so values
 from ``run_with_cache`` and values computed here can be mixed freely. Only
 architectures whose block is "norm -> attention -> add; norm -> MLP -> add"
-(GPT-2, Llama/Mistral/Qwen2) or its parallel form (GPT-NeoX/Pythia) qualify;
-``supported`` says why not otherwise, and the engine then falls back.
-"""
+(GPT-2, Llama/Mistral/Qwen2) or its parallel form (GPT-NeoX/Pythia) qualify,
+plus Gemma 3's variant of the sequential block:
 
+- *sandwich norms*: the attention output and the MLP output are each normed
+  again before they are added (``ln1_post``, ``ln2_post``). The bridge's
+  ``hook_attn_out`` / ``hook_mlp_out`` sit after these norms, so they are the
+  residual writes; ``attn.hook_out`` is the pre-norm head sum;
+- *q/k norms*: an RMS norm over each head's query and key, after the
+  projection and before the rotation;
+- *local layers*: a sliding window over the keys and a rotary base of their
+  own (``config.layer_types`` names each layer's kind);
+- a query scale of ``query_pre_attn_scalar ** -0.5`` (the HF module's ``scaling``).
+
+``unsupported_reason`` says why not otherwise, and the engine then falls back.
+"""
 from __future__ import annotations
 
 import math
@@ -33,6 +44,7 @@ SUPPORTED = {
     "LlamaForCausalLM": "rotary",
     "MistralForCausalLM": "rotary",
     "Qwen2ForCausalLM": "rotary",
+    "Gemma3ForCausalLM": "rotary",
 }
 
 
@@ -48,6 +60,12 @@ def unsupported_reason(bridge: Any) -> str | None:
         return f"unexpected positional embedding {cfg.positional_embedding_type!r}"
     if getattr(cfg, "rotary_adjacent_pairs", False) or getattr(cfg, "rotary_interleaved_cos_sin", False):
         return "interleaved rotary layouts are not reproduced"
+    hf = bridge.original_model.config
+    for cap in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if getattr(hf, cap, None) is not None:
+            return f"{cap} is not reproduced"
+    if getattr(hf, "use_bidirectional_attention", False):
+        return "bidirectional attention is not reproduced"
     return None
 
 
@@ -77,11 +95,16 @@ class RowModel:
         self.rotary = bridge.cfg.positional_embedding_type == "rotary"
         self.layers = [self._weights(block.attn) for block in bridge.blocks]
         self.d_head = self.layers[0].W_O.shape[1]
-        self.scale = 1.0 / math.sqrt(self.d_head)
+        scaling = getattr(bridge.blocks[0].attn.original_component, "scaling", None)
+        self.scale = float(scaling) if isinstance(scaling, float) else 1.0 / math.sqrt(self.d_head)
+        block0 = bridge.blocks[0]
+        self.sandwich = hasattr(block0, "ln1_post") and hasattr(block0, "ln2_post")
+        self.qk_norm = hasattr(block0.attn, "q_norm") and hasattr(block0.attn, "k_norm")
+        self.rope_kind, self.window = _local_layers(bridge)
         self.W_U = bridge.W_U.detach()
         b_U = getattr(bridge, "b_U", None)
         self.b_U = torch.zeros(self.W_U.shape[1]) if b_U is None else b_U.detach()
-        self._rope: dict[int, tuple[Tensor, Tensor]] = {}
+        self._rope: dict[tuple[int, str | None], tuple[Tensor, Tensor]] = {}
 
     @staticmethod
     def _weights(attn: Any) -> LayerWeights:
@@ -107,9 +130,25 @@ class RowModel:
         return self.bridge.blocks[layer].ln1(x)
 
     def mlp(self, layer: int, resid_in: Tensor) -> Tensor:
-        """MLP output from the residual the MLP reads (resid_mid, or resid_pre if parallel)."""
+        """The MLP's residual write (``hook_mlp_out``) from the residual it reads.
+
+        That is resid_mid, or resid_pre with a parallel residual; the write is
+        normed once more where the block has sandwich norms.
+        """
         block = self.bridge.blocks[layer]
-        return block.mlp(block.ln2(resid_in))
+        out = block.mlp(block.ln2(resid_in))
+        return block.ln2_post(out) if self.sandwich else out
+
+    def attn_write(self, layer: int, head_sum: Tensor) -> Tensor:
+        """The attention's residual write (``hook_attn_out``) from sum_h z_h W_O + b_O."""
+        return self.bridge.blocks[layer].ln1_post(head_sum) if self.sandwich else head_sum
+
+    def norm_qk(self, layer: int, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-head q/k norms [..., heads, d_head], where the model has them (before rotary)."""
+        if not self.qk_norm:
+            return q, k
+        attn = self.bridge.blocks[layer].attn
+        return attn.q_norm(q), attn.k_norm(k)
 
     def answer_diff(self, resid_end: Tensor, correct: Tensor, incorrect: Tensor) -> Tensor:
         """logit(correct) - logit(incorrect) from final residual rows [..., d_model]."""
@@ -118,22 +157,27 @@ class RowModel:
         return (x * w).sum(-1) + (self.b_U[correct] - self.b_U[incorrect])
 
     # -- projections ---------------------------------------------------------------
-    def rope(self, n_pos: int) -> tuple[Tensor, Tensor]:
-        """cos, sin [n_pos, rotary_dim] from the model's own rotary module."""
-        if n_pos not in self._rope:
+    def rope(self, n_pos: int, kind: str | None = None) -> tuple[Tensor, Tensor]:
+        """cos, sin [n_pos, rotary_dim] from the model's own rotary module.
+
+        ``kind`` is the layer type for models whose rotary module serves several
+        (Gemma 3: local and global layers have their own base).
+        """
+        if (n_pos, kind) not in self._rope:
             model = self.bridge.original_model
             inner = getattr(model, "model", None) or model.gpt_neox
             pos = torch.arange(n_pos)[None]
             probe = torch.zeros(1, n_pos, self.d_head)
-            cos, sin = inner.rotary_emb(probe, pos)
-            self._rope[n_pos] = (cos[0].float(), sin[0].float())
-        return self._rope[n_pos]
+            args = (probe, pos) if kind is None else (probe, pos, kind)
+            cos, sin = inner.rotary_emb(*args)
+            self._rope[n_pos, kind] = (cos[0].float(), sin[0].float())
+        return self._rope[n_pos, kind]
 
-    def rotate(self, x: Tensor, positions: Tensor, n_pos: int) -> Tensor:
-        """Apply rotary embedding to x [..., rows, heads, d_head]; positions broadcast to [..., rows]."""
+    def rotate(self, layer: int, x: Tensor, positions: Tensor, n_pos: int) -> Tensor:
+        """Apply layer's rotary embedding to x [..., rows, heads, d_head]; positions broadcast to [..., rows]."""
         if not self.rotary:
             return x
-        cos_t, sin_t = self.rope(n_pos)
+        cos_t, sin_t = self.rope(n_pos, self.rope_kind[layer])
         cos, sin = cos_t[positions][..., None, :], sin_t[positions][..., None, :]
         rot = cos.shape[-1]
         xr, xp = x[..., :rot], x[..., rot:]
@@ -181,11 +225,20 @@ class RowModel:
         """Rotated keys and values [batch, pos, n_kv, d_head] of a clean residual."""
         n_pos = resid_pre.shape[1]
         xn = self.norm1(layer, resid_pre)
-        k = self.rotate(self.k(layer, xn), torch.arange(n_pos), n_pos)
-        return k, self.v(layer, xn)
+        k = self.k(layer, xn)
+        if self.qk_norm:
+            k = self.bridge.blocks[layer].attn.k_norm(k)
+        return self.rotate(layer, k, torch.arange(n_pos), n_pos), self.v(layer, xn)
 
     def attend(
-        self, q: Tensor, q_pos: Tensor, k_pre: Tensor, v_pre: Tensor, k_new: Tensor, v_new: Tensor
+        self,
+        q: Tensor,
+        q_pos: Tensor,
+        k_pre: Tensor,
+        v_pre: Tensor,
+        k_new: Tensor,
+        v_new: Tensor,
+        window: int | None = None,
     ) -> Tensor:
         """Causal attention of query rows over a shared clean prefix plus per-item new rows.
 
@@ -194,7 +247,8 @@ class RowModel:
         prefix is read once per group), shared by every item S; k_new/v_new
         [S, B, R, H, dh] for positions P..P+R-1 (the query rows themselves, one slot
         per query head, since a k/v receiver changes only its own head's slot).
-        Returns z [S, B, R, H, dh].
+        ``window``: a local layer's sliding window (a query sees the keys less
+        than ``window`` positions back). Returns z [S, B, R, H, dh].
         """
         n_s, batch, n_r, n_h, dh = q.shape
         n_pre, n_kv = k_pre.shape[1], k_pre.shape[2]
@@ -202,8 +256,12 @@ class RowModel:
         s_pre = torch.einsum("sbrkgd,bpkd->sbkgrp", qg, k_pre).reshape(n_s, batch, n_h, n_r, n_pre)
         s_new = torch.einsum("sbrhd,sbthd->sbhrt", q, k_new)
         key_pos = torch.arange(n_pre, n_pre + k_new.shape[2])
-        future = key_pos[None, None, :] > q_pos[:, :, None]  # [B, R, T_new]
-        s_new = s_new.masked_fill(future[None, :, None], float("-inf"))
+        hidden = key_pos[None, None, :] > q_pos[:, :, None]  # [B, R, T_new]: the future
+        if window is not None:
+            hidden |= q_pos[:, :, None] - key_pos[None, None, :] >= window
+            too_far = q_pos[:, :, None] - torch.arange(n_pre)[None, None, :] >= window  # [B, R, P]
+            s_pre = s_pre.masked_fill(too_far[None, :, None], float("-inf"))
+        s_new = s_new.masked_fill(hidden[None, :, None], float("-inf"))
         scores = torch.cat([s_pre, s_new], dim=-1) * self.scale
         pattern = torch.softmax(scores.float(), dim=-1).to(q.dtype)
         p_pre = pattern[..., :n_pre].reshape(n_s, batch, n_kv, n_h // n_kv, n_r, n_pre)
@@ -215,3 +273,24 @@ class RowModel:
         if self.group == 1:
             return x
         return x.repeat_interleave(self.group, dim=-2)
+
+
+def _local_layers(bridge: Any) -> tuple[list[str | None], list[int | None]]:
+    """Per layer: the rotary kind to ask the rotary module for, and the sliding window.
+
+    Models with one rotary module for several layer types (Gemma 3) take the
+    layer's type as an argument; the window is the HF attention module's own.
+    """
+    hf = bridge.original_model.config
+    n = len(bridge.blocks)
+    types = getattr(hf, "layer_types", None)
+    params = getattr(hf, "rope_parameters", None)
+    if types and isinstance(params, dict) and all(t in params for t in types):
+        kinds: list[str | None] = [types[i] for i in range(n)]
+    else:
+        kinds = [None] * n
+    windows = []
+    for block in bridge.blocks:
+        window = getattr(block.attn.original_component, "sliding_window", None)
+        windows.append(window if isinstance(window, int) else None)
+    return kinds, windows

@@ -31,6 +31,7 @@ class FlatCache:
     mlp: list[Tensor]  # clean mlp_out [tokens, d_model]
     k: list[Tensor]  # clean rotated keys [tokens, n_kv, d_head]
     v: list[Tensor]
+    attn_pre: list[Tensor]  # clean sum_h z_h W_O + b_O before the post-attention norm (sandwich only)
 
 
 @dataclass
@@ -125,7 +126,15 @@ def pass_c(
         if len(heads):
             dz = cache.dz[layer][flat_rows][:, heads]  # [F, h, dh]
             per_head = torch.einsum("fhe,hed->fhd", dz, rm.layers[layer].W_O[heads])
-            delta = delta + torch.einsum("sh,fhd->sfd", head_coef[:, heads], per_head) * masks
+            write = torch.einsum("sh,fhd->sfd", head_coef[:, heads], per_head) * masks
+            if rm.sandwich:
+                # A post-attention norm makes the layer's write non-linear in its heads:
+                # norm(clean sum + the senders' change) - norm(clean sum).
+                here = head_coef.any(1).nonzero()[:, 0]
+                pre = cache.attn_pre[layer][flat_rows]
+                clean = rm.attn_write(layer, pre)
+                write[here] = rm.attn_write(layer, pre[None] + write[here]) - clean[None]
+            delta = delta + write
         active |= (head_coef.sum(1) > 0) | (mlp_coef > 0)
         is_mlp_sender = mlp_coef > 0
         if is_mlp_sender.any():
@@ -172,7 +181,7 @@ def pass_d(
     n_q, n_kv = rm.n_heads, rm.n_kv
     for layer in range(first, rm.n_layers):
         xn = rm.norm1(layer, resid)
-        qkv = rm.qkv(layer, xn)  # [S, T, H + 2 kv, dh]
+        qkv = rm.qkv(layer, xn)  # [S, T, H + 2 kv, dh], before any q/k norm
         q, k, v = qkv[..., :n_q, :], qkv[..., n_q : n_q + n_kv, :], qkv[..., n_q + n_kv :, :]
         k, v = rm.expand_kv(k), rm.expand_kv(v)
         heads = by_layer.get(layer)
@@ -188,8 +197,9 @@ def pass_d(
                     k = _scatter_heads(k, fresh, plan.recv, heads)
                 else:
                     v = _scatter_heads(v, fresh, plan.recv, heads)
-        q = rm.rotate(q, plan.pos, max_pos)
-        k = rm.rotate(k, plan.pos, max_pos)
+        q, k = rm.norm_qk(layer, q, k)
+        q = rm.rotate(layer, q, plan.pos, max_pos)
+        k = rm.rotate(layer, k, plan.pos, max_pos)
         zs = []
         for t0, batch, start, n_pos, src0 in plan.spans:
             n_r = n_pos - start
@@ -201,10 +211,10 @@ def pass_d(
             k_pre = cache.k[layer][src0 : src0 + batch * n_pos].reshape(batch, n_pos, n_kv, -1)[:, :start]
             v_pre = cache.v[layer][src0 : src0 + batch * n_pos].reshape(batch, n_pos, n_kv, -1)[:, :start]
             q_pos = torch.arange(start, n_pos).expand(batch, n_r)
-            z = rm.attend(view(q), q_pos, k_pre, v_pre, view(k), view(v))
+            z = rm.attend(view(q), q_pos, k_pre, v_pre, view(k), view(v), rm.window[layer])
             zs.append(z.reshape(n_s, batch * n_r, *z.shape[3:]))
         z = torch.cat(zs, dim=1) if len(zs) > 1 else zs[0]
-        attn = rm.head_out(layer, z) + rm.layers[layer].b_O
+        attn = rm.attn_write(layer, rm.head_out(layer, z) + rm.layers[layer].b_O)
         if rm.parallel:
             resid = resid + attn + rm.mlp(layer, resid)
         else:

@@ -42,7 +42,7 @@ def word_tokenizer(path: Path):
 
 
 def _config(family: str, vocab_size: int):
-    from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig
+    from transformers import Gemma3TextConfig, GPT2Config, GPTNeoXConfig, LlamaConfig
 
     if family == "gpt2":
         return GPT2Config(
@@ -55,6 +55,22 @@ def _config(family: str, vocab_size: int):
             intermediate_size=64, max_position_embeddings=64, rotary_pct=0.25,
             use_parallel_residual=True, bos_token_id=0, eos_token_id=0,
         )
+    if family == "gemma3":
+        # Gemma 3's block: q/k norms, sandwich norms around attention and MLP, a
+        # query scale that is not 1/sqrt(d_head), and local (sliding-window) layers
+        # with their own rotary base beside global ones. The window is shorter than
+        # the long test prompts, so the local layers really mask.
+        return Gemma3TextConfig(
+            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+            num_attention_heads=4, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=12,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+            sliding_window=8, max_position_embeddings=64,
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+                "full_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            },
+            bos_token_id=0, eos_token_id=0, pad_token_id=2, tie_word_embeddings=True,
+        )
     if family == "llama":
         return LlamaConfig(
             vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
@@ -64,7 +80,7 @@ def _config(family: str, vocab_size: int):
     raise ValueError(family)
 
 
-FAMILIES = ("gpt2", "neox", "llama")
+FAMILIES = ("gpt2", "neox", "llama")  # the shared ``tiny_models`` fixture; gemma3 has its own
 
 
 def save_tiny_model(family: str, path: Path, seed: int = 0) -> Path:
@@ -78,8 +94,10 @@ def save_tiny_model(family: str, path: Path, seed: int = 0) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     # Larger than default init so that heads matter and patching effects are visible.
     with torch.no_grad():
-        for _name, param in model.named_parameters():
+        for name, param in model.named_parameters():
             if param.dim() >= 2:
                 param.normal_(0.0, 0.3)
+            elif family == "gemma3" and name.endswith("norm.weight"):
+                param.normal_(0.0, 0.3)  # Gemma scales by 1 + w: zero weights would hide the norms
     model.save_pretrained(path)
     return path

@@ -84,20 +84,31 @@ CASES = [
     ([(1, 2)], [(1, 0)], "q", "END", None),  # a sender that cannot reach its receiver
 ]
 
+# Gemma 3's tiny model has a fourth layer: layers 0 and 2 are local (window 8,
+# shorter than the prompts), 1 and 3 global, so receivers sit on both kinds.
+GEMMA_CASES = [
+    ([(1, 0), (1, 2)], [(3, 1), (3, 3)], "q", "END", None),
+    ([(0, 2)], [(2, 1)], "k", "S1+1", None),  # S1+1 is outside END's window at layer 2
+    ([(1, 3), (0, 1)], [(2, 0), (3, 2)], "v", "S2", None),
+    ([(2, 1), (2, 3), ("mlp", 2)], "logits", None, None, None),
+    ([(0, 0), (2, 2)], [(3, 0)], "k", "S2", ("S1+1", "S2")),
+]
+
 
 @pytest.fixture(scope="module")
-def engines(tiny_models):
+def engines(tiny_models, tiny_gemma3):
     out = {}
-    for family, model in tiny_models.items():
+    for family, model in {**tiny_models, "gemma3": tiny_gemma3}.items():
         ds = mixed_dataset(model.tokenizer)
         # max_batch=2 splits the three-prompt length group: chunking is exercised too.
         out[family] = (ExactEngine(model, ds), FastEngine(model, ds, max_batch=2))
     return out
 
 
-@pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama", "gemma3"])
 def test_fast_matches_exact_on_every_edge_kind(engines, family):
     exact, fast = engines[family]
+    every = CASES + (GEMMA_CASES if family == "gemma3" else [])
     assert fast.exact is None, "the tiny families must run the fast path, not the fallback"
     for a, b in zip(exact.baselines(), fast.baselines(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
@@ -106,9 +117,9 @@ def test_fast_matches_exact_on_every_edge_kind(engines, family):
     # Every case under path semantics; the MLP-freezing and direct variants on a
     # cross-section (the exact engine's hooked passes dominate this test's time).
     for semantics, freeze, cases in (
-        ("path", False, CASES),
-        ("path", True, CASES[2:13:2]),
-        ("direct", False, CASES[1:13:2]),
+        ("path", False, every),
+        ("path", True, every[2:13:2] + every[15::2]),
+        ("direct", False, every[1:13:2] + every[16::2]),
     ):
         for senders, receivers, via, at, positions in cases:
             sender, receiver = _edge(senders, receivers, via, at, positions)
@@ -116,10 +127,10 @@ def test_fast_matches_exact_on_every_edge_kind(engines, family):
             got = fast.patch(sender, receiver, semantics=semantics, freeze_mlps=freeze)
             assert (got - want).abs().max() <= 1e-4, (semantics, freeze, senders, receivers, via, at)
             moved += int((want - clean).abs().max() > 1e-3)
-    assert moved >= len(CASES) + 6, moved  # most edges must actually move the metric
+    assert moved >= len(every) + 6, moved  # most edges must actually move the metric
 
 
-@pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama", "gemma3"])
 def test_sweep_equals_one_patch_per_sender(engines, family):
     exact, fast = engines[family]
     senders = [Sender(heads=((layer, h),)) for layer in range(2) for h in range(4)]
@@ -186,3 +197,37 @@ def test_fast_matches_exact_on_smollm2(smollm2):
             assert (got - want).abs().max() <= 1e-4, (sender, receiver, semantics)
 
 
+
+
+def test_softcapping_is_refused(tiny_gemma3, monkeypatch):
+    from circuitspec.fast_model import unsupported_reason
+
+    bridge = tiny_gemma3.bridge
+    assert unsupported_reason(bridge) is None
+    monkeypatch.setattr(bridge.original_model.config, "final_logit_softcapping", 30.0)
+    assert "final_logit_softcapping" in unsupported_reason(bridge)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_fast_matches_exact_on_gemma3_270m(gemma3_270m):
+    from circuitspec.spec import TaskSpec
+    from circuitspec.tasks import build_dataset as build_task
+
+    model = gemma3_270m
+    task = TaskSpec(kind="ioi", n_prompts=4, seed=0, corruption="abc")
+    ds = build_task(task, model.tokenizer, prepend_bos=model.info.default_prepend_bos)
+    assert len({len(c) for c in ds.clean}) >= 2
+    exact, fast = ExactEngine(model, ds), FastEngine(model, ds)
+    assert fast.exact is None
+    edges = [  # layers 5, 11 and 17 are global, the others local; 4 query heads share 1 k/v head
+        (_edge([(9, 2)], "logits", None, None), "path"),
+        (_edge([(7, 3), (7, 1)], [(10, 0), (11, 2)], "q", "END"), "path"),
+        (_edge([(7, 3), (8, 1)], [(10, 0), (11, 2)], "q", "END"), "direct"),
+        (_edge([(3, 0)], [(6, 3)], "v", "S2"), "path"),
+        (_edge([("mlp", 2), (2, 2)], [(4, 1)], "k", "S1+1"), "path"),
+    ]
+    for (sender, receiver), semantics in edges:
+        want = exact.patch(sender, receiver, semantics=semantics)
+        got = fast.patch(sender, receiver, semantics=semantics)
+        assert (got - want).abs().max() <= 1e-4, (sender, receiver, semantics)
