@@ -100,6 +100,8 @@ def verify(
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ...")] = None,
     semantics: Annotated[str | None, typer.Option("--semantics", help="path | direct")] = None,
     ablation: Annotated[str | None, typer.Option("--ablation", help="mean | resample | zero")] = None,
+    ablation_level: Annotated[str | None, typer.Option(
+        "--ablation-level", help="node | edge: the level the faithfulness claim is judged at.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto | fast | reference")] = "auto",
     n_bootstrap: Annotated[int | None, typer.Option("--n-bootstrap", help="Bootstrap resamples.")] = None,
     n_random: Annotated[int, typer.Option("--n-random", help="Random circuits in the faithfulness null.")] = 100,
@@ -112,13 +114,14 @@ def verify(
     from circuitspec.verification import verify as run_verify
 
     choices = {"semantics": (semantics, ("path", "direct")), "ablation": (ablation, ("mean", "resample", "zero")),
+               "ablation-level": (ablation_level, ("node", "edge")),
                "engine": (engine, ("auto", "fast", "reference"))}
     for flag, (value, allowed) in choices.items():
         if value is not None and value not in allowed:
             raise CircuitSpecError(f"--{flag} {value!r}: choose one of {', '.join(allowed)}")
     opts = Options(
         n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
-        engine=engine, n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges,  # type: ignore[arg-type]
+        ablation_level=ablation_level, engine=engine, n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges,  # type: ignore[arg-type]
         robustness=robustness,
     )
     from circuitspec.console import print_result, progress_bar

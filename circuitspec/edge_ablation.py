@@ -332,19 +332,13 @@ def edge_faithfulness(
 ) -> Score:
     """Edge-level F(C) / F(M) with its bootstrap CI and verdict; the per-prompt-ratio mean beside it.
 
-    ``details`` holds F(M), F(C) and the per-prompt values behind the interval.
+    The edge-level run is evaluated once; the intervals resample its per-prompt values.
     """
-    import numpy as np
-
-    from circuitspec.scores import Score, _judge
-    from circuitspec.stats import bootstrap_ratio_ci
+    from circuitspec.scores import ratio_score
 
     fm = runner.clean.double().numpy()
     fc = edge_level_logit_diff(runner, wires).double().numpy()
-    ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed, level=level)
-    word, reason = _judge(ci, threshold, "at_least", "edge-level faithfulness")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_prompt = float(np.mean(fc / fm))
-    details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
-               "level": "edge", "n_wires": len(wires)}
-    return Score(float(fc.mean() / fm.mean()), ci, word, reason, per_prompt, details)
+    score = ratio_score(fc, fm, threshold, "edge-level faithfulness", n_bootstrap=n_bootstrap,
+                        seed=seed, level=level)
+    score.details.update({"level": "edge", "n_wires": len(wires)})
+    return score

@@ -269,15 +269,27 @@ class NullDistribution:
     """Upper quantile of the null samples."""
     n: int
     """Number of null samples."""
+    real: float | None = None
+    """The real value compared with the samples (the circuit's faithfulness), if any."""
+    fraction_beaten: float | None = None
+    """Fraction of the samples that ``real`` exceeds."""
+    p_value: float | None = None
+    """(1 + #samples >= real) / (1 + n)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"mean": _num(self.mean), "low": _num(self.low), "high": _num(self.high), "n": self.n}
+        d: dict[str, Any] = {"mean": _num(self.mean), "low": _num(self.low), "high": _num(self.high),
+                             "n": self.n}
+        for key in ("real", "fraction_beaten", "p_value"):
+            if getattr(self, key) is not None:
+                d[key] = _num(getattr(self, key))
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None) -> NullDistribution | None:
         if d is None:
             return None
-        return cls(_num(d.get("mean")), _num(d.get("low")), _num(d.get("high")), int(_req(d, "n", "null")))
+        return cls(_num(d.get("mean")), _num(d.get("low")), _num(d.get("high")), int(_req(d, "n", "null")),
+                   _num(d.get("real")), _num(d.get("fraction_beaten")), _num(d.get("p_value")))
 
 
 @dataclass(frozen=True)
@@ -385,25 +397,38 @@ class CircuitScores:
     """F(M): metric of the full model under the same ablation setup."""
     f_circuit: float | None = None
     """F(C): metric with only the circuit's components left running."""
+    faithfulness_edge_level: Score | None = None
+    """F_edge(C) / F(M): only the hypothesis' edges carry signal between heads (see
+    ``docs/semantics.md``); judged when ``ablation_level`` is ``edge``, else reported."""
+    f_empty: float | None = None
+    """F(∅): metric with every head ablated, the floor both faithfulness levels start from."""
 
     def scores(self) -> dict[str, Score]:
-        """The three scores by name, in report order."""
-        return {"faithfulness": self.faithfulness, "completeness": self.completeness,
-                "minimality": self.minimality}
+        """The scores by name, in report order (edge-level faithfulness when it was computed)."""
+        out = {"faithfulness": self.faithfulness}
+        if self.faithfulness_edge_level is not None:
+            out["faithfulness_edge_level"] = self.faithfulness_edge_level
+        return out | {"completeness": self.completeness, "minimality": self.minimality}
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: s.to_json() for k, s in self.scores().items()}
         if self.null is not None:
             d["null"] = self.null.to_json()
         d["f_model"], d["f_circuit"] = _num(self.f_model), _num(self.f_circuit)
+        if self.f_empty is not None:
+            d["f_empty"] = _num(self.f_empty)
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> CircuitScores:
         s = {k: Score.from_json(_req(d, k, "circuit"), f"circuit.{k}")
              for k in ("faithfulness", "completeness", "minimality")}
+        edge = d.get("faithfulness_edge_level")
         return cls(**s, null=NullDistribution.from_json(d.get("null")),
-                   f_model=_num(d.get("f_model")), f_circuit=_num(d.get("f_circuit")))
+                   f_model=_num(d.get("f_model")), f_circuit=_num(d.get("f_circuit")),
+                   faithfulness_edge_level=None if edge is None else Score.from_json(
+                       edge, "circuit.faithfulness_edge_level"),
+                   f_empty=_num(d.get("f_empty")))
 
 
 @dataclass(frozen=True)
@@ -444,14 +469,22 @@ class Settings:
     """Which patching implementation ran, e.g. ``fast`` or ``naive``."""
     n_bootstrap: int
     """Bootstrap resamples behind every interval."""
+    ablation_level: str = "node"
+    """Level the faithfulness claim is judged at: ``node`` (heads outside the circuit
+    ablated) or ``edge`` (only the hypothesis' edges carry signal); both are reported."""
+    ablation_scope: str = "all_positions"
+    """``circuit_positions``: circuit heads (node level) and edges (edge level) carry
+    signal only at the positions the hypothesis' edges name."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Settings:
-        return cls(*(_req(d, k, "settings") for k in
-                     ("semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap")))
+        required = {k: _req(d, k, "settings") for k in
+                    ("semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap")}
+        return cls(**required, ablation_level=d.get("ablation_level", "node"),
+                   ablation_scope=d.get("ablation_scope", "all_positions"))
 
 
 @dataclass(frozen=True)

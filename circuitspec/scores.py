@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from circuitspec.ablation import AblationKind, AblationRunner, Head, Keep
-from circuitspec.stats import bootstrap_paired_ci, bootstrap_ratio_ci, verdict
+from circuitspec.stats import bootstrap_ci, bootstrap_paired_ci, bootstrap_ratio_ci, verdict
 
 if TYPE_CHECKING:
     from circuitspec.dataset import Dataset
@@ -162,17 +162,26 @@ def faithfulness(
     mlp_keep: Sequence[int] | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    level: float = 0.95,
 ) -> Score:
     """F(C) / F(M) with a CI that resamples prompts jointly for numerator and denominator."""
     fm = runner.clean.double().numpy()
     fc = runner.run([Keep.of(circuit, mlp_keep, circuit_positions)])[0].double().numpy()
-    value = fc.mean() / fm.mean()
-    ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed)
-    word, reason = _judge(ci, threshold, "at_least", "faithfulness")
+    return ratio_score(fc, fm, threshold, "faithfulness", n_bootstrap=n_bootstrap, seed=seed, level=level)
+
+
+def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: str, *,
+                n_bootstrap: int, seed: int, level: float) -> Score:
+    """mean(fc) / mean(fm) judged against ``threshold``; the mean of per-prompt ratios beside
+    it, each with a bootstrap interval over the same prompts."""
+    ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed, level=level)
+    word, reason = _judge(ci, threshold, "at_least", what)
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_prompt = float(np.mean(fc / fm))
-    return Score(float(value), ci, word, reason, per_prompt,
-                 {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold})
+        ratios = fc / fm
+    details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
+               "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, n_resamples=n_bootstrap,
+                                                            seed=seed, level=level)}
+    return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details)
 
 
 def _gap_stat(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -199,6 +208,7 @@ def _completeness(
     n_bootstrap: int = 1000,
     seed: int = 0,
     minimality_random: int = 5,
+    level: float = 0.95,
 ) -> tuple[Score, list[frozenset[Head]]]:
     """The completeness score and the K sets searched (reused by :func:`minimality`)."""
     circuit = _circuit(groups)
@@ -235,7 +245,7 @@ def _completeness(
                      "relative_gap": gaps[k][0] / scale})
     worst = max(candidates, key=lambda c: gaps[c][0])
     gap, a, b = gaps[worst]
-    ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed)
+    ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed, level=level)
     word, reason = _judge(ci, threshold, "at_most", "completeness")
     searched = [
         {"name": name, "heads": [head_name(h) for h in sorted(c)], "gap": gaps[c][0],
@@ -272,6 +282,7 @@ def minimality(
     mlp_keep: Sequence[int] | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    level: float = 0.95,
 ) -> Score:
     """Per head v: max over K of |F(C\\(K+v)) - F(C\\K)| / F(M); the score is the weakest head's.
 
@@ -301,7 +312,7 @@ def minimality(
     weakest = min(best, key=lambda v: best[v][0])
     change, i = best[weakest]
     ci = bootstrap_paired_ci([without_kv[i], without_k[i], fm], _gap_stat,
-                             n_resamples=n_bootstrap, seed=seed)
+                             n_resamples=n_bootstrap, seed=seed, level=level)
     word, reason = _judge(ci, threshold, "at_least", "minimality")
     below = [] if threshold is None else [n for n, s in per_head.items() if s < threshold]
     details = {
@@ -367,6 +378,7 @@ def evaluate_circuit(
     minimality_random: int = 5,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    level: float = 0.95,
     circuit_positions: Mapping[Head, Sequence[str]] | None = None,
     mlp_keep: Sequence[int] | None = None,
     max_tokens: int = 8192,
@@ -384,7 +396,7 @@ def evaluate_circuit(
     if not circuit:
         raise ValueError("the circuit has no heads; name at least one head in a node group")
     opts: dict[str, Any] = {"circuit_positions": circuit_positions, "mlp_keep": mlp_keep,
-            "n_bootstrap": n_bootstrap, "seed": seed}
+            "n_bootstrap": n_bootstrap, "seed": seed, "level": level}
     faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
     comp, k_sets = _completeness(runner, groups, threshold=completeness_max_gap, n_subsets=n_subsets,
                         greedy_steps=greedy_steps, minimality_random=minimality_random,

@@ -204,6 +204,9 @@ class Hypothesis(_Strict):
     """How heads outside the circuit are knocked out for the circuit scores."""
     ablation_scope: Literal["all_positions", "circuit_positions"] = "all_positions"
     """circuit_positions: circuit heads also ablated away from the positions edges use."""
+    ablation_level: Literal["node", "edge"] = "node"
+    """Level the faithfulness claim is judged at: node (heads outside the circuit ablated) or
+    edge (only the listed edges carry signal between heads); both are reported."""
     claims: Claims = Claims()
     """Circuit-level claims."""
 

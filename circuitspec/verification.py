@@ -41,6 +41,7 @@ class Options:
     device: str | None = None
     semantics: str | None = None
     ablation: str | None = None
+    ablation_level: str | None = None  # node | edge: where the faithfulness claim is judged
     freeze_mlps: bool | None = None
     engine: EngineName = "auto"
     n_bootstrap: int | None = None
@@ -119,6 +120,11 @@ class Verifier:
         self.circuit = hyp.circuit()
         self.semantics = options.semantics or hyp.semantics
         self.ablation = options.ablation or hyp.ablation
+        self.ablation_level = options.ablation_level or hyp.ablation_level
+        if self.ablation_level not in ("node", "edge"):
+            raise CircuitSpecError(f"ablation level {self.ablation_level!r}: choose node or edge")
+        self.runners: dict[str, Any] = {}  # ablation kind -> AblationRunner, shared by the scores
+        self.edge_scores: dict[str, Any] = {}  # ablation kind -> edge-level faithfulness computed
         self.freeze_mlps = hyp.freeze_mlps if options.freeze_mlps is None else options.freeze_mlps
         self.n_boot = options.n_bootstrap or hyp.claims.n_bootstrap
         self.level = hyp.claims.confidence
@@ -210,19 +216,56 @@ class Verifier:
         return [Sender(heads=tuple(sorted(rng.sample(pool, size)))) for _ in range(self.opts.n_null_edges)]
 
     # -- circuit -------------------------------------------------------------------------
+    def runner(self, kind: str) -> Any:
+        """The node-ablation runner for ``kind``, built once (its caches serve both levels)."""
+        from circuitspec.ablation import AblationRunner
+
+        if kind not in self.runners:
+            self.runners[kind] = AblationRunner(self.model, self.dataset, kind)  # type: ignore[arg-type]
+        return self.runners[kind]
+
+    def circuit_positions(self) -> dict[tuple[int, int], list[str]] | None:
+        """With ``ablation_scope: circuit_positions``, each head's positions: the ``at`` of
+        every edge it sends or receives along (END for logits edges); else None."""
+        if self.hyp.ablation_scope != "circuit_positions":
+            return None
+        out: dict[tuple[int, int], list[str]] = {}
+        for edge in self.circuit.edges:
+            at = "END" if edge.receiver == "logits" else edge.at
+            groups = [edge.sender] + ([] if edge.receiver == "logits" else [edge.receiver])
+            for group in groups:
+                for head in self.circuit.nodes[group].heads:
+                    out.setdefault(head, [])
+                    if at not in out[head]:
+                        out[head].append(at)
+        return out
+
+    def edge_level(self, kind: str, threshold: float | None) -> Any:
+        """Edge-level faithfulness under ``kind`` (a :class:`circuitspec.scores.Score`)."""
+        from circuitspec.edge_ablation import edge_faithfulness, wires_from_circuit
+
+        wires = wires_from_circuit(self.circuit, at_positions=self.hyp.ablation_scope == "circuit_positions")
+        return edge_faithfulness(self.runner(kind), wires, threshold=threshold, n_bootstrap=self.n_boot,
+                                 seed=self.seed, level=self.level)
+
     def circuit_scores(self) -> tuple[R.CircuitScores | None, Any]:
+        from dataclasses import replace
+
         from circuitspec.scores import evaluate_circuit
 
         claims = self.hyp.claims
         groups = {name: list(node.heads) for name, node in self.circuit.nodes.items() if node.heads}
         if not groups:
             return None, None
+        claim = claims.faithfulness.min if claims.faithfulness else None
+        judged = {"node": claim if self.ablation_level == "node" else None,
+                  "edge": claim if self.ablation_level == "edge" else None}
         scores = evaluate_circuit(
             self.model,
             self.dataset,
             groups,
             ablation=self.ablation,  # type: ignore[arg-type]
-            faithfulness_min=claims.faithfulness.min if claims.faithfulness else None,
+            faithfulness_min=judged["node"],
             completeness_max_gap=claims.completeness.max_gap if claims.completeness else None,
             minimality_min=claims.minimality.min if claims.minimality else None,
             n_random=self.opts.n_random,
@@ -231,7 +274,19 @@ class Verifier:
             minimality_random=self.opts.minimality_random,
             n_bootstrap=self.n_boot,
             seed=self.seed,
+            level=self.level,
+            circuit_positions=self.circuit_positions(),
+            runner=self.runner(self.ablation),
         )
+        edge = self.edge_level(self.ablation, judged["edge"])
+        node = scores.faithfulness
+        if claim is not None:  # the level not judged is reported, saying why
+            other = f"the faithfulness claim is judged at {self.ablation_level} level; reported for information"
+            if self.ablation_level == "node":
+                edge = replace(edge, reason=other)
+            else:
+                node = replace(node, reason=other)
+        scores = replace(scores, faithfulness=node)
 
         def conv(s: Any) -> R.Score:
             details = dict(s.details)
@@ -241,44 +296,50 @@ class Verifier:
 
         null = None
         if scores.null is not None:
-            q = scores.null.random_quantiles
-            null = R.NullDistribution(scores.null.random_mean, q["5"], q["95"], scores.null.n_random)
+            q, n = scores.null.random_quantiles, scores.null
+            null = R.NullDistribution(n.random_mean, q["5"], q["95"], n.n_random, n.real, n.fraction_beaten,
+                                      n.p_value)
         out = R.CircuitScores(
-            faithfulness=conv(scores.faithfulness),
+            faithfulness=conv(node),
             completeness=conv(scores.completeness),
             minimality=conv(scores.minimality),
             null=null,
             f_model=scores.f_model,
             f_circuit=scores.f_circuit,
+            faithfulness_edge_level=conv(edge),
+            f_empty=scores.f_empty,
         )
+        self.edge_scores[self.ablation] = edge
         return out, scores
 
     def robustness(self, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
-        """Faithfulness under every ablation and aggregation; edge effects under both semantics."""
-        from circuitspec.ablation import AblationRunner
+        """Faithfulness (node and edge level) under every ablation and aggregation; edge
+        effects under both semantics."""
         from circuitspec.scores import faithfulness
 
         rows = []
         heads = sorted(self.circuit.heads())
         main = {e.name: e.effect for e in edges}
         for kind in ("mean", "resample", "zero"):
-            if heads:
-                if raw_scores is not None and kind == self.ablation:
-                    score = raw_scores.faithfulness
-                else:
-                    runner = AblationRunner(self.model, self.dataset, kind)  # type: ignore[arg-type]
-                    score = faithfulness(runner, heads, n_bootstrap=self.n_boot, seed=self.seed)
-                rows.append(R.RobustnessRow(f"{kind} ablation, ratio of means", score.value, main))
-                rows.append(
-                    R.RobustnessRow(f"{kind} ablation, mean of per-prompt ratios", score.per_prompt_mean_ratio, {})
-                )
+            if not heads:
+                continue
+            if raw_scores is not None and kind == self.ablation:
+                node = raw_scores.faithfulness
+            else:
+                node = faithfulness(self.runner(kind), heads, circuit_positions=self.circuit_positions(),
+                                    n_bootstrap=self.n_boot, seed=self.seed, level=self.level)
+            edge = self.edge_scores.get(kind) or self.edge_level(kind, None)
+            for level, score, shown in (("", node, main), ("edge level, ", edge, {})):
+                rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, shown))
+                rows.append(R.RobustnessRow(f"{level}{kind} ablation, mean of per-prompt ratios",
+                                            score.per_prompt_mean_ratio, {}))
         for semantics in ("path", "direct"):
             effects: dict[str, float | None] = dict(main)
             if semantics != self.semantics:
-                for edge in self.circuit.edges:
-                    sender, receiver = edge_endpoints(self.circuit, edge)
+                for edge_spec in self.circuit.edges:
+                    sender, receiver = edge_endpoints(self.circuit, edge_spec)
                     patched = self._patched(sender, receiver, semantics)
-                    effects[edge.name] = effect_of(patched, self.clean, self.corrupt)
+                    effects[edge_spec.name] = effect_of(patched, self.clean, self.corrupt)
             rows.append(R.RobustnessRow(f"{semantics} semantics (edge effects)", None, effects))
         return tuple(rows)
 
@@ -404,7 +465,8 @@ def assemble(
         circuit=circuit,
         passed=passed,
         settings=R.Settings(
-            verifier.semantics, verifier.ablation, verifier.freeze_mlps, verifier.engine.name, verifier.n_boot
+            verifier.semantics, verifier.ablation, verifier.freeze_mlps, verifier.engine.name, verifier.n_boot,
+            verifier.ablation_level, hyp.ablation_scope,
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},

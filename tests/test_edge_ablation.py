@@ -206,3 +206,65 @@ def test_bad_wires_are_refused():
         Wire(((0, 0),), ((1, 0),))
     with pytest.raises(ValueError, match="names via"):
         Wire(((0, 0),), (), "q")
+
+
+COMPLETE = """name: complete-graph
+model: {model}
+task: {{kind: ioi, n_prompts: 10, seed: 0, corruption: abc}}
+nodes:
+  l0: {{role: other, heads: [L0H0, L0H1, L0H2, L0H3]}}
+  l1: {{role: other, heads: [L1H0, L1H1, L1H2, L1H3]}}
+  l2: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3]}}
+edges:
+{edges}
+claims:
+  faithfulness: {{min: 0.9}}
+  edges: {{min_effect: 0.0, sign: any}}
+"""
+
+
+def _complete_hypothesis(path, model_dir):
+    edges = [f"  - {{from: {a}, to: {b}, via: {v}, at: END}}"
+             for a, b in (("l0", "l1"), ("l0", "l2"), ("l1", "l2")) for v in "qkv"]
+    edges += [f"  - {{from: {a}, to: logits, at: END}}" for a in ("l0", "l1", "l2")]
+    path.write_text(COMPLETE.format(model=model_dir, edges="\n".join(edges)))
+    return path
+
+
+def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
+    import json
+
+    import circuitspec as cs
+    from circuitspec.results import Result
+
+    hyp = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
+    fast = {"n_random": 100, "n_null_edges": 0, "n_bootstrap": 1000, "per_head": False}
+    result = cs.verify(hyp, **fast)
+    data = json.loads(result.dumps())
+    circuit = data["circuit"]
+    edge, node = circuit["faithfulness_edge_level"], circuit["faithfulness"]
+    # The hypothesis is the complete graph: both levels are the model itself.
+    for score in (edge, node):
+        assert score["value"] == pytest.approx(1.0, abs=1e-5)
+        assert score["ci"][0] == pytest.approx(1.0, abs=1e-5) and score["ci"][1] == pytest.approx(1.0, abs=1e-5)
+        assert score["details"]["mean_of_per_prompt_ratios"] == pytest.approx(1.0, abs=1e-5)
+        assert len(score["details"]["mean_of_per_prompt_ratios_ci"]) == 2
+    assert node["verdict"] == "verified"
+    assert edge["verdict"] is None and "judged at node level" in edge["reason"]
+    assert data["settings"]["ablation_level"] == "node"
+    assert circuit["null"]["n"] == 100 and 0 <= circuit["null"]["p_value"] <= 1
+    assert circuit["null"]["fraction_beaten"] is not None
+    assert "f_empty" in circuit
+    settings = [r["setting"] for r in data["robustness"]]
+    for kind in ("mean", "resample", "zero"):
+        assert f"edge level, {kind} ablation, ratio of means" in settings
+        assert f"edge level, {kind} ablation, mean of per-prompt ratios" in settings
+    rows = {r["setting"]: r["faithfulness"] for r in data["robustness"]}
+    assert rows["edge level, zero ablation, ratio of means"] == pytest.approx(1.0, abs=1e-5)
+    assert Result.from_json(data).circuit.faithfulness_edge_level.value == pytest.approx(1.0, abs=1e-5)
+
+    judged = cs.verify(hyp, ablation_level="edge", robustness=False, **fast)
+    assert judged.circuit.faithfulness_edge_level.verdict == "verified"
+    assert judged.circuit.faithfulness.verdict is None
+    assert "faithfulness_edge_level" in judged.circuit.scores()
+    assert not [f for f in judged.failures() if f.what.startswith("claim")]

@@ -103,7 +103,26 @@ def test_json_keys_follow_the_contract():
         assert d["circuit"][k].keys() == {"value", "ci", "verdict", "reason", "details"}
     assert d["metric"].keys() == {"name", "clean", "corrupt", "clean_ci", "corrupt_ci"}
     assert d["model"].keys() == {"reference", "name", "revision", "n_layers", "n_heads", "n_kv_heads"}
-    assert d["settings"].keys() == {"semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap"}
+    assert d["settings"].keys() == {"semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap",
+                                    "ablation_level", "ablation_scope"}
+
+
+def test_edge_level_faithfulness_and_null_p_value_round_trip():
+    r = sample_result()
+    edge = Score(0.61, (0.5, 0.7), None, "reported", {"mean_of_per_prompt_ratios": 0.6})
+    null = NullDistribution(0.05, -0.02, 0.13, 100, real=0.87, fraction_beaten=1.0, p_value=1 / 101)
+    circuit = CircuitScores(**{**r.circuit.__dict__, "faithfulness_edge_level": edge, "null": null,
+                               "f_empty": 0.1})
+    d = Result(**{**r.__dict__, "circuit": circuit}).to_json()
+    assert d["circuit"]["faithfulness_edge_level"]["value"] == 0.61
+    assert d["circuit"]["null"]["p_value"] == pytest.approx(1 / 101)
+    back = Result.from_json(json.loads(json.dumps(d)))
+    assert back.circuit == circuit
+    assert list(back.circuit.scores()) == ["faithfulness", "faithfulness_edge_level", "completeness",
+                                           "minimality"]
+    old = json.loads(json.dumps(sample_result().to_json()))
+    old["settings"].pop("ablation_level"), old["settings"].pop("ablation_scope")
+    assert Result.from_json(old).settings.ablation_level == "node"  # files from before still load
 
 
 def test_non_finite_numbers_become_null_and_json_stays_strict():
