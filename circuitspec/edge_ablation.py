@@ -47,9 +47,10 @@ different views, the layer runs in several batch copies and each head takes its 
 its copy. (The alternative, the key/value head as the receiver, would feed an edge into
 every query head of the group; the hypothesis names query heads.)
 
-Cost: per layer holding a head whose circuit z is needed (a sender on a path to the
-logits), one forward pass up to that layer, the prompts stacked once per distinct view;
-then one full pass for the logits.
+Cost: heads whose circuit z is needed (senders on a path to the logits) are computed in
+waves: a head joins the pass after the last one holding a sender it reads. One forward
+pass per wave, up to its last layer, the prompts stacked once per distinct view; then
+one full pass for the logits. (The IOI circuit of SmolLM2 takes four waves.)
 """
 
 from __future__ import annotations
@@ -171,56 +172,71 @@ def edge_level_logit_diff(runner: AblationRunner, wires: Sequence[Wire]) -> Floa
     import torch
 
     plan = _plan(wires, runner.all_heads, runner.dataset.positions)
+    waves = [_Wave.of(plan, heads, runner) for heads in _waves(plan)]
+    copies = max([1] + [len(w.views) for w in waves])
     out = torch.zeros(len(runner.dataset))
     for group in runner._groups:
         n, length = group.tokens.shape
-        copies = max([1] + [len(_layer_views(plan, L, runner)[0]) for L in _layers(plan)])
         step = max(1, runner.max_tokens // (length * copies))
         for s in range(0, n, step):
             sl = slice(s, min(n, s + step))
-            out[group.index[sl]] = _evaluate(runner, plan, group, sl).cpu().float()
+            out[group.index[sl]] = _evaluate(runner, plan, waves, group, sl).cpu().float()
     return out
 
 
-def _layers(plan: _Plan) -> list[int]:
-    return sorted({L for L, _ in plan.needed})
+def _waves(plan: _Plan) -> list[list[Head]]:
+    """Needed heads in passes: a head joins the pass after the last one holding a sender it reads."""
+    wave: dict[Head, int] = {}
+    for r in plan.needed:  # layer order, so every sender is placed before its receivers
+        senders = [s for via in SLOTS for s, _ in plan.inputs[(r, via)]]
+        wave[r] = 1 + max(wave[s] for s in senders) if senders else 0
+    return [[r for r in plan.needed if wave[r] == w] for w in range(1 + max(wave.values(), default=-1))]
 
 
-def _layer_views(plan: _Plan, layer: int, runner: AblationRunner) -> tuple[list[_View], dict[Head, int],
-                                                                         dict[int, list[tuple[_View, _View]]]]:
-    """The distinct views read at ``layer``, each head's batch copy, and per k/v group its (k, v) views."""
-    heads = [r for r in plan.needed if r[0] == layer]
-    views = list(dict.fromkeys(plan.inputs[(r, via)] for r in heads for via in SLOTS))
-    group_size = runner.n_heads // _n_kv(runner)
-    pairs: dict[int, list[tuple[_View, _View]]] = {}
-    copy_of: dict[Head, int] = {}
-    for r in heads:
-        pair = (plan.inputs[(r, "k")], plan.inputs[(r, "v")])
-        options = pairs.setdefault(r[1] // group_size, [])
-        if pair not in options:
-            options.append(pair)
-        copy_of[r] = options.index(pair)
-    n_copies = max([len(views)] + [len(p) for p in pairs.values()])
-    views += [frozenset()] * (n_copies - len(views))
-    return views, copy_of, pairs
+@dataclass(frozen=True)
+class _Wave:
+    """One pass: its heads, the distinct views they read (one batch copy each), and per head
+    the copy its attention runs in; per (layer, k/v group) the (k, v) views of each copy."""
+
+    heads: tuple[Head, ...]
+    views: tuple[_View, ...]
+    copy_of: dict[Head, int]
+    pairs: dict[tuple[int, int], list[tuple[_View, _View]]]
+
+    @staticmethod
+    def of(plan: _Plan, heads: list[Head], runner: AblationRunner) -> _Wave:
+        views = list(dict.fromkeys(plan.inputs[(r, via)] for r in heads for via in SLOTS))
+        group_size = runner.n_heads // _n_kv(runner)
+        pairs: dict[tuple[int, int], list[tuple[_View, _View]]] = {}
+        copy_of: dict[Head, int] = {}
+        for r in heads:
+            pair = (plan.inputs[(r, "k")], plan.inputs[(r, "v")])
+            options = pairs.setdefault((r[0], r[1] // group_size), [])
+            if pair not in options:
+                options.append(pair)
+            copy_of[r] = options.index(pair)
+        n_copies = max([len(views)] + [len(p) for p in pairs.values()])
+        views += [frozenset()] * (n_copies - len(views))
+        return _Wave(tuple(heads), tuple(views), copy_of, pairs)
 
 
 def _n_kv(runner: AblationRunner) -> int:
     return int(getattr(runner.bridge.cfg, "n_key_value_heads", None) or runner.n_heads)
 
 
-def _evaluate(runner: AblationRunner, plan: _Plan, group: Any, sl: slice) -> torch.Tensor:
+def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: Any, sl: slice) -> torch.Tensor:
     import torch
 
     tokens = group.tokens[sl]
     n = tokens.shape[0]
     circuit_z: dict[int, torch.Tensor] = {}
-    for layer in _layers(plan):
-        views, copy_of, pairs = _layer_views(plan, layer, runner)
-        hooks = _z_hooks(runner, group, sl, views, circuit_z, layer)
-        hooks += _input_hooks(plan, layer, views, copy_of, pairs, n, circuit_z)
+    for wave in waves:
+        top = max(L for L, _ in wave.heads)
+        hooks = _z_hooks(runner, group, sl, list(wave.views), circuit_z, top + 1, wave)
+        for layer in sorted({L for L, _ in wave.heads}):
+            hooks += _input_hooks(plan, wave, layer, n)
         with torch.no_grad(), runner.bridge.hooks(fwd_hooks=hooks):
-            runner.bridge(tokens.repeat(len(views), 1), stop_at_layer=layer + 1)
+            runner.bridge(tokens.repeat(len(wave.views), 1), stop_at_layer=top + 1)
         runner.n_forward += 1
 
     hooks = _z_hooks(runner, group, sl, [plan.logits], circuit_z, runner.n_layers)
@@ -239,49 +255,39 @@ def _evaluate(runner: AblationRunner, plan: _Plan, group: Any, sl: slice) -> tor
     return logits[rows, group.correct[sl]] - logits[rows, group.incorrect[sl]]
 
 
-def _input_hooks(plan: _Plan, layer: int, views: list[_View], copy_of: dict[Head, int],
-                 pairs: dict[int, list[tuple[_View, _View]]], n: int,
-                 circuit_z: dict[int, torch.Tensor]) -> list[tuple[str, Any]]:
-    """At ``layer``: each head's q/k/v input taken from its views' copies; its z stored."""
-    import torch
-
-    c = len(views)
-    index = {v: i for i, v in reversed(list(enumerate(views)))}  # first copy of each view
-    heads = [r for r in plan.needed if r[0] == layer]
+def _input_hooks(plan: _Plan, wave: _Wave, layer: int, n: int) -> list[tuple[str, Any]]:
+    """At ``layer``: each wave head's q/k/v input taken from its views' copies."""
+    c = len(wave.views)
+    index = {v: i for i, v in reversed(list(enumerate(wave.views)))}  # first copy of each view
+    heads = [r for r in wave.heads if r[0] == layer]
 
     def gather_q(x: torch.Tensor, hook: Any) -> torch.Tensor:
         view = x.reshape(c, n, *x.shape[1:])
         new = view.clone()
         for r in heads:
-            new[copy_of[r], :, :, r[1]] = view[index[plan.inputs[(r, "q")]], :, :, r[1]]
+            new[wave.copy_of[r], :, :, r[1]] = view[index[plan.inputs[(r, "q")]], :, :, r[1]]
         return new.reshape(x.shape)
 
     def gather_kv(slot: int) -> Any:
         def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
             view = x.reshape(c, n, *x.shape[1:])
             new = view.clone()
-            for g, options in pairs.items():
+            for (L, g), options in wave.pairs.items():
                 for a, pair in enumerate(options):
-                    new[a, :, :, g] = view[index[pair[slot]], :, :, g]
+                    if L == layer:
+                        new[a, :, :, g] = view[index[pair[slot]], :, :, g]
             return new.reshape(x.shape)
 
         return hook
 
-    def grab(z: torch.Tensor, hook: Any) -> torch.Tensor:
-        view = z.reshape(c, n, *z.shape[1:])
-        store = torch.zeros_like(view[0])
-        for r in heads:
-            store[:, :, r[1]] = view[copy_of[r], :, :, r[1]]
-        circuit_z[layer] = store
-        return z
-
     return [(f"blocks.{layer}.hook_q_input", gather_q), (f"blocks.{layer}.hook_k_input", gather_kv(0)),
-            (f"blocks.{layer}.hook_v_input", gather_kv(1)), (f"blocks.{layer}.attn.hook_z", grab)]
+            (f"blocks.{layer}.hook_v_input", gather_kv(1))]
 
 
 def _z_hooks(runner: AblationRunner, group: Any, sl: slice, views: list[_View],
-             circuit_z: dict[int, torch.Tensor], below: int) -> list[tuple[str, Any]]:
-    """hook_z of every layer under ``below``: per batch copy, circuit z where its view receives, else ablated."""
+             circuit_z: dict[int, torch.Tensor], below: int, wave: _Wave | None = None) -> list[tuple[str, Any]]:
+    """hook_z of every layer under ``below``: per batch copy, circuit z where its view
+    receives, ablated z elsewhere; a wave's heads have their circuit z stored first."""
     import torch
 
     n, length = group.tokens[sl].shape
@@ -295,16 +301,24 @@ def _z_hooks(runner: AblationRunner, group: Any, sl: slice, views: list[_View],
                     mask[c, :, :, h, 0] |= _where(group, sl, names, length)
         repl = group.z_repl[layer]
         repl = repl if repl.dim() == 0 else repl[sl]
-        hooks.append((f"blocks.{layer}.attn.hook_z", _mix(mask, circuit_z.get(layer), repl)))
+        store = {r: wave.copy_of[r] for r in wave.heads if r[0] == layer} if wave else {}
+        hooks.append((f"blocks.{layer}.attn.hook_z", _mix(mask, circuit_z, layer, repl, store)))
     return hooks
 
 
-def _mix(mask: torch.Tensor, current: torch.Tensor | None, repl: torch.Tensor) -> Any:
-    """A hook_z hook: copy c of the batch takes ``current`` where ``mask[c]``, ``repl`` elsewhere."""
+def _mix(mask: torch.Tensor, circuit_z: dict[int, torch.Tensor], layer: int, repl: torch.Tensor,
+         store: dict[Head, int]) -> Any:
+    """A hook_z hook: first store the circuit z of the heads in ``store`` (head -> its copy),
+    then copy c of the batch takes circuit z where ``mask[c]``, ``repl`` elsewhere."""
     import torch
 
     def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
         view = x.reshape(mask.shape[0], -1, *x.shape[1:])
+        if store:
+            kept = circuit_z.setdefault(layer, torch.zeros_like(view[0]))
+            for (_, h), c in store.items():
+                kept[:, :, h] = view[c, :, :, h]
+        current = circuit_z.get(layer)
         return torch.where(mask, view if current is None else current, repl.to(x.dtype)).reshape(x.shape)
 
     return hook
