@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from circuitspec.dataset import Dataset
     from circuitspec.models import LoadedModel
 
-__all__ = ["ANALYSES", "Context", "explore"]
+__all__ = ["ANALYSES", "Context", "explore", "file_stem"]
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Context:
     sweep_method: str = "exact"
     n_name_movers: int = 3
     dla: DLA | None = None
+    grids: dict[str, Grid] = field(default_factory=dict)
     written: dict[str, list[str]] = field(default_factory=dict)
 
     def get_dla(self) -> DLA:
@@ -52,14 +53,30 @@ class Context:
     def save(self, grid: Grid, picture: Callable[[Grid, Path], Any] | None) -> None:
         from circuitspec.atomic import atomic_write_text as write_text
 
-        stem = self.out / grid.name.replace("/", "_").replace("+", "_")
-        write_text(stem.with_suffix(".json"), json.dumps(grid.to_json(), indent=1) + "\n")
-        write_text(stem.with_suffix(".csv"), grid.to_csv())
-        files = [str(stem.with_suffix(".json")), str(stem.with_suffix(".csv"))]
+        stem = file_stem(grid.name)
+        json_, csv_, png = (self.out / f"{stem}.{ext}" for ext in ("json", "csv", "png"))
+        write_text(json_, json.dumps(grid.to_json(), indent=1) + "\n")
+        write_text(csv_, grid.to_csv())
+        files = [str(json_), str(csv_)]
         if picture is not None:
-            picture(grid, stem.with_suffix(".png"))
-            files.append(str(stem.with_suffix(".png")))
+            picture(grid, png)
+            files.append(str(png))
+        self.grids[grid.name] = grid
         self.written[grid.name] = files
+
+    def patched(self, kind: str) -> Grid:
+        """An activation-patching grid, computed once per run."""
+        from circuitspec.analyses.patching import activation_patching
+
+        if f"patch_{kind}" not in self.grids:
+            self.grids[f"patch_{kind}"] = activation_patching(
+                self.model, self.dataset, kind, progress=self.progress)  # type: ignore[arg-type]
+        return self.grids[f"patch_{kind}"]
+
+
+def file_stem(name: str) -> str:
+    """A grid's file name without extension: ``path_L20H0+L19H2.v@S2`` -> ``path_L20H0_L19H2_v@S2``."""
+    return name.replace("/", "_").replace("+", "_").replace(".", "_")
 
 
 def _logit_lens(ctx: Context) -> None:
@@ -95,24 +112,48 @@ def _attention(ctx: Context) -> None:
 def _patch(*kinds: str) -> Callable[[Context], None]:
     def run(ctx: Context) -> None:
         from circuitspec import plots
-        from circuitspec.analyses.patching import activation_patching
 
         for kind in kinds:
-            grid = activation_patching(ctx.model, ctx.dataset, kind, progress=ctx.progress)  # type: ignore[arg-type]
-            ctx.save(grid, lambda g, p, kind=kind: plots.heatmap(  # type: ignore[misc]
+            ctx.save(ctx.patched(kind), lambda g, p, kind=kind: plots.heatmap(  # type: ignore[misc]
                 g, p, title=f"Activation patching ({kind}, denoising: 1 = clean)"))
 
     return run
 
 
-def _path_sweeps(ctx: Context) -> None:
+def _patch_qkv(ctx: Context) -> None:
+    """Each head's q, k, v and pattern, then output against pattern and against value."""
     from circuitspec import plots
-    from circuitspec.analyses.sweeps import path_patch_sweep
+    from circuitspec.analyses.patching import compare_heads
 
-    movers = ctx.name_movers()
-    for receivers, via, at in (((), None, "END"), (tuple(movers), "q", "END")):
+    _patch("q", "k", "v", "pattern")(ctx)
+    for other in ("pattern", "v"):
+        grid = compare_heads(ctx.model, ctx.patched(other), ctx.patched("head_out"))
+        ctx.save(grid, lambda g, p: plots.scatter(
+            g, p, title=f"Activation patching per head: {g.cols[0]} vs output (1 = clean)"))
+
+
+def _path_sweeps(ctx: Context) -> None:
+    """The notebook's level-by-level search: logits, name movers' q, then one level down twice.
+
+    Each next receiver group is the previous sweep's two strongest (most negative) senders.
+    """
+    from circuitspec import plots
+    from circuitspec.analyses.grid import top_heads
+    from circuitspec.analyses.sweeps import make_engine, path_patch_sweep
+
+    engine = make_engine(ctx.model, ctx.dataset) if ctx.sweep_method == "exact" else None
+    receivers: list[tuple[int, int]] = []
+    grid: Grid | None = None
+    for via, at in ((None, "END"), ("q", "END"), ("v", "S2"), ("k", "S1+1")):
+        if via == "q":
+            receivers = ctx.name_movers()
+        elif via is not None and grid is not None:
+            receivers = top_heads(grid, 2, largest=False)
+        if via is not None and (at not in ctx.dataset.positions or min(lay for lay, _ in receivers) == 0):
+            break
         grid = path_patch_sweep(ctx.model, ctx.dataset, receivers, via, at,  # type: ignore[arg-type]
-                                method=ctx.sweep_method, progress=ctx.progress)  # type: ignore[arg-type]
+                                method=ctx.sweep_method, progress=ctx.progress,  # type: ignore[arg-type]
+                                engine=engine)
         ctx.save(grid, lambda g, p: plots.heatmap(g, p, title=g.name + " (path patching; -1 = whole gap)"))
 
 
@@ -133,7 +174,7 @@ ANALYSES: dict[str, Callable[[Context], None]] = {
     "patch_attn_mlp": _patch("attn_out", "mlp_out"),
     "patch_heads": _patch("head_out"),
     "patch_heads_by_pos": _patch("head_out_by_pos"),
-    "patch_qkv": _patch("q", "k", "v", "pattern"),
+    "patch_qkv": _patch_qkv,
     "path_sweeps": _path_sweeps,
     "backup": _backup,
 }

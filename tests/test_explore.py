@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from circuitspec.analyses import attention, attribution, patching, sweeps
+from circuitspec.explore import ANALYSES
 from circuitspec.spec import TaskSpec
 from circuitspec.tasks import build_dataset
 
@@ -19,9 +22,24 @@ def gpt2(tiny_models):
     return tiny_models["gpt2"], _dataset(tiny_models["gpt2"])
 
 
-@pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
-def test_dla_components_sum_to_logit_diff(tiny_models, family):
-    model = tiny_models[family]
+@pytest.fixture(scope="module")
+def gemma3(tmp_path_factory):
+    from factories import save_tiny_model
+
+    from circuitspec.models import load_model
+
+    return load_model(str(save_tiny_model("gemma3", tmp_path_factory.mktemp("gemma3"))))
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models, gemma3):
+    """The shared tiny models plus Gemma 3 (sandwich norms, q/k norms, local layers)."""
+    return {**tiny_models, "gemma3": gemma3}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama", "gemma3"])
+def test_dla_components_sum_to_logit_diff(models, family):
+    model = models[family]
     dla = attribution.direct_logit_attribution(model, _dataset(model))
     info = model.info
     assert len(dla.components) == 1 + info.n_layers * (info.n_heads + 2) + 1
@@ -29,6 +47,13 @@ def test_dla_components_sum_to_logit_diff(tiny_models, family):
     assert dla.per_layer.values.shape == (2, info.n_layers)
     # Final-norm scale frozen at the clean run: embed + heads + biases + MLPs + b_U = logit diff.
     torch.testing.assert_close(dla.per_prompt.sum(0), dla.logit_diff, atol=1e-4, rtol=1e-4)
+    # Heads add up to their layer's attention write (on Gemma 3 through the post-attention
+    # norm at the layer's own scale); the output bias is the rest, zero without a b_O.
+    bias = dla.per_prompt[[dla.components.index(f"attn_bias{i}") for i in range(info.n_layers)]].mean(1)
+    torch.testing.assert_close(dla.per_head.values.sum(1) + bias, dla.per_layer.values[0], atol=1e-5,
+                               rtol=1e-5)
+    if family in ("llama", "gemma3"):
+        assert float(bias.abs().max()) < 1e-5
 
 
 @pytest.mark.parametrize("scale", ["frozen", "recomputed"])
@@ -60,6 +85,48 @@ def test_activation_patching_shapes(gpt2):
     assert heads.values.shape == (info.n_layers, info.n_heads)
     by_pos = patching.activation_patching(model, ds, "head_out_by_pos")
     assert by_pos.values.shape == (info.n_layers * info.n_heads, len(ds.positions))
+
+
+def _all_variants(model, ds, kind):
+    info, hook = model.info, patching._HOOK[kind]
+    slots = info.n_kv_heads if kind in ("k", "v") else info.n_heads
+    cols = patching.named_positions(ds)
+    out = []
+    for layer in range(info.n_layers):
+        if kind in ("resid_pre", "attn_out", "mlp_out"):
+            out += [(patching.Patch(hook.format(layer), None, c),) for c in [*cols, None]]
+        elif kind == "head_out_by_pos":
+            out += [(patching.Patch(hook.format(layer), h, c),) for h in range(slots) for c in cols]
+        else:
+            out += [(patching.Patch(hook.format(layer), h),) for h in range(slots)]
+    return out
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama", "gemma3"])
+def test_resumed_patching_matches_full_passes(models, family):
+    """Recomputing only from the patched layer and position gives the full passes' numbers."""
+    model = models[family]
+    ds = _dataset(model, n=4)
+    variants = [(), (patching.Patch("blocks.1.hook_resid_pre", None, "S2"),
+                     patching.Patch("blocks.2.attn.hook_z", 1, "END"))]
+    for kind in patching.KINDS:
+        variants += _all_variants(model, ds, kind)
+    resumed = patching.patch_variants(model, ds, variants, resume=True)
+    full = patching.patch_variants(model, ds, variants, resume=False)
+    assert float(full.std()) > 0.05  # the patches do something
+    torch.testing.assert_close(resumed, full, atol=1e-4, rtol=1e-4)
+
+
+def test_head_comparison_grids(tiny_models):
+    model = tiny_models["llama"]
+    ds = _dataset(model, n=3)
+    out, v = (patching.activation_patching(model, ds, k) for k in ("head_out", "v"))
+    grid = patching.compare_heads(model, v, out)
+    info = model.info
+    assert grid.values.shape == (info.n_layers * info.n_heads, 2)
+    group = info.n_heads // info.n_kv_heads
+    assert grid.at("L1H1", "v") == pytest.approx(float(v.values[1, 1 // group]))
+    assert grid.at("L2H3", "head output") == pytest.approx(float(out.values[2, 3]))
 
 
 def test_kv_patching_is_per_kv_head_on_gqa(tiny_models):
@@ -99,12 +166,19 @@ def test_explore_writes_files(gpt2, tmp_path):
     from circuitspec.explore import explore
 
     model, ds = gpt2
-    summary = explore(model, ds, tmp_path, only=["logit_lens", "dla", "attention", "backup"],
-                      progress=False)
-    for files in summary["files"].values():
+    summary = explore(model, ds, tmp_path, progress=False)
+    assert set(summary["seconds"]) == set(ANALYSES)
+    for name, files in summary["files"].items():
         for f in files:
-            assert (tmp_path / f).exists() or __import__("pathlib").Path(f).exists()
-    assert (tmp_path / "dla_heads.png").stat().st_size > 1000
+            assert Path(f).exists() and Path(f).stat().st_size > 50, f
+        if name != "attention_maps":  # a picture only
+            assert {Path(f).suffix for f in files} == {".json", ".csv", ".png"}, name
+    expected = {"logit_lens", "dla_layers", "dla_heads", "attention", "attention_maps",
+                "patch_resid_pre", "patch_attn_out", "patch_mlp_out", "patch_head_out",
+                "patch_head_out_by_pos", "patch_q", "patch_k", "patch_v", "patch_pattern",
+                "patch_head_out_vs_pattern", "patch_head_out_vs_v", "path_logits@END",
+                "backup_name_movers"}
+    assert expected <= set(summary["files"])
 
 
 @pytest.mark.real

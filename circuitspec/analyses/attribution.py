@@ -9,13 +9,19 @@ frozen, the components (embeddings, every head's ``hook_result``, each layer's
 attention bias, every MLP, the unembedding bias) sum exactly to the model's logit
 difference. ``logit_lens(..., scale="recomputed")`` instead applies the real final
 norm to each partial residual stream.
+
+Sandwich norms (Gemma 3): a layer's attention writes ``g * a / rms(a)``, with ``a``
+the sum of its heads' outputs (plus the output bias) and ``g`` the post-attention
+norm's gain. Head h is attributed ``g * a_h / rms(a)``, at the layer's own rms from
+the run, so the heads (and the bias) still sum exactly to the layer's write. The
+MLP's post-feedforward norm needs nothing: ``hook_mlp_out`` is already after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -99,6 +105,8 @@ def direct_logit_attribution(
         for layer in range(n_layers):
             names += [f"blocks.{layer}.attn.hook_result", f"blocks.{layer}.hook_attn_out",
                       f"blocks.{layer}.hook_mlp_out"]
+            if _post_norm(bridge, layer) is not None:
+                names.append(f"blocks.{layer}.attn.hook_out")
         logits, acts = capture(bridge, group.clean, at={f"{n}@END": end for n in names}, end=end,
                                hooks=hooks(group) if hooks else None)
         ld[group.index] = end_logit_diff(logits, group)
@@ -112,6 +120,9 @@ def direct_logit_attribution(
         rows = [project(acts["blocks.0.hook_resid_pre@END"])[None]]
         for layer in range(n_layers):
             result = acts[f"blocks.{layer}.attn.hook_result@END"]  # [b, heads, d_model]
+            norm = _post_norm(bridge, layer)
+            if norm is not None:
+                result = _share_of_norm(norm, result, acts[f"blocks.{layer}.attn.hook_out@END"])
             attn_bias = acts[f"blocks.{layer}.hook_attn_out@END"] - result.sum(1)
             rows += [project(result).T, project(attn_bias)[None],
                      project(acts[f"blocks.{layer}.hook_mlp_out@END"])[None]]
@@ -131,6 +142,27 @@ def direct_logit_attribution(
         per_prompt=per_prompt,
         logit_diff=ld,
     )
+
+
+def _post_norm(bridge: Any, layer: int) -> Any:
+    """The post-attention norm of a sandwich-norm block (Gemma 2/3), else None."""
+    return getattr(bridge.blocks[layer], "ln1_post", None)
+
+
+def _share_of_norm(norm: Any, parts: Tensor, whole: Tensor) -> Tensor:
+    """Each part's share of ``norm(whole)``, at whole's own scale: parts [b, k, d], whole [b, d].
+
+    An RMS norm is ``g * x / rms(x)`` with ``rms(x) = sqrt(mean(x^2) + eps)``, so
+    ``norm(x) * rms(x) = g * x`` for any x: this recovers ``g * part`` through the
+    norm module itself (whatever form its gain takes), then divides by rms(whole).
+    """
+    eps = getattr(norm, "eps", None)
+    eps = float(eps if eps is not None else getattr(norm.original_component, "eps", 1e-6))
+
+    def rms(x: Tensor) -> Tensor:
+        return (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+
+    return norm(parts) * rms(parts) / rms(whole)[:, None]
 
 
 def mean_ablation_hooks(

@@ -76,8 +76,23 @@ def patch_variants(
     max_rows: int = 256,
     progress: bool = False,
     description: str = "activation patching",
+    resume: bool = True,
 ) -> Tensor:
-    """Normalised score of each variant (an empty variant scores 0)."""
+    """Normalised score of each variant (an empty variant scores 0).
+
+    With ``resume`` (and an architecture :mod:`.resume` reproduces) each variant is
+    recomputed only from its patched layer and position on; otherwise every variant
+    is a full forward pass of the stacked prompts.
+    """
+    if resume:
+        from circuitspec.analyses.resume import resumed_scores
+
+        with progress_bar(description, len(variants) * len(groups_of(dataset)), progress) as bar:
+            fast = resumed_scores(model, dataset, variants, bar=bar)
+        if fast is not None:
+            sums_, clean_, corrupt_ = fast
+            n = len(dataset)
+            return (sums_ / n - corrupt_ / n) / (clean_ / n - corrupt_ / n)
     bridge = model.bridge
     hooks_used = sorted({p.hook for v in variants for p in v})
     sums = torch.zeros(len(variants))
@@ -178,3 +193,26 @@ def activation_patching(
                             description=f"patching {kind}")
     note = NOTE + ("; per key/value head" if n_slots != info.n_heads else "")
     return head_grid(f"patch_{kind}", values.reshape(info.n_layers, n_slots), note)
+
+
+def compare_heads(model: LoadedModel, x: Grid, y: Grid) -> Grid:
+    """Two per-head patching grids side by side (rows: heads), for the notebook's scatter plots.
+
+    A per key/value head grid (k, v on grouped-query models) is repeated for every query
+    head that reads that key/value head.
+    """
+    info = model.info
+
+    def per_query_head(g: Grid) -> Tensor:
+        values = g.values
+        if values.shape[1] != info.n_heads:
+            values = values.repeat_interleave(info.n_heads // values.shape[1], dim=1)
+        return values.flatten()
+
+    name = f"patch_head_out_vs_{x.name.removeprefix('patch_')}"
+    rows = tuple(head_label(lay, h) for lay in range(info.n_layers) for h in range(info.n_heads))
+    what = x.name.removeprefix("patch_")
+    return Grid(name, torch.stack([per_query_head(x), per_query_head(y)], 1), rows,
+                (what, "head output"), "head", "patched activation",
+                NOTE + ("; k/v per key/value head, repeated for its query heads"
+                        if x.values.shape[1] != info.n_heads else ""))
