@@ -18,3 +18,13 @@ def test_draft_validates(tiny_models, tiny_model_dirs, tmp_path):
     text = path.read_text()
     assert "# L" in text and "DLA" in text  # evidence comments
     assert set(hyp.nodes) == set(draft.groups)
+
+
+def test_committed_smollm2_draft_is_a_valid_hypothesis():
+    """docs/examples/suggest_smollm2_135m.yaml is `suggest`'s output on SmolLM2, kept loadable."""
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "docs" / "examples" / "suggest_smollm2_135m.yaml"
+    hyp = load_hypothesis(path)
+    assert {"name_movers", "s_inhibition", "induction", "previous"} <= set(hyp.nodes)
+    assert "verified" in path.read_text()  # the recorded verify run
