@@ -189,3 +189,18 @@ def test_smollm2_dla_and_attention(smollm2):
     assert float(dla.logit_diff.mean()) > 1  # SmolLM2 does IOI
     grid = attention.attention_summaries(smollm2, ds)
     assert grid.values.shape == (270, 6)
+
+
+@pytest.mark.real
+def test_smollm2_resumed_patching_matches_full_passes(smollm2):
+    ds = build_dataset(TaskSpec(kind="ioi"), smollm2.tokenizer, prepend_bos=False, n_prompts=3, seed=0)
+    variants = [(patching.Patch("blocks.0.hook_resid_pre"),),
+                (patching.Patch("blocks.12.hook_resid_pre", None, "S2"),),
+                (patching.Patch("blocks.17.attn.hook_z", 4, "S2"),),
+                (patching.Patch("blocks.20.attn.hook_v", 0),),
+                (patching.Patch("blocks.23.attn.hook_pattern", 3),),
+                (patching.Patch("blocks.26.hook_mlp_out", None, "END"),)]
+    resumed = patching.patch_variants(smollm2, ds, variants, resume=True)
+    full = patching.patch_variants(smollm2, ds, variants, resume=False)
+    assert float(resumed[0]) == pytest.approx(1.0, abs=1e-3)  # the whole residual at layer 0: clean run
+    torch.testing.assert_close(resumed, full, atol=2e-3, rtol=2e-3)
