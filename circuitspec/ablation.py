@@ -101,7 +101,10 @@ class AblationRunner:
         ablation: AblationKind = "mean",
         *,
         max_tokens: int = 8192,
+        resume: bool = True,
     ) -> None:
+        from circuitspec.bridge_resume import can_resume
+
         if ablation not in ABLATIONS:
             raise ValueError(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
         self.bridge = model.bridge
@@ -112,6 +115,10 @@ class AblationRunner:
         self.n_layers, self.n_heads = int(cfg.n_layers), int(cfg.n_heads)
         self.all_heads = frozenset((L, h) for L in range(self.n_layers) for h in range(self.n_heads))
         self.n_forward = 0  # forward passes run, for benchmarks
+        # A keep-set that ablates every head below layer k, or none, matches the fully
+        # ablated or the clean run there: it resumes from that run's residual at k.
+        self.resume = resume and can_resume(self.bridge)
+        self._refs: dict[tuple[int, int, str], list[torch.Tensor]] = {}
         self._memo: dict[Keep, torch.Tensor] = {}
         self._groups = self._prepare()
         self._clean = self.run([Keep()])[0]
@@ -131,16 +138,8 @@ class AblationRunner:
 
         zs: dict[int, torch.Tensor] = {}
         mlps: dict[int, torch.Tensor] = {}
-
-        def grab(store: dict[int, torch.Tensor], layer: int) -> Any:
-            def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-                store[layer] = x.detach().clone()
-                return x
-
-            return hook
-
-        hooks = [(_z(L), grab(zs, L)) for L in range(self.n_layers)]
-        hooks += [(_mlp(L), grab(mlps, L)) for L in range(self.n_layers)]
+        hooks = [(_z(L), _grab(zs, L)) for L in range(self.n_layers)]
+        hooks += [(_mlp(L), _grab(mlps, L)) for L in range(self.n_layers)]
         with torch.no_grad():
             self.bridge.run_with_hooks(tokens, fwd_hooks=hooks)  # type: ignore[arg-type]
         self.n_forward += 1
@@ -318,18 +317,45 @@ class AblationRunner:
             n, length = group.tokens.shape
             rows = max(1, self.max_tokens // length)
             step = min(n, rows)
+            starts: dict[tuple[int, str], list[int]] = {}
+            for i, k in enumerate(keeps):
+                starts.setdefault(self._start(group, k), []).append(i)
             for s in range(0, n, step):
                 sl = slice(s, min(n, s + step))
                 per_pass = max(1, rows // (sl.stop - s))
-                for k0 in range(0, len(keeps), per_pass):
-                    chunk = keeps[k0 : k0 + per_pass]
-                    values = self._forward(group, sl, chunk)
-                    out[k0 : k0 + len(chunk), group.index[sl]] = values.cpu()
+                for (start, which), members in starts.items():
+                    for k0 in range(0, len(members), per_pass):
+                        chunk = members[k0 : k0 + per_pass]
+                        values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
+                        out[torch.tensor(chunk)[:, None], group.index[sl]] = values.cpu()
         return list(out)
 
-    def _forward(self, group: _Group, sl: slice, keeps: Sequence[Keep]) -> torch.Tensor:
-        """One batched pass: the prompts ``group[sl]`` stacked once per keep-set."""
+    def _start(self, group: _Group, keep: Keep) -> tuple[int, str]:
+        """The layer this keep-set's pass can resume at, and from which run ("clean", "ablated")."""
+        mask, mlp_kept = self._masks(group, keep)
+        if not self.resume or mask is None or not all(mlp_kept):
+            return 0, "clean"
+        flat = mask.flatten(1)
+        first_kept = next((L for L in range(self.n_layers) if flat[L].any()), self.n_layers)
+        if first_kept:
+            return min(first_kept, self.n_layers - 1), "ablated"
+        return next((L for L in range(self.n_layers) if not flat[L].all()), 0), "clean"
+
+    def _reference(self, group: _Group, sl: slice, which: str) -> list[torch.Tensor]:
+        """The residual entering every layer in the clean or the fully ablated run of ``group[sl]``."""
+        key = (int(group.index[0]), sl.start, which)
+        if key not in self._refs:
+            store: dict[int, torch.Tensor] = {}
+            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store)
+            self._refs[key] = [store[L] for L in range(self.n_layers)]
+        return self._refs[key]
+
+    def _forward(self, group: _Group, sl: slice, keeps: Sequence[Keep], start: int = 0,
+                 which: str = "clean", capture: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """One batched pass: the prompts ``group[sl]`` stacked once per keep-set, from layer ``start``."""
         import torch
+
+        from circuitspec.bridge_resume import resumed_at
 
         tokens = group.tokens[sl]
         n, n_k = tokens.shape[0], len(keeps)
@@ -337,7 +363,9 @@ class AblationRunner:
         everything = torch.ones((n, tokens.shape[1], self.n_heads), dtype=torch.bool,
                                 device=tokens.device)
         hooks: list[tuple[str, Any]] = []
-        for layer in range(self.n_layers):
+        if capture is not None:
+            hooks += [(f"blocks.{L}.hook_resid_pre", _grab(capture, L)) for L in range(self.n_layers)]
+        for layer in range(start, self.n_layers):
             head_masks = [m[layer, sl] if m is not None else everything for m, _ in masks]
             if not all(bool(hm.all()) for hm in head_masks):
                 stacked = torch.stack(head_masks)[..., None]  # [k, n, pos, heads, 1]
@@ -354,12 +382,26 @@ class AblationRunner:
 
         hooks.append(("unembed.hook_in", take_end))
         with torch.no_grad():
-            logits = self.bridge.run_with_hooks(tokens.repeat(n_k, 1), fwd_hooks=hooks)  # type: ignore[arg-type]
+            if start:
+                resid = self._reference(group, sl, which)[start]
+                with resumed_at(self.bridge, start):
+                    logits = self.bridge.run_with_hooks(resid.repeat(n_k, 1, 1), fwd_hooks=hooks,  # type: ignore[arg-type]
+                                                        start_at_layer=start)
+            else:
+                logits = self.bridge.run_with_hooks(tokens.repeat(n_k, 1), fwd_hooks=hooks)  # type: ignore[arg-type]
         self.n_forward += 1
         logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
         rows = torch.arange(logits.shape[0], device=logits.device)
         diff = logits[rows, group.correct[sl].repeat(n_k)] - logits[rows, group.incorrect[sl].repeat(n_k)]
         return diff.reshape(n_k, n).float()
+
+
+def _grab(store: dict[int, torch.Tensor], layer: int) -> Any:
+    def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        store[layer] = x.detach().clone()
+        return x
+
+    return hook
 
 
 def _rows(repl: torch.Tensor, sl: slice) -> torch.Tensor:

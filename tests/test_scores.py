@@ -214,6 +214,28 @@ def test_batched_keep_sets_match_one_at_a_time(tiny_models, datasets):
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
+def test_resumed_passes_match_full_passes(tiny_models, datasets, family):
+    model, ds = tiny_models[family], datasets[family]
+    everything = {(L, h) for L in range(3) for h in range(4)}
+    keeps = [Keep.of(set()), Keep.of({(1, 1), (2, 3)}), Keep.of({(2, 0)}), Keep.of(everything - {(1, 2)}),
+             Keep.of(everything - {(2, 1), (2, 3)}), Keep.of({(0, 2), (2, 1)}),
+             Keep.of({(1, 0), (2, 2)}, circuit_positions={(1, 0): ["S2"]}),
+             Keep.of({(1, 0), (2, 2)}, mlps=[0, 2])]
+    fast = AblationRunner(model, ds, "mean")
+    assert fast.resume
+    got = fast.run(keeps)
+    plain = AblationRunner(model, ds, "mean", resume=False)
+    torch.testing.assert_close(got, plain.run(keeps), atol=1e-5, rtol=0)
+    assert {fast._start(fast._groups[0], fast._key(k)) for k in keeps[:5]} == {
+        (2, "ablated"), (1, "ablated"), (1, "clean"), (2, "clean")}
+    # A small token budget: one prompt per pass, references cached per slice.
+    small = AblationRunner(model, ds, "resample", max_tokens=1)
+    torch.testing.assert_close(small.run(keeps),
+                               AblationRunner(model, ds, "resample", resume=False).run(keeps),
+                               atol=1e-5, rtol=0)
+
+
 def test_template_of_mixed_lengths_is_refused(tiny_models, datasets):
     ds = datasets["gpt2"]
     bad = Dataset(ds.clean, ds.corrupt, ds.correct, ds.incorrect, ds.positions,
