@@ -104,9 +104,7 @@ def _attention(ctx: Context) -> None:
     ctx.save(grid, lambda g, p: plots.heatmap(g, p, title="Mean attention between named positions",
                                               center=None, cmap="Blues", annotate=False))
     maps = attention_maps(ctx.model, ctx.dataset, ctx.name_movers())
-    path = ctx.out / "attention_maps.png"
-    plots.attention_maps(maps, path, title="Top-DLA heads on prompt 0")
-    ctx.written["attention_maps"] = [str(path)]
+    ctx.save(maps.as_grid(), lambda g, p: plots.attention_maps(maps, p, title="Top-DLA heads on prompt 0"))
 
 
 def _patch(*kinds: str) -> Callable[[Context], None]:

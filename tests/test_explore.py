@@ -144,6 +144,7 @@ def test_attention_summaries_are_probabilities(gpt2):
     n = len(ds.clean[0])
     assert maps.patterns.shape == (2, n, n)
     torch.testing.assert_close(maps.patterns.sum(-1), torch.ones(2, n))
+    assert maps.as_grid().values.shape == (2 * n, n)
 
 
 def test_backup_name_movers_changes_only_what_it_should(gpt2):
@@ -171,8 +172,7 @@ def test_explore_writes_files(gpt2, tmp_path):
     for name, files in summary["files"].items():
         for f in files:
             assert Path(f).exists() and Path(f).stat().st_size > 50, f
-        if name != "attention_maps":  # a picture only
-            assert {Path(f).suffix for f in files} == {".json", ".csv", ".png"}, name
+        assert {Path(f).suffix for f in files} == {".json", ".csv", ".png"}, name
     expected = {"logit_lens", "dla_layers", "dla_heads", "attention", "attention_maps",
                 "patch_resid_pre", "patch_attn_out", "patch_mlp_out", "patch_head_out",
                 "patch_head_out_by_pos", "patch_q", "patch_k", "patch_v", "patch_pattern",

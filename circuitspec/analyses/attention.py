@@ -68,6 +68,15 @@ class AttentionMaps:
     patterns: Tensor  # [heads, query, key]
     prompt: int
 
+    def as_grid(self) -> Grid:
+        """Rows: (head, query token), columns: key tokens; tokens labelled ``index:text``."""
+        toks = [f"{i}:{t!r}" for i, t in enumerate(self.tokens)]
+        rows = tuple(f"{head_label(*h)} {q}" for h in self.heads for q in toks)
+        n = len(self.tokens)
+        return Grid("attention_maps", self.patterns.reshape(len(self.heads) * n, n).float(), rows,
+                    tuple(toks), "head and query", "key",
+                    f"attention probability on clean prompt {self.prompt}")
+
 
 @torch.no_grad()
 def attention_maps(
