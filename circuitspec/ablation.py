@@ -118,7 +118,7 @@ class AblationRunner:
         # A keep-set that ablates every head below layer k, or none, matches the fully
         # ablated or the clean run there: it resumes from that run's residual at k.
         self.resume = resume and can_resume(self.bridge)
-        self._refs: dict[tuple[int, int, str], list[torch.Tensor]] = {}
+        self._refs: dict[tuple[int, int, int, str], list[torch.Tensor]] = {}
         self._memo: dict[Keep, torch.Tensor] = {}
         self._groups = self._prepare()
         self._clean = self.run([Keep()])[0]
@@ -343,7 +343,7 @@ class AblationRunner:
 
     def _reference(self, group: _Group, sl: slice, which: str) -> list[torch.Tensor]:
         """The residual entering every layer in the clean or the fully ablated run of ``group[sl]``."""
-        key = (int(group.index[0]), sl.start, which)
+        key = (int(group.index[0]), sl.start, sl.stop, which)
         if key not in self._refs:
             store: dict[int, torch.Tensor] = {}
             self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store)

@@ -50,7 +50,9 @@ every query head of the group; the hypothesis names query heads.)
 Cost: heads whose circuit z is needed (senders on a path to the logits) are computed in
 waves: a head joins the pass after the last one holding a sender it reads. One forward
 pass per wave, up to its last layer, the prompts stacked once per distinct view; then
-one full pass for the logits. (The IOI circuit of SmolLM2 takes four waves.)
+one full pass for the logits. (The IOI circuit of SmolLM2 takes four waves.) Below the
+first sender any of a pass's views reads, every copy is the fully ablated run, so the pass
+resumes there from that run's cached residual (:mod:`circuitspec.bridge_resume`).
 """
 
 from __future__ import annotations
@@ -232,14 +234,14 @@ def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: An
     circuit_z: dict[int, torch.Tensor] = {}
     for wave in waves:
         top = max(L for L, _ in wave.heads)
-        hooks = _z_hooks(runner, group, sl, list(wave.views), circuit_z, top + 1, wave)
+        start = _start(runner, wave.views, min(L for L, _ in wave.heads))
+        hooks = _z_hooks(runner, group, sl, list(wave.views), circuit_z, top + 1, wave, start)
         for layer in sorted({L for L, _ in wave.heads}):
             hooks += _input_hooks(plan, wave, layer, n)
-        with torch.no_grad(), runner.bridge.hooks(fwd_hooks=hooks):
-            runner.bridge(tokens.repeat(len(wave.views), 1), stop_at_layer=top + 1)
-        runner.n_forward += 1
+        _run(runner, group, sl, len(wave.views), hooks, start, top + 1)
 
-    hooks = _z_hooks(runner, group, sl, [plan.logits], circuit_z, runner.n_layers)
+    start = _start(runner, (plan.logits,), runner.n_layers - 1)
+    hooks = _z_hooks(runner, group, sl, [plan.logits], circuit_z, runner.n_layers, None, start)
     end = group.end[sl]
 
     def take_end(x: torch.Tensor, hook: Any) -> torch.Tensor:
@@ -247,12 +249,37 @@ def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: An
         return x[torch.arange(x.shape[0], device=x.device), end].unsqueeze(1)
 
     hooks.append(("unembed.hook_in", take_end))
-    with torch.no_grad(), runner.bridge.hooks(fwd_hooks=hooks):
-        logits = runner.bridge(tokens)
-    runner.n_forward += 1
+    logits = _run(runner, group, sl, 1, hooks, start, None)
     logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(n), end]
     rows = torch.arange(n, device=logits.device)
     return logits[rows, group.correct[sl]] - logits[rows, group.incorrect[sl]]
+
+
+def _start(runner: AblationRunner, views: Iterable[_View], first_head: int) -> int:
+    """Below the first sender any view reads (and the first head computed), every copy is
+    the fully ablated run: the pass resumes there from that run's residual."""
+    if not runner.resume:
+        return 0
+    return min([first_head] + [L for view in views for (L, _), _ in view])
+
+
+def _run(runner: AblationRunner, group: Any, sl: slice, copies: int, hooks: list[tuple[str, Any]],
+         start: int, stop: int | None) -> torch.Tensor:
+    """One pass of ``group[sl]`` stacked ``copies`` times, from layer ``start`` (to ``stop``)."""
+    import torch
+
+    from circuitspec.bridge_resume import resumed_at
+
+    # The reference run is cached on first use: before this pass's hooks go on.
+    resid = runner._reference(group, sl, "ablated")[start] if start else None
+    with torch.no_grad(), runner.bridge.hooks(fwd_hooks=hooks):
+        if resid is not None:
+            with resumed_at(runner.bridge, start):
+                out = runner.bridge(resid.repeat(copies, 1, 1), start_at_layer=start, stop_at_layer=stop)
+        else:
+            out = runner.bridge(group.tokens[sl].repeat(copies, 1), stop_at_layer=stop)
+    runner.n_forward += 1
+    return out
 
 
 def _input_hooks(plan: _Plan, wave: _Wave, layer: int, n: int) -> list[tuple[str, Any]]:
@@ -285,14 +312,15 @@ def _input_hooks(plan: _Plan, wave: _Wave, layer: int, n: int) -> list[tuple[str
 
 
 def _z_hooks(runner: AblationRunner, group: Any, sl: slice, views: list[_View],
-             circuit_z: dict[int, torch.Tensor], below: int, wave: _Wave | None = None) -> list[tuple[str, Any]]:
-    """hook_z of every layer under ``below``: per batch copy, circuit z where its view
-    receives, ablated z elsewhere; a wave's heads have their circuit z stored first."""
+             circuit_z: dict[int, torch.Tensor], below: int, wave: _Wave | None = None,
+             start: int = 0) -> list[tuple[str, Any]]:
+    """hook_z of the layers from ``start`` under ``below``: per batch copy, circuit z where
+    its view receives, ablated z elsewhere; a wave's heads have their circuit z stored first."""
     import torch
 
     n, length = group.tokens[sl].shape
     hooks: list[tuple[str, Any]] = []
-    for layer in range(below):
+    for layer in range(start, below):
         mask = torch.zeros((len(views), n, length, runner.n_heads, 1), dtype=torch.bool,
                            device=group.tokens.device)
         for c, view in enumerate(views):

@@ -130,6 +130,8 @@ def test_matches_slow_reference(tiny_models, datasets, family, kind):
     runner = AblationRunner(model, ds, kind)
     got = edge_level_logit_diff(runner, WIRES)
     np.testing.assert_allclose(got.numpy(), reference(model, ds, WIRES, kind), atol=1e-4)
+    full_passes = AblationRunner(model, ds, kind, resume=False)
+    torch.testing.assert_close(edge_level_logit_diff(full_passes, WIRES), got, atol=1e-5, rtol=0)
     # Teeth: the edge-level run differs from the clean run and from the fully ablated one.
     assert not np.allclose(got.numpy(), runner.clean.numpy(), atol=1e-2)
     assert not np.allclose(got.numpy(), runner.logit_diff(set()).numpy(), atol=1e-2)
