@@ -195,7 +195,7 @@ def explore(
     n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Number of prompts (default 32).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the prompt generator.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the JSON/CSV numbers and PNGs.")] = Path("explore"),
-    only: Annotated[str | None, typer.Option("--only", help="Comma-separated analyses (default: all).")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Comma-separated analyses (default: all): logit_lens, dla, attention, patch_resid, patch_attn_mlp, patch_heads, patch_heads_by_pos, patch_qkv, path_sweeps, backup.")] = None,
     sweep_method: Annotated[str, typer.Option("--sweep-method", help="exact | attribution")] = "exact",
 ) -> None:
     """Run the notebook's analyses (logit lens, DLA, patching, attention, sweeps) and save them."""

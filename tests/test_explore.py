@@ -204,3 +204,11 @@ def test_smollm2_resumed_patching_matches_full_passes(smollm2):
     full = patching.patch_variants(smollm2, ds, variants, resume=False)
     assert float(resumed[0]) == pytest.approx(1.0, abs=1e-3)  # the whole residual at layer 0: clean run
     torch.testing.assert_close(resumed, full, atol=2e-3, rtol=2e-3)
+
+
+def test_cli_help_names_every_analysis():
+    import circuitspec.cli
+
+    source = Path(circuitspec.cli.__file__).read_text()
+    line = next(ln for ln in source.splitlines() if '"--only"' in ln)
+    assert all(name in line for name in ANALYSES)
