@@ -105,11 +105,20 @@ def _blocks(result: Result) -> list[_Block]:
                      for k, s in c.scores().items())
         out += [_Block("h2", "Circuit scores"),
                 _Block("table", header=("score", "value [95% CI]", "verdict", "reason"), rows=rows)]
+        beaten = ("" if c.null is None or c.null.fraction_beaten is None else
+                  f"; the circuit beats {_num(100 * c.null.fraction_beaten, 0)} % of them, "
+                  f"p = {_num(c.null.p_value)}")
         extra = [f"F(M) = {_num(c.f_model)}" if c.f_model is not None else "",
                  f"F(C) = {_num(c.f_circuit)}" if c.f_circuit is not None else "",
+                 f"F(∅) = {_num(c.f_empty)} (every head ablated)" if c.f_empty is not None else "",
                  (f"random circuits of the same size: mean {_num(c.null.mean)}, "
-                  f"[{_num(c.null.low)}, {_num(c.null.high)}] over {c.null.n}")
+                  f"[{_num(c.null.low)}, {_num(c.null.high)}] over {c.null.n}{beaten}")
                  if c.null is not None else ""]
+        for name, score in c.scores().items():
+            ratio = score.details.get("mean_of_per_prompt_ratios")
+            if ratio is not None:
+                extra.append(f"{name}, mean of per-prompt ratios: "
+                             f"{_with_ci(ratio, score.details.get('mean_of_per_prompt_ratios_ci'))}")
         if any(extra):
             out.append(_Block("p", "; ".join(x for x in extra if x) + "."))
 
