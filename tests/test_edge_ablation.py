@@ -271,3 +271,27 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
     assert judged.circuit.faithfulness.verdict is None
     assert "faithfulness_edge_level" in judged.circuit.scores()
     assert not [f for f in judged.failures() if f.what.startswith("claim")]
+
+
+def test_circuit_positions_scope_reaches_both_levels(tmp_path, tiny_model_dirs, tiny_models):
+    import circuitspec as cs
+    from circuitspec.spec import load_hypothesis
+    from circuitspec.tasks import hypothesis_dataset
+
+    path = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
+    path.write_text(path.read_text() + "ablation_scope: circuit_positions\n")
+    result = cs.verify(path, model=tiny_models["llama"], n_random=0, n_null_edges=0, n_bootstrap=200,
+                       per_head=False, robustness=False)
+    assert result.settings.ablation_scope == "circuit_positions"
+    hyp = load_hypothesis(path)
+    model = tiny_models["llama"]
+    ds = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos)
+    runner = AblationRunner(model, ds, "mean")
+    heads = sorted(hyp.circuit().heads())
+    node = runner.logit_diff(heads, circuit_positions={h: ["END"] for h in heads}).double()
+    fm = runner.clean.double()
+    assert result.circuit.faithfulness.value == pytest.approx(float(node.mean() / fm.mean()), abs=1e-6)
+    edge = edge_level_logit_diff(runner, wires_from_circuit(hyp.circuit(), at_positions=True)).double()
+    assert result.circuit.faithfulness_edge_level.value == pytest.approx(float(edge.mean() / fm.mean()),
+                                                                         abs=1e-6)
+    assert result.circuit.faithfulness.value != pytest.approx(1.0, abs=1e-3)
