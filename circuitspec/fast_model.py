@@ -143,13 +143,6 @@ class RowModel:
         """The attention's residual write (``hook_attn_out``) from sum_h z_h W_O + b_O."""
         return self.bridge.blocks[layer].ln1_post(head_sum) if self.sandwich else head_sum
 
-    def norm_qk(self, layer: int, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-head q/k norms [..., heads, d_head], where the model has them (before rotary)."""
-        if not self.qk_norm:
-            return q, k
-        attn = self.bridge.blocks[layer].attn
-        return attn.q_norm(q), attn.k_norm(k)
-
     def answer_diff(self, resid_end: Tensor, correct: Tensor, incorrect: Tensor) -> Tensor:
         """logit(correct) - logit(incorrect) from final residual rows [..., d_model]."""
         x = self.bridge.ln_final(resid_end)
@@ -187,22 +180,28 @@ class RowModel:
         return torch.cat([out, xp], dim=-1) if xp.shape[-1] else out
 
     def q(self, layer: int, xn: Tensor, heads: list[int] | None = None) -> Tensor:
-        """Unrotated queries [..., heads, d_head] from normed rows."""
+        """Unrotated queries [..., heads, d_head] from normed rows (q-normed where the model does)."""
         w = self.layers[layer]
-        return self._project(xn, w.W_Q, w.b_Q, heads)
+        return self._norm_head(layer, "q_norm", self._project(xn, w.W_Q, w.b_Q, heads))
 
-    def qkv(self, layer: int, xn: Tensor) -> Tensor:
-        """Unrotated [..., n_heads + 2 n_kv, d_head]: queries, then key groups, then value groups."""
+    def qkv(self, layer: int, xn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Unrotated queries [..., n_heads, d_head] and key and value groups [..., n_kv, d_head]."""
         w = self.layers[layer]
-        return self._project(xn, w.W_QKV, w.b_QKV, None)
+        out = self._project(xn, w.W_QKV, w.b_QKV, None)
+        q, k, v = out.split([self.n_heads, self.n_kv, self.n_kv], dim=-2)
+        return self._norm_head(layer, "q_norm", q), self._norm_head(layer, "k_norm", k), v
 
     def k(self, layer: int, xn: Tensor, groups: list[int] | None = None) -> Tensor:
         w = self.layers[layer]
-        return self._project(xn, w.W_K, w.b_K, groups)
+        return self._norm_head(layer, "k_norm", self._project(xn, w.W_K, w.b_K, groups))
 
     def v(self, layer: int, xn: Tensor, groups: list[int] | None = None) -> Tensor:
         w = self.layers[layer]
         return self._project(xn, w.W_V, w.b_V, groups)
+
+    def _norm_head(self, layer: int, name: str, x: Tensor) -> Tensor:
+        """The per-head q or k norm (before rotary), on models that have one; one per key group."""
+        return getattr(self.bridge.blocks[layer].attn, name)(x) if self.qk_norm else x
 
     def _project(self, xn: Tensor, W: Tensor, b: Tensor, heads: list[int] | None) -> Tensor:
         dh = self.d_head
@@ -225,10 +224,8 @@ class RowModel:
         """Rotated keys and values [batch, pos, n_kv, d_head] of a clean residual."""
         n_pos = resid_pre.shape[1]
         xn = self.norm1(layer, resid_pre)
-        k = self.k(layer, xn)
-        if self.qk_norm:
-            k = self.bridge.blocks[layer].attn.k_norm(k)
-        return self.rotate(layer, k, torch.arange(n_pos), n_pos), self.v(layer, xn)
+        k = self.rotate(layer, self.k(layer, xn), torch.arange(n_pos), n_pos)
+        return k, self.v(layer, xn)
 
     def attend(
         self,

@@ -178,11 +178,10 @@ def pass_d(
     n_s = next(iter(new_in.values())).shape[0]
     max_pos = max(span[3] for span in plan.spans)
     resid = cache.resid_pre[first][plan.src].expand(n_s, -1, -1)
-    n_q, n_kv = rm.n_heads, rm.n_kv
+    n_kv = rm.n_kv
     for layer in range(first, rm.n_layers):
         xn = rm.norm1(layer, resid)
-        qkv = rm.qkv(layer, xn)  # [S, T, H + 2 kv, dh], before any q/k norm
-        q, k, v = qkv[..., :n_q, :], qkv[..., n_q : n_q + n_kv, :], qkv[..., n_q + n_kv :, :]
+        q, k, v = rm.qkv(layer, xn)  # [S, T, H or kv, dh], q/k-normed, unrotated
         k, v = rm.expand_kv(k), rm.expand_kv(v)
         heads = by_layer.get(layer)
         if heads is not None:
@@ -197,7 +196,6 @@ def pass_d(
                     k = _scatter_heads(k, fresh, plan.recv, heads)
                 else:
                     v = _scatter_heads(v, fresh, plan.recv, heads)
-        q, k = rm.norm_qk(layer, q, k)
         q = rm.rotate(layer, q, plan.pos, max_pos)
         k = rm.rotate(layer, k, plan.pos, max_pos)
         zs = []
