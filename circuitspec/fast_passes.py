@@ -198,7 +198,10 @@ def pass_d(
                     v = _scatter_heads(v, fresh, plan.recv, heads)
         q = rm.rotate(layer, q, plan.pos, max_pos)
         k = rm.rotate(layer, k, plan.pos, max_pos)
-        zs = []
+        # After the last layer only END's row is read: there the other rows are keys
+        # and values only, and queries, output projection and MLP run at END alone.
+        last = layer == rm.n_layers - 1
+        zs, p0 = [], 0
         for t0, batch, start, n_pos, src0 in plan.spans:
             n_r = n_pos - start
             sl = slice(t0, t0 + batch * n_r)
@@ -208,17 +211,24 @@ def pass_d(
 
             k_pre = cache.k[layer][src0 : src0 + batch * n_pos].reshape(batch, n_pos, n_kv, -1)[:, :start]
             v_pre = cache.v[layer][src0 : src0 + batch * n_pos].reshape(batch, n_pos, n_kv, -1)[:, :start]
-            q_pos = torch.arange(start, n_pos).expand(batch, n_r)
-            z = rm.attend(view(q), q_pos, k_pre, v_pre, view(k), view(v), rm.window[layer])
-            zs.append(z.reshape(n_s, batch * n_r, *z.shape[3:]))
+            if last:
+                ends = plan.end[p0 : p0 + batch]
+                q_here, q_pos = q[:, ends, None], plan.pos[ends][:, None]
+            else:
+                q_here, q_pos = view(q), torch.arange(start, n_pos).expand(batch, n_r)
+            z = rm.attend(q_here, q_pos, k_pre, v_pre, view(k), view(v), rm.window[layer])
+            zs.append(z.flatten(1, 2))
+            p0 += batch
         z = torch.cat(zs, dim=1) if len(zs) > 1 else zs[0]
+        if last:
+            resid = resid[:, plan.end]
         attn = rm.attn_write(layer, rm.head_out(layer, z) + rm.layers[layer].b_O)
         if rm.parallel:
             resid = resid + attn + rm.mlp(layer, resid)
         else:
             mid = resid + attn
             resid = mid + rm.mlp(layer, mid)
-    return rm.answer_diff(resid[:, plan.end], correct, incorrect)
+    return rm.answer_diff(resid, correct, incorrect)
 
 
 def _scatter_heads(x: Tensor, fresh: Tensor, recv: Tensor, heads: list[int]) -> Tensor:
