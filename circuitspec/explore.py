@@ -133,7 +133,9 @@ def _patch_qkv(ctx: Context) -> None:
 def _path_sweeps(ctx: Context) -> None:
     """The notebook's level-by-level search: logits, name movers' q, then one level down twice.
 
-    Each next receiver group is the previous sweep's two strongest (most negative) senders.
+    Each next receiver group is the previous sweep's strongest (most negative) sender, plus
+    the second strongest when its effect is at least half as large: a weak second receiver
+    in an early layer would cut the next sweep's senders to the layers before it.
     """
     from circuitspec import plots
     from circuitspec.analyses.grid import top_heads
@@ -146,7 +148,8 @@ def _path_sweeps(ctx: Context) -> None:
         if via == "q":
             receivers = ctx.name_movers()
         elif via is not None and grid is not None:
-            receivers = top_heads(grid, 2, largest=False)
+            best = top_heads(grid, 2, largest=False)
+            receivers = [h for h in best if grid.values[h] <= 0.5 * grid.values[best[0]]]
         if via is not None and (at not in ctx.dataset.positions or min(lay for lay, _ in receivers) == 0):
             break
         grid = path_patch_sweep(ctx.model, ctx.dataset, receivers, via, at,  # type: ignore[arg-type]
