@@ -29,6 +29,7 @@ plus Gemma 3's variant of the sequential block:
 
 ``unsupported_reason`` says why not otherwise, and the engine then falls back.
 """
+
 from __future__ import annotations
 
 import math
