@@ -115,10 +115,8 @@ class _GroupRun:
             })
 
     def _qkv(self, layer: int, resid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Unrotated q [..., H, dh], k and v [..., n_kv, dh] of residual rows."""
-        rm = self.rm
-        qkv = rm.qkv(layer, rm.norm1(layer, resid))
-        return qkv.split([rm.n_heads, rm.n_kv, rm.n_kv], dim=-2)
+        """Unrotated q [..., H, dh], k and v [..., n_kv, dh] of residual rows (after any q/k norms)."""
+        return self.rm.qkv(layer, self.rm.norm1(layer, resid))  # type: ignore[no-any-return]
 
     def start(self, variant: Variant) -> tuple[int, int]:
         """The first layer and the first row (over this group's prompts) the variant can change."""
@@ -174,8 +172,7 @@ class _GroupRun:
         for layer in range(start, rm.n_layers):
             x = patch(x, layer, "resid")
             q, k, v = self._qkv(layer, x)
-            q, k = rm.norm_qk(layer, patch(q, layer, "q"), patch(k, layer, "k"))
-            v = patch(v, layer, "v")
+            q, k, v = patch(q, layer, "q"), patch(k, layer, "k"), patch(v, layer, "v")
             q = rm.rotate(layer, q, positions, self.n_pos)
             k = rm.rotate(layer, k, positions, self.n_pos)
             k_pre, v_pre = (t[None, :, :row].expand(n_s, -1, -1, -1, -1) for t in self.corrupt_kv[layer])
