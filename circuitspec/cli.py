@@ -197,6 +197,8 @@ def explore(
     out: Annotated[Path, typer.Option("--out", help="Folder for the JSON/CSV numbers and PNGs.")] = Path("explore"),
     only: Annotated[str | None, typer.Option("--only", help="Comma-separated analyses (default: all): logit_lens, dla, attention, patch_resid, patch_attn_mlp, patch_heads, patch_heads_by_pos, patch_qkv, path_sweeps, backup.")] = None,
     sweep_method: Annotated[str, typer.Option("--sweep-method", help="exact | attribution")] = "exact",
+    patch_prompts: Annotated[int | None, typer.Option(
+        "--patch-prompts", help="Activation patching on the first N prompts only (default: all).")] = None,
 ) -> None:
     """Run the notebook's analyses (logit lens, DLA, patching, attention, sweeps) and save them."""
     from circuitspec.errors import CircuitSpecError
@@ -213,7 +215,7 @@ def explore(
             raise CircuitSpecError(f"--only {name!r}{did_you_mean(name, ANALYSES)}; analyses: {', '.join(ANALYSES)}")
     loaded, dataset, _, _ = _explore_inputs(model, hypothesis, task, n_prompts, seed)
     summary = run_explore(loaded, dataset, out, only=names, sweep_method=sweep_method,
-                          log=lambda line: typer.echo(line, err=True))
+                          patch_prompts=patch_prompts, log=lambda line: typer.echo(line, err=True))
     typer.echo(f"wrote {sum(len(f) for f in summary['files'].values())} files to {out}")
 
 

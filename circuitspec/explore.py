@@ -34,6 +34,7 @@ class Context:
     progress: bool = True
     sweep_method: str = "exact"
     n_name_movers: int = 3
+    patch_prompts: int | None = None  # activation patching on the first N prompts only
     dla: DLA | None = None
     grids: dict[str, Grid] = field(default_factory=dict)
     written: dict[str, list[str]] = field(default_factory=dict)
@@ -69,8 +70,11 @@ class Context:
         from circuitspec.analyses.patching import activation_patching
 
         if f"patch_{kind}" not in self.grids:
+            dataset = self.dataset
+            if self.patch_prompts is not None and self.patch_prompts < len(dataset):
+                dataset = dataset.subset(range(self.patch_prompts))
             self.grids[f"patch_{kind}"] = activation_patching(
-                self.model, self.dataset, kind, progress=self.progress)  # type: ignore[arg-type]
+                self.model, dataset, kind, progress=self.progress)  # type: ignore[arg-type]
         return self.grids[f"patch_{kind}"]
 
 
@@ -189,9 +193,14 @@ def explore(
     only: Sequence[str] | None = None,
     progress: bool = True,
     sweep_method: str = "exact",
+    patch_prompts: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the chosen analyses (all by default); return {files, seconds} per analysis."""
+    """Run the chosen analyses (all by default); return {files, seconds} per analysis.
+
+    ``patch_prompts`` limits activation patching (about 3,000 patched cells on a 30-layer
+    model) to the first N prompts; the other analyses use them all.
+    """
     names = list(only) if only else list(ANALYSES)
     unknown = [n for n in names if n not in ANALYSES]
     if unknown:
@@ -201,7 +210,8 @@ def explore(
             f"unknown analysis {unknown[0]!r}{did_you_mean(unknown[0], ANALYSES)}; "
             f"choose from {', '.join(ANALYSES)}"
         )
-    ctx = Context(model, dataset, Path(out), progress=progress, sweep_method=sweep_method)
+    ctx = Context(model, dataset, Path(out), progress=progress, sweep_method=sweep_method,
+                  patch_prompts=patch_prompts)
     ctx.out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     for name in names:
@@ -210,7 +220,8 @@ def explore(
         seconds[name] = round(time.perf_counter() - start, 2)
         if log:
             log(f"{name}: {seconds[name]:.1f} s")
-    summary = {"model": model.reference, "n_prompts": len(dataset), "seconds": seconds,
+    summary = {"model": model.reference, "n_prompts": len(dataset),
+               "patch_prompts": min(patch_prompts or len(dataset), len(dataset)), "seconds": seconds,
                "files": ctx.written}
     from circuitspec.atomic import atomic_write_text as write_text
 

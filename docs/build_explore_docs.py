@@ -139,7 +139,7 @@ def _page(g: dict[str, Any], info: dict[str, Any]) -> str:
         "returns labelled numbers, a PNG writer in `circuitspec.plots`, and one command:",
         "",
         "```",
-        "circuitspec explore smollm2-135m-instruct --task ioi --n-prompts 16 --out explore/",
+        "circuitspec explore smollm2-135m-instruct --task ioi --n-prompts 16 --patch-prompts 8 --out explore/",
         "circuitspec explore smollm2-135m-instruct --only patch_resid,patch_heads --n-prompts 8",
         "circuitspec suggest smollm2-135m-instruct --task ioi -o draft.yaml",
         "```",

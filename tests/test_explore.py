@@ -212,3 +212,16 @@ def test_cli_help_names_every_analysis():
     source = Path(circuitspec.cli.__file__).read_text()
     line = next(ln for ln in source.splitlines() if '"--only"' in ln)
     assert all(name in line for name in ANALYSES)
+
+
+def test_patch_prompts_limits_activation_patching_only(gpt2, tmp_path):
+    import json
+
+    from circuitspec.explore import explore
+
+    model, ds = gpt2
+    summary = explore(model, ds, tmp_path, only=["patch_heads"], progress=False, patch_prompts=2)
+    assert summary["patch_prompts"] == 2 and summary["n_prompts"] == len(ds)
+    saved = json.loads((tmp_path / "patch_head_out.json").read_text())["values"]
+    expected = patching.activation_patching(model, ds.subset([0, 1]), "head_out").values
+    torch.testing.assert_close(torch.tensor(saved), expected, atol=1e-5, rtol=1e-5)
