@@ -3,8 +3,9 @@
 The draft follows the notebook's level-by-level search (Wang et al. 2022):
 
 1. name movers: the heads with the largest positive direct logit attribution (DLA)
-   at END that attend more from END to IO than to S; negative name movers: the most
-   negative DLA;
+   at END that attend from END to IO (at least ``MIN_ATTENTION``, and more than to S);
+   heads with large positive DLA that attend to S2 instead form their own group (they
+   write "not S"); negative name movers: the most negative DLA;
 2. S-inhibition: the strongest senders into the name movers' queries at END;
 3. induction and duplicate-token heads: the strongest senders into the S-inhibition
    heads' values at S2, split by whether they attend from S2 to S1+1 (induction) or
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from circuitspec.models import LoadedModel
 
 Head = tuple[int, int]
+
+MIN_ATTENTION = 0.1  # mean END attention a head needs to count as attending to a name
 
 __all__ = ["Draft", "draft_hypothesis", "suggest", "write_draft"]
 
@@ -87,17 +90,28 @@ def draft_hypothesis(
 
     ranked = sorted(((lay, h) for lay in range(dla.values.shape[0])
                      for h in range(dla.values.shape[1])), key=dla_of, reverse=True)
-    movers = [h for h in ranked if dla_of(h) > 0
-              and att(h, "END->IO") > max(att(h, "END->S1"), att(h, "END->S2"))][:n_name_movers]
-    movers = movers or ranked[:1]
     top = abs(dla_of(ranked[0])) or 1.0
+
+    def looks_at(h: Head, name: str, others: tuple[str, ...]) -> bool:
+        """END attends to ``name`` at least MIN_ATTENTION and more than to ``others``."""
+        here = att(h, f"END->{name}")
+        return here >= MIN_ATTENTION and here > max(att(h, f"END->{o}") for o in others)
+
+    strong = [h for h in ranked if dla_of(h) > 0.1 * top]
+    movers = [h for h in strong if looks_at(h, "IO", ("S1", "S2"))][:n_name_movers] or ranked[:1]
+    # Heads that raise the logit difference while attending to the repeated name write
+    # "not S" rather than copying IO: their own group, so the name movers stay name movers.
+    s_writers = [h for h in strong if h not in movers and looks_at(h, "S2", ("IO",))][:n_per_role]
     negative = [h for h in reversed(ranked) if dla_of(h) < -0.1 * top and h not in movers][:n_per_role]
     draft.groups["name_movers"] = ("name_mover", movers)
     draft.edges.append({"from": "name_movers", "to": "logits", "at": "END"})
+    if s_writers:
+        draft.groups["s_attending_movers"] = ("other", s_writers)
+        draft.edges.append({"from": "s_attending_movers", "to": "logits", "at": "END"})
     if negative:
         draft.groups["negative_name_movers"] = ("negative_name_mover", negative)
         draft.edges.append({"from": "negative_name_movers", "to": "logits", "at": "END"})
-    for h in movers + negative:
+    for h in movers + s_writers + negative:
         draft.evidence[head_label(*h)] = [
             f"DLA {dla_of(h):+.2f}, END->IO {att(h, 'END->IO'):.2f}, END->S2 {att(h, 'END->S2'):.2f}"
         ]

@@ -45,6 +45,19 @@ def _top_abs(grid: Any) -> str:
     return f"L{layer}H{head} ({float(grid.values[layer, head]):+.2f})"
 
 
+def _s_writer(g: dict[str, Any]) -> str:
+    """The top-DLA head whose END attends more to S2 than to IO, with both numbers."""
+    from circuitspec.analyses.grid import head_label, top_heads
+
+    att = g["attention"]
+    for h in top_heads(g["dla_heads"], 10):
+        row = att.rows.index(head_label(*h))
+        s2, io = float(att.values[row, att.cols.index("END->S2")]), float(att.values[row, att.cols.index("END->IO")])
+        if s2 > io:
+            return f"{head_label(*h)}, DLA {float(g['dla_heads'].values[h]):+.2f}, END->S2 {s2:.2f}, END->IO {io:.2f}"
+    return "none among the top ten"
+
+
 def _top_cells(grid: Any, k: int = 4) -> str:
     """The k cells of largest magnitude, as ``row at col (value)``."""
     flat = grid.values.flatten().nan_to_num().abs().argsort(descending=True)[:k].tolist()
@@ -267,8 +280,10 @@ def _page(g: dict[str, Any], info: dict[str, Any]) -> str:
         "## Suggest",
         "",
         "`circuitspec suggest` drafts a hypothesis from these analyses: name movers (top",
-        "positive DLA, END attending to IO more than to S), negative name movers (most",
-        "negative DLA), then the same sweeps as above (screened with the gradient estimate,",
+        "positive DLA, END attending to IO at least 0.1 and more than to S), heads with large",
+        f"positive DLA that attend to S2 instead (they write \"not S\"; here {_s_writer(g)}) in a",
+        "group of their own, negative name movers (most negative DLA), then the same sweeps",
+        "as above (screened with the gradient estimate,",
         "the strongest confirmed with the path-patching engine) for S-inhibition heads",
         "(into the name movers' q at END), induction and duplicate-token heads (into the",
         "S-inhibition heads' v at S2, told apart by S2->S1+1 versus S2->S1 attention) and",
