@@ -105,6 +105,8 @@ def verify(
     engine: Annotated[str, typer.Option("--engine", help="auto | fast | reference")] = "auto",
     n_bootstrap: Annotated[int | None, typer.Option("--n-bootstrap", help="Bootstrap resamples.")] = None,
     n_random: Annotated[int, typer.Option("--n-random", help="Random circuits in the faithfulness null.")] = 100,
+    n_random_edge: Annotated[int, typer.Option(
+        "--n-random-edge", help="Random circuits wired like the hypothesis in the edge-level null (0: none).")] = 0,
     n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Random sender groups per edge (0: none).")] = 10,
     robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
 ) -> None:
@@ -121,7 +123,8 @@ def verify(
             raise CircuitSpecError(f"--{flag} {value!r}: choose one of {', '.join(allowed)}")
     opts = Options(
         n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
-        ablation_level=ablation_level, engine=engine, n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges,  # type: ignore[arg-type]
+        ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
+        n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges, n_random_edge=n_random_edge,
         robustness=robustness,
     )
     from circuitspec.console import print_result, progress_bar

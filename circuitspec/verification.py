@@ -46,6 +46,7 @@ class Options:
     engine: EngineName = "auto"
     n_bootstrap: int | None = None
     n_random: int = 100  # random circuits for the faithfulness null
+    n_random_edge: int = 0  # random circuits wired like the hypothesis, edge-level null (a few passes each)
     n_subsets: int = 20  # random K for completeness
     greedy_steps: int = 2  # greedy search for the worst K
     minimality_random: int = 0  # random K reused by minimality (each costs a run per head)
@@ -240,13 +241,27 @@ class Verifier:
                         out[head].append(at)
         return out
 
+    def wires(self) -> list[Any]:
+        from circuitspec.edge_ablation import wires_from_circuit
+
+        return wires_from_circuit(self.circuit, at_positions=self.hyp.ablation_scope == "circuit_positions")
+
     def edge_level(self, kind: str, threshold: float | None) -> Any:
         """Edge-level faithfulness under ``kind`` (a :class:`circuitspec.scores.Score`)."""
-        from circuitspec.edge_ablation import edge_faithfulness, wires_from_circuit
+        from circuitspec.edge_ablation import edge_faithfulness
 
-        wires = wires_from_circuit(self.circuit, at_positions=self.hyp.ablation_scope == "circuit_positions")
-        return edge_faithfulness(self.runner(kind), wires, threshold=threshold, n_bootstrap=self.n_boot,
+        return edge_faithfulness(self.runner(kind), self.wires(), threshold=threshold, n_bootstrap=self.n_boot,
                                  seed=self.seed, level=self.level)
+
+    def edge_null(self, real: float) -> dict[str, Any]:
+        """The edge-level null (``n_random_edge`` random circuits wired like the hypothesis)."""
+        from circuitspec.edge_ablation import edge_null_distribution
+
+        null = edge_null_distribution(self.runner(self.ablation), self.wires(), n_random=self.opts.n_random_edge,
+                                      seed=self.seed, real=real)
+        q = null.random_quantiles
+        return {"n": null.n_random, "mean": null.random_mean, "low": q["5"], "high": q["95"],
+                "fraction_beaten": null.fraction_beaten, "p_value": null.p_value}
 
     def circuit_scores(self) -> tuple[R.CircuitScores | None, Any]:
         from dataclasses import replace
@@ -279,6 +294,8 @@ class Verifier:
             runner=self.runner(self.ablation),
         )
         edge = self.edge_level(self.ablation, judged["edge"])
+        if self.opts.n_random_edge:
+            edge.details["null"] = self.edge_null(edge.value)
         node = scores.faithfulness
         if claim is not None:  # the level not judged is reported, saying why
             other = f"the faithfulness claim is judged at {self.ablation_level} level; reported for information"

@@ -19,6 +19,7 @@ from circuitspec.edge_ablation import (
     complete_wires,
     edge_faithfulness,
     edge_level_logit_diff,
+    edge_null_distribution,
     wires_from_circuit,
 )
 from circuitspec.spec import Circuit, Edge, Node
@@ -266,7 +267,9 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
     assert rows["edge level, zero ablation, ratio of means"] == pytest.approx(1.0, abs=1e-5)
     assert Result.from_json(data).circuit.faithfulness_edge_level.value == pytest.approx(1.0, abs=1e-5)
 
-    judged = cs.verify(hyp, ablation_level="edge", robustness=False, **fast)
+    judged = cs.verify(hyp, ablation_level="edge", robustness=False, n_random_edge=5, **fast)
+    null = judged.circuit.faithfulness_edge_level.details["null"]
+    assert null["n"] == 5 and 0 < null["p_value"] <= 1 and null["low"] <= null["high"]
     assert judged.circuit.faithfulness_edge_level.verdict == "verified"
     assert judged.circuit.faithfulness.verdict is None
     assert "faithfulness_edge_level" in judged.circuit.scores()
@@ -295,3 +298,16 @@ def test_circuit_positions_scope_reaches_both_levels(tmp_path, tiny_model_dirs, 
     assert result.circuit.faithfulness_edge_level.value == pytest.approx(float(edge.mean() / fm.mean()),
                                                                          abs=1e-6)
     assert result.circuit.faithfulness.value != pytest.approx(1.0, abs=1e-3)
+
+
+def test_edge_null_of_random_circuits_wired_alike(tiny_models, datasets):
+    model, ds = tiny_models["llama"], datasets["llama"]
+    runner = AblationRunner(model, ds, "mean")
+    null = edge_null_distribution(runner, WIRES, n_random=12, seed=4)
+    values = np.array(null.random)
+    fm = runner.clean.double().mean()
+    assert null.real == pytest.approx(float(edge_level_logit_diff(runner, WIRES).double().mean() / fm))
+    assert null.n_heads == 8 and len(values) == 12 and len(set(values.round(8))) > 1
+    assert null.p_value == pytest.approx((1 + np.sum(values >= null.real)) / 13)
+    assert null.fraction_beaten == pytest.approx(np.mean(null.real > values))
+    assert edge_null_distribution(runner, WIRES, n_random=12, seed=4).random == null.random
