@@ -110,7 +110,7 @@ def _blocks(result: Result) -> list[_Block]:
                   f"p = {_num(c.null.p_value)}")
         extra = [f"F(M) = {_num(c.f_model)}" if c.f_model is not None else "",
                  f"F(C) = {_num(c.f_circuit)}" if c.f_circuit is not None else "",
-                 f"F(∅) = {_num(c.f_empty)} (every head ablated)" if c.f_empty is not None else "",
+                 f"F(∅) = {_with_ci(c.f_empty, c.f_empty_ci)} (every head ablated)" if c.f_empty is not None else "",
                  (f"random circuits of the same size: mean {_num(c.null.mean)}, "
                   f"[{_num(c.null.low)}, {_num(c.null.high)}] over {c.null.n}{beaten}")
                  if c.null is not None else ""]

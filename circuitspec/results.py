@@ -402,6 +402,8 @@ class CircuitScores:
     ``docs/semantics.md``); judged when ``ablation_level`` is ``edge``, else reported."""
     f_empty: float | None = None
     """F(∅): metric with every head ablated, the floor both faithfulness levels start from."""
+    f_empty_ci: Interval | None = None
+    """Bootstrap interval of ``f_empty``."""
 
     def scores(self) -> dict[str, Score]:
         """The scores by name, in report order (edge-level faithfulness when it was computed)."""
@@ -416,7 +418,7 @@ class CircuitScores:
             d["null"] = self.null.to_json()
         d["f_model"], d["f_circuit"] = _num(self.f_model), _num(self.f_circuit)
         if self.f_empty is not None:
-            d["f_empty"] = _num(self.f_empty)
+            d["f_empty"], d["f_empty_ci"] = _num(self.f_empty), _ci_json(self.f_empty_ci)
         return d
 
     @classmethod
@@ -428,7 +430,7 @@ class CircuitScores:
                    f_model=_num(d.get("f_model")), f_circuit=_num(d.get("f_circuit")),
                    faithfulness_edge_level=None if edge is None else Score.from_json(
                        edge, "circuit.faithfulness_edge_level"),
-                   f_empty=_num(d.get("f_empty")))
+                   f_empty=_num(d.get("f_empty")), f_empty_ci=_ci(d.get("f_empty_ci")))
 
 
 @dataclass(frozen=True)

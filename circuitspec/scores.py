@@ -116,6 +116,7 @@ class CircuitScores:
     n_forward: int  # forward passes the runner has made (setup included)
     n_keep_sets: int  # distinct ablated runs evaluated, each over every prompt
     seconds: float
+    f_empty_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if not hasattr(v, "to_dict")}
@@ -178,9 +179,10 @@ def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: s
     word, reason = _judge(ci, threshold, "at_least", what)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = fc / fm
+    boot: dict[str, Any] = {"n_resamples": n_bootstrap, "seed": seed, "level": level}
     details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
-               "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, n_resamples=n_bootstrap,
-                                                            seed=seed, level=level)}
+               "f_model_ci": bootstrap_ci(fm, **boot), "f_circuit_ci": bootstrap_ci(fc, **boot),
+               "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot)}
     return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details)
 
 
@@ -404,14 +406,15 @@ def evaluate_circuit(
     mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)  # type: ignore[arg-type]
     null = null_distribution(runner, circuit, n_random=n_random, seed=seed, mlp_keep=mlp_keep,
                              real=faith.value if circuit_positions is None else None)
-    f_empty = float(runner.run([Keep.of((), mlp_keep)])[0].double().mean())
+    empty = runner.run([Keep.of((), mlp_keep)])[0].double().numpy()
     return CircuitScores(
         faithfulness=faith,
         completeness=comp,
         minimality=mini,
         f_model=float(runner.clean.double().mean()),
         f_circuit=faith.details["f_circuit"],
-        f_empty=f_empty,
+        f_empty=float(empty.mean()),
+        f_empty_ci=bootstrap_ci(empty, n_resamples=n_bootstrap, seed=seed, level=level),
         null=null if n_random else None,
         ablation=runner.ablation,
         n_prompts=len(dataset),

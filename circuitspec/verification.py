@@ -325,6 +325,7 @@ class Verifier:
             f_circuit=scores.f_circuit,
             faithfulness_edge_level=conv(edge),
             f_empty=scores.f_empty,
+            f_empty_ci=scores.f_empty_ci,
         )
         self.edge_scores[self.ablation] = edge
         return out, scores

@@ -258,7 +258,9 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
     assert data["settings"]["ablation_level"] == "node"
     assert circuit["null"]["n"] == 100 and 0 <= circuit["null"]["p_value"] <= 1
     assert circuit["null"]["fraction_beaten"] is not None
-    assert "f_empty" in circuit
+    assert "f_empty" in circuit and circuit["f_empty_ci"][0] <= circuit["f_empty"] <= circuit["f_empty_ci"][1]
+    for key in ("f_model_ci", "f_circuit_ci"):
+        assert len(node["details"][key]) == 2 and len(edge["details"][key]) == 2
     settings = [r["setting"] for r in data["robustness"]]
     for kind in ("mean", "resample", "zero"):
         assert f"edge level, {kind} ablation, ratio of means" in settings
