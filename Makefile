@@ -16,7 +16,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/circuitspec fetch smollm2-135m-instruct
 	$(BIN)/circuitspec verify hypotheses/ioi_smollm2_135m.yaml --out out/ioi_smollm2_135m \
-	  --n-prompts 32 --n-random 20; \
+	  --n-prompts 32; \
 	  status=$$?; test $$status -le 1 || exit $$status
 	@echo "report: out/ioi_smollm2_135m/report.md  diagram: out/ioi_smollm2_135m/circuit.svg"
 
