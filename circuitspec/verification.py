@@ -12,13 +12,14 @@ from __future__ import annotations
 import platform
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from circuitspec import claims
 from circuitspec import results as R
 from circuitspec.errors import CircuitSpecError
 
@@ -146,7 +147,7 @@ class Verifier:
             return self.engine.sweep(receiver, senders, **kw).double().numpy()
         return np.stack([self.engine.patch(s, receiver, **kw).double().numpy() for s in senders])
 
-    def _patched(self, sender: Sender, receiver: Receiver, semantics: str | None = None) -> np.ndarray:
+    def patched(self, sender: Sender, receiver: Receiver, semantics: str | None = None) -> np.ndarray:
         return self._sweep([sender], receiver, semantics)[0]
 
     def _effect_with_ci(self, patched: np.ndarray) -> tuple[float, tuple[float, float]]:
@@ -215,151 +216,6 @@ class Verifier:
             return []
         rng = random.Random(self.seed + 7)
         return [Sender(heads=tuple(sorted(rng.sample(pool, size)))) for _ in range(self.opts.n_null_edges)]
-
-    # -- circuit -------------------------------------------------------------------------
-    def runner(self, kind: str) -> Any:
-        """The node-ablation runner for ``kind``, built once (its caches serve both levels)."""
-        from circuitspec.ablation import AblationRunner
-
-        if kind not in self.runners:
-            self.runners[kind] = AblationRunner(self.model, self.dataset, kind)  # type: ignore[arg-type]
-        return self.runners[kind]
-
-    def circuit_positions(self) -> dict[tuple[int, int], list[str]] | None:
-        """With ``ablation_scope: circuit_positions``, each head's positions: the ``at`` of
-        every edge it sends or receives along (END for logits edges); else None."""
-        if self.hyp.ablation_scope != "circuit_positions":
-            return None
-        out: dict[tuple[int, int], list[str]] = {}
-        for edge in self.circuit.edges:
-            at = "END" if edge.receiver == "logits" else edge.at
-            groups = [edge.sender] + ([] if edge.receiver == "logits" else [edge.receiver])
-            for group in groups:
-                for head in self.circuit.nodes[group].heads:
-                    out.setdefault(head, [])
-                    if at not in out[head]:
-                        out[head].append(at)
-        return out
-
-    def wires(self) -> list[Any]:
-        from circuitspec.edge_ablation import wires_from_circuit
-
-        return wires_from_circuit(self.circuit, at_positions=self.hyp.ablation_scope == "circuit_positions")
-
-    def edge_level(self, kind: str, threshold: float | None) -> Any:
-        """Edge-level faithfulness under ``kind`` (a :class:`circuitspec.scores.Score`)."""
-        from circuitspec.edge_ablation import edge_faithfulness
-
-        return edge_faithfulness(self.runner(kind), self.wires(), threshold=threshold, n_bootstrap=self.n_boot,
-                                 seed=self.seed, level=self.level)
-
-    def edge_null(self, real: float) -> dict[str, Any]:
-        """The edge-level null (``n_random_edge`` random circuits wired like the hypothesis)."""
-        from circuitspec.edge_ablation import edge_null_distribution
-
-        null = edge_null_distribution(self.runner(self.ablation), self.wires(), n_random=self.opts.n_random_edge,
-                                      seed=self.seed, real=real)
-        q = null.random_quantiles
-        return {"n": null.n_random, "mean": null.random_mean, "low": q["5"], "high": q["95"],
-                "fraction_beaten": null.fraction_beaten, "p_value": null.p_value}
-
-    def circuit_scores(self) -> tuple[R.CircuitScores | None, Any]:
-        from dataclasses import replace
-
-        from circuitspec.scores import evaluate_circuit
-
-        claims = self.hyp.claims
-        groups = {name: list(node.heads) for name, node in self.circuit.nodes.items() if node.heads}
-        if not groups:
-            return None, None
-        claim = claims.faithfulness.min if claims.faithfulness else None
-        judged = {"node": claim if self.ablation_level == "node" else None,
-                  "edge": claim if self.ablation_level == "edge" else None}
-        scores = evaluate_circuit(
-            self.model,
-            self.dataset,
-            groups,
-            ablation=self.ablation,  # type: ignore[arg-type]
-            faithfulness_min=judged["node"],
-            completeness_max_gap=claims.completeness.max_gap if claims.completeness else None,
-            minimality_min=claims.minimality.min if claims.minimality else None,
-            n_random=self.opts.n_random,
-            n_subsets=self.opts.n_subsets,
-            greedy_steps=self.opts.greedy_steps,
-            minimality_random=self.opts.minimality_random,
-            n_bootstrap=self.n_boot,
-            seed=self.seed,
-            level=self.level,
-            circuit_positions=self.circuit_positions(),
-            runner=self.runner(self.ablation),
-        )
-        edge = self.edge_level(self.ablation, judged["edge"])
-        if self.opts.n_random_edge:
-            edge.details["null"] = self.edge_null(edge.value)
-        node = scores.faithfulness
-        if claim is not None:  # the level not judged is reported, saying why
-            other = f"the faithfulness claim is judged at {self.ablation_level} level; reported for information"
-            if self.ablation_level == "node":
-                edge = replace(edge, reason=other)
-            else:
-                node = replace(node, reason=other)
-        scores = replace(scores, faithfulness=node)
-
-        def conv(s: Any) -> R.Score:
-            details = dict(s.details)
-            if s.per_prompt_mean_ratio is not None:
-                details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
-            return R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details)
-
-        null = None
-        if scores.null is not None:
-            q, n = scores.null.random_quantiles, scores.null
-            null = R.NullDistribution(n.random_mean, q["5"], q["95"], n.n_random, n.real, n.fraction_beaten,
-                                      n.p_value)
-        out = R.CircuitScores(
-            faithfulness=conv(node),
-            completeness=conv(scores.completeness),
-            minimality=conv(scores.minimality),
-            null=null,
-            f_model=scores.f_model,
-            f_circuit=scores.f_circuit,
-            faithfulness_edge_level=conv(edge),
-            f_empty=scores.f_empty,
-            f_empty_ci=scores.f_empty_ci,
-        )
-        self.edge_scores[self.ablation] = edge
-        return out, scores
-
-    def robustness(self, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
-        """Faithfulness (node and edge level) under every ablation and aggregation; edge
-        effects under both semantics."""
-        from circuitspec.scores import faithfulness
-
-        rows = []
-        heads = sorted(self.circuit.heads())
-        main = {e.name: e.effect for e in edges}
-        for kind in ("mean", "resample", "zero"):
-            if not heads:
-                continue
-            if raw_scores is not None and kind == self.ablation:
-                node = raw_scores.faithfulness
-            else:
-                node = faithfulness(self.runner(kind), heads, circuit_positions=self.circuit_positions(),
-                                    n_bootstrap=self.n_boot, seed=self.seed, level=self.level)
-            edge = self.edge_scores.get(kind) or self.edge_level(kind, None)
-            for level, score, shown in (("", node, main), ("edge level, ", edge, {})):
-                rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, shown))
-                rows.append(R.RobustnessRow(f"{level}{kind} ablation, mean of per-prompt ratios",
-                                            score.per_prompt_mean_ratio, {}))
-        for semantics in ("path", "direct"):
-            effects: dict[str, float | None] = dict(main)
-            if semantics != self.semantics:
-                for edge_spec in self.circuit.edges:
-                    sender, receiver = edge_endpoints(self.circuit, edge_spec)
-                    patched = self._patched(sender, receiver, semantics)
-                    effects[edge_spec.name] = effect_of(patched, self.clean, self.corrupt)
-            rows.append(R.RobustnessRow(f"{semantics} semantics (edge effects)", None, effects))
-        return tuple(rows)
 
 
 def _versions() -> R.Versions:
@@ -432,14 +288,14 @@ def verify(
         circuit, raw = (None, None)
         if opts.scores:
             report("circuit scores", 0, 1)
-            circuit, raw = verifier.circuit_scores()
+            circuit, raw = claims.circuit_scores(verifier)
         timings["circuit_scores"] = time.perf_counter() - start
 
         robustness = None
         if opts.robustness:
             start = time.perf_counter()
             report("robustness panel", 0, 1)
-            robustness = verifier.robustness(edges, raw)
+            robustness = claims.robustness(verifier, edges, raw)
             timings["robustness"] = time.perf_counter() - start
 
     return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings)

@@ -1,0 +1,165 @@
+"""The circuit-level claims of a hypothesis, judged for :func:`circuitspec.verify`.
+
+Faithfulness at node level (heads outside the circuit ablated) and at edge level
+(only the hypothesis' edges carry signal between circuit heads), completeness and
+minimality with their random-circuit null, and the robustness panel that repeats
+them under every ablation and aggregation. Each function takes the run's
+:class:`~circuitspec.verification.Verifier` (model, dataset, engine, options) and
+shares its ablation runners, so one ablation kind's caches serve every score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from circuitspec import results as R
+
+if TYPE_CHECKING:
+    from circuitspec.verification import Verifier
+
+
+def runner(v: Verifier, kind: str) -> Any:
+    """The node-ablation runner for ``kind``, built once (its caches serve both levels)."""
+    from circuitspec.ablation import AblationRunner
+
+    if kind not in v.runners:
+        v.runners[kind] = AblationRunner(v.model, v.dataset, kind)  # type: ignore[arg-type]
+    return v.runners[kind]
+
+def circuit_positions(v: Verifier) -> dict[tuple[int, int], list[str]] | None:
+    """With ``ablation_scope: circuit_positions``, each head's positions: the ``at`` of
+    every edge it sends or receives along (END for logits edges); else None."""
+    if v.hyp.ablation_scope != "circuit_positions":
+        return None
+    out: dict[tuple[int, int], list[str]] = {}
+    for edge in v.circuit.edges:
+        at = "END" if edge.receiver == "logits" else edge.at
+        groups = [edge.sender] + ([] if edge.receiver == "logits" else [edge.receiver])
+        for group in groups:
+            for head in v.circuit.nodes[group].heads:
+                out.setdefault(head, [])
+                if at not in out[head]:
+                    out[head].append(at)
+    return out
+
+def wires(v: Verifier) -> list[Any]:
+    from circuitspec.edge_ablation import wires_from_circuit
+
+    return wires_from_circuit(v.circuit, at_positions=v.hyp.ablation_scope == "circuit_positions")
+
+def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:
+    """Edge-level faithfulness under ``kind`` (a :class:`circuitspec.scores.Score`)."""
+    from circuitspec.edge_ablation import edge_faithfulness
+
+    return edge_faithfulness(runner(v, kind), wires(v), threshold=threshold, n_bootstrap=v.n_boot,
+                             seed=v.seed, level=v.level)
+
+def edge_null(v: Verifier, real: float) -> dict[str, Any]:
+    """The edge-level null (``n_random_edge`` random circuits wired like the hypothesis)."""
+    from circuitspec.edge_ablation import edge_null_distribution
+
+    null = edge_null_distribution(runner(v, v.ablation), wires(v), n_random=v.opts.n_random_edge,
+                                  seed=v.seed, real=real)
+    q = null.random_quantiles
+    return {"n": null.n_random, "mean": null.random_mean, "low": q["5"], "high": q["95"],
+            "fraction_beaten": null.fraction_beaten, "p_value": null.p_value}
+
+def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
+    from dataclasses import replace
+
+    from circuitspec.scores import evaluate_circuit
+
+    claims = v.hyp.claims
+    groups = {name: list(node.heads) for name, node in v.circuit.nodes.items() if node.heads}
+    if not groups:
+        return None, None
+    claim = claims.faithfulness.min if claims.faithfulness else None
+    judged = {"node": claim if v.ablation_level == "node" else None,
+              "edge": claim if v.ablation_level == "edge" else None}
+    scores = evaluate_circuit(
+        v.model,
+        v.dataset,
+        groups,
+        ablation=v.ablation,  # type: ignore[arg-type]
+        faithfulness_min=judged["node"],
+        completeness_max_gap=claims.completeness.max_gap if claims.completeness else None,
+        minimality_min=claims.minimality.min if claims.minimality else None,
+        n_random=v.opts.n_random,
+        n_subsets=v.opts.n_subsets,
+        greedy_steps=v.opts.greedy_steps,
+        minimality_random=v.opts.minimality_random,
+        n_bootstrap=v.n_boot,
+        seed=v.seed,
+        level=v.level,
+        circuit_positions=circuit_positions(v),
+        runner=runner(v, v.ablation),
+    )
+    edge = edge_level(v, v.ablation, judged["edge"])
+    if v.opts.n_random_edge:
+        edge.details["null"] = edge_null(v, edge.value)
+    node = scores.faithfulness
+    if claim is not None:  # the level not judged is reported, saying why
+        other = f"the faithfulness claim is judged at {v.ablation_level} level; reported for information"
+        if v.ablation_level == "node":
+            edge = replace(edge, reason=other)
+        else:
+            node = replace(node, reason=other)
+    scores = replace(scores, faithfulness=node)
+
+    def conv(s: Any) -> R.Score:
+        details = dict(s.details)
+        if s.per_prompt_mean_ratio is not None:
+            details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
+        return R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details)
+
+    null = None
+    if scores.null is not None:
+        q, n = scores.null.random_quantiles, scores.null
+        null = R.NullDistribution(n.random_mean, q["5"], q["95"], n.n_random, n.real, n.fraction_beaten,
+                                  n.p_value)
+    out = R.CircuitScores(
+        faithfulness=conv(node),
+        completeness=conv(scores.completeness),
+        minimality=conv(scores.minimality),
+        null=null,
+        f_model=scores.f_model,
+        f_circuit=scores.f_circuit,
+        faithfulness_edge_level=conv(edge),
+        f_empty=scores.f_empty,
+        f_empty_ci=scores.f_empty_ci,
+    )
+    v.edge_scores[v.ablation] = edge
+    return out, scores
+
+def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
+    """Faithfulness (node and edge level) under every ablation and aggregation; edge
+    effects under both semantics."""
+    from circuitspec.scores import faithfulness
+    from circuitspec.verification import edge_endpoints, effect_of
+
+    rows = []
+    heads = sorted(v.circuit.heads())
+    main = {e.name: e.effect for e in edges}
+    for kind in ("mean", "resample", "zero"):
+        if not heads:
+            continue
+        if raw_scores is not None and kind == v.ablation:
+            node = raw_scores.faithfulness
+        else:
+            node = faithfulness(runner(v, kind), heads, circuit_positions=circuit_positions(v),
+                                n_bootstrap=v.n_boot, seed=v.seed, level=v.level)
+        edge = v.edge_scores.get(kind) or edge_level(v, kind, None)
+        for level, score, shown in (("", node, main), ("edge level, ", edge, {})):
+            rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, shown))
+            rows.append(R.RobustnessRow(f"{level}{kind} ablation, mean of per-prompt ratios",
+                                        score.per_prompt_mean_ratio, {}))
+    for semantics in ("path", "direct"):
+        effects: dict[str, float | None] = dict(main)
+        if semantics != v.semantics:
+            for edge_spec in v.circuit.edges:
+                sender, receiver = edge_endpoints(v.circuit, edge_spec)
+                patched = v.patched(sender, receiver, semantics)
+                effects[edge_spec.name] = effect_of(patched, v.clean, v.corrupt)
+        rows.append(R.RobustnessRow(f"{semantics} semantics (edge effects)", None, effects))
+    return tuple(rows)
