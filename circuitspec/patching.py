@@ -81,6 +81,32 @@ def as_receiver(receiver: Receiver | str | Sequence[Component], via: str | None,
     return Receiver(heads=heads, via=via, at=at)  # type: ignore[arg-type]
 
 
+def _fingerprint(dataset: Dataset) -> tuple[Any, ...]:
+    return (dataset.clean, dataset.corrupt, dataset.correct, dataset.incorrect,
+            tuple(sorted(dataset.positions.items())), dataset.template, dataset.prepend_bos)
+
+
+def engine_for(model: LoadedModel, dataset: Dataset, engine: str = "auto", *, reuse: bool = True) -> Any:
+    """The patching engine for these prompts, built once per model and dataset.
+
+    Building the fast engine's caches costs a few full passes; a loop that calls
+    :func:`path_patch` once per edge on the same prompts would pay that every time.
+    The last engine built is kept on the model (``model.extra``) and reused while the
+    prompts and engine choice are equal. It assumes the weights do not change between
+    calls: pass ``reuse=False`` after editing them.
+    """
+    from circuitspec.verification import make_engine
+
+    key = (engine, _fingerprint(dataset))
+    kept = model.extra.get("patching_engine")
+    if reuse and kept is not None and kept[0] == key:
+        return kept[1]
+    model.extra.pop("patching_engine", None)  # free the old caches before building new ones
+    eng = make_engine(model, dataset, engine)  # type: ignore[arg-type]
+    model.extra["patching_engine"] = (key, eng)
+    return eng
+
+
 def path_patch_many(
     model: LoadedModel,
     dataset: Dataset,
@@ -93,11 +119,13 @@ def path_patch_many(
     engine: str = "auto",
     n_bootstrap: int = 1000,
     seed: int = 0,
+    reuse: bool = True,
 ) -> list[EdgeEffect]:
-    """Patch each (sender, receiver) pair; caches are shared across the list."""
-    from circuitspec.verification import effect_ci, make_engine
+    """Patch each (sender, receiver) pair; caches are shared across the list, and across
+    calls on the same model and prompts (see :func:`engine_for`)."""
+    from circuitspec.verification import effect_ci
 
-    eng = make_engine(model, dataset, engine)  # type: ignore[arg-type]
+    eng = engine_for(model, dataset, engine, reuse=reuse)
     clean_t, corrupt_t = eng.baselines()
     clean, corrupt = clean_t.double().numpy(), corrupt_t.double().numpy()
     out = []
@@ -128,9 +156,10 @@ def path_patch(
     engine: str = "auto",
     n_bootstrap: int = 1000,
     seed: int = 0,
+    reuse: bool = True,
 ) -> EdgeEffect:
     """Path-patch one edge: ``path_patch(model, ds, ["L7H3"], ["L9H9"], via="q", at="END")``."""
     return path_patch_many(
         model, dataset, [(sender, receiver)], via=via, at=at, semantics=semantics,
-        freeze_mlps=freeze_mlps, engine=engine, n_bootstrap=n_bootstrap, seed=seed,
+        freeze_mlps=freeze_mlps, engine=engine, n_bootstrap=n_bootstrap, seed=seed, reuse=reuse,
     )[0]

@@ -114,6 +114,28 @@ def test_path_patch_api_matches_engine(tiny_models):
     assert got.effect == pytest.approx(float(expected), abs=1e-5)
 
 
+def test_path_patch_reuses_the_engine_across_calls(tiny_models, monkeypatch):
+    """A per-edge loop of path_patch builds the caches once per model and prompts."""
+    from test_engine import ioi_dataset
+
+    from circuitspec import verification
+
+    model = tiny_models["llama"]
+    ds = ioi_dataset(model.tokenizer)
+    built = []
+    make = verification.make_engine
+    monkeypatch.setattr(verification, "make_engine", lambda *a, **k: built.append(a) or make(*a, **k))
+    first = cs.path_patch(model, ds, ["L0H1"], ["L2H0"], via="k", at="S2")
+    second = cs.path_patch(model, ds, ["L1H0"], "logits")
+    again = cs.path_patch(model, ds, ["L0H1"], ["L2H0"], via="k", at="S2")
+    assert len(built) == 1
+    assert again.per_prompt.tolist() == first.per_prompt.tolist()
+    assert second.effect != first.effect
+    cs.path_patch(model, ds.subset(range(len(ds) - 1)), ["L0H1"], "logits")  # other prompts: rebuilt
+    cs.path_patch(model, ds, ["L0H1"], "logits", reuse=False)
+    assert len(built) == 3
+
+
 def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
     write_hypothesis(tmp_path / "good.yaml", llama_dir, edges=TRUE_EDGES, claims=TRUE_CLAIMS)
     write_hypothesis(tmp_path / "bad.yaml", llama_dir, edges=WRONG_EDGES, claims=TRUE_CLAIMS)
@@ -130,11 +152,13 @@ def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
 @pytest.mark.real
 @pytest.mark.slow
 def test_smollm2_hypothesis_verifies_end_to_end(smollm2):
-    """The repo's SmolLM2 circuit, with fewer prompts and nulls than the file asks for."""
+    """The repo's SmolLM2 circuit, with fewer prompts, nulls and completeness subsets than
+    the file asks for (each random circuit or subset is a run; CI stays well under 30 min)."""
     root = Path(__file__).resolve().parent.parent
     result = cs.verify(
         root / "hypotheses" / "ioi_smollm2_135m.yaml", smollm2,
         n_prompts=16, n_random=10, n_null_edges=3, n_bootstrap=500, robustness=False,
+        n_subsets=5, greedy_steps=1,
     )
     verdicts = {e.name: e.verdict for e in result.edges}
     assert all(v == "verified" for v in verdicts.values()), verdicts
