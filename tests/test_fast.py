@@ -172,6 +172,22 @@ def test_unsupported_architecture_falls_back(tiny_models, engines, monkeypatch):
     assert torch.allclose(fast.patch(sender, receiver), want, atol=1e-6)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_self_check_catches_a_row_model_that_disagrees(tiny_models, monkeypatch, family):
+    """The set-up self-check (a few prompts of every length) notices a wrong row model."""
+    import circuitspec.fast as fast_module
+
+    class Skewed(fast_module.RowModel):  # type: ignore[misc, name-defined]
+        def answer_diff(self, resid, correct, incorrect):
+            return super().answer_diff(resid, correct, incorrect) + 1e-3
+
+    model = tiny_models[family]
+    monkeypatch.setattr(fast_module, "RowModel", Skewed)
+    with pytest.warns(UserWarning, match="row-wise recomputation is off by 0.001"):
+        fast = FastEngine(model, mixed_dataset(model.tokenizer))
+    assert fast.exact is not None
+
+
 @pytest.mark.real
 def test_fast_matches_exact_on_smollm2(smollm2):
     from circuitspec.spec import TaskSpec
