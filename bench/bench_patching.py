@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--edges", type=int, default=36, help="edges for the fast engine")
     ap.add_argument("--naive-edges", type=int, default=None, help="run the naive loop on the first K edges only")
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--sweep-check", type=int, default=3, help="senders of the sweep checked against the naive loop")
     ap.add_argument("--profile", action="store_true", help="torch profiler over the fast edges")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -171,9 +172,12 @@ def main() -> None:
             print(f"  {via}@{at}: {statistics.mean(nt):.3f} / {statistics.mean(ft):.4f} "
                   f"= {statistics.mean(nt) / statistics.mean(ft):.0f}x")
     total_naive, total_fast = sum(naive_t), sum(fast_t[:k])
-    print(f"\n{k} edges: naive {total_naive:.1f} s, fast {total_fast:.2f} s -> ratio {total_naive / total_fast:.0f}x "
-          f"({total_naive / (total_fast + t_init):.0f}x counting the one-off cache build); "
-          f"largest difference {worst:.2e}; peak RSS {peak_rss_mib():.0f} MiB")
+    if not k:
+        print(f"\n{len(edges)} fast edges: {sum(fast_t):.2f} s (no naive run); peak RSS {peak_rss_mib():.0f} MiB")
+    else:
+        print(f"\n{k} edges: naive {total_naive:.1f} s, fast {total_fast:.2f} s -> ratio {total_naive / total_fast:.0f}x "
+              f"({total_naive / (total_fast + t_init):.0f}x counting the one-off cache build); "
+              f"largest difference {worst:.2e}; peak RSS {peak_rss_mib():.0f} MiB")
 
     if not args.no_sweep:
         receiver = Receiver(((info.n_layers * 2 // 3, 0), (info.n_layers * 2 // 3, 1)), "q", "END")
@@ -182,15 +186,19 @@ def main() -> None:
         swept = fast.sweep(receiver, senders)
         t_sweep = time.perf_counter() - t
         live = [i for i, s in enumerate(senders) if s.heads[0][0] < receiver.layers[0]]
-        check = [live[0], live[len(live) // 2], live[-1]]
+        check = [live[round(j * (len(live) - 1) / max(1, args.sweep_check - 1))] for j in range(args.sweep_check)]
         t = time.perf_counter()
         naive = [naive_patch(model, fast, senders[i], receiver) for i in check]
-        t_naive = (time.perf_counter() - t) / len(check)
-        sdiff = max((swept[i] - w).abs().max().item() for i, w in zip(check, naive, strict=True))
-        print(f"\nsweep: {len(senders)} heads -> {receiver.heads}.q@END: fast {t_sweep:.2f} s; naive "
-              f"{t_naive:.2f} s/edge x {len(senders)} = {t_naive * len(senders):.0f} s (estimated) -> "
-              f"ratio {t_naive * len(senders) / t_sweep:.0f}x; max diff on {len(check)} checked "
-              f"senders {sdiff:.2e}; peak RSS {peak_rss_mib():.0f} MiB")
+        t_naive = (time.perf_counter() - t) / max(1, len(check))
+        sdiff = max(((swept[i] - w).abs().max().item() for i, w in zip(check, naive, strict=True)), default=0.0)
+        if not check:
+            print(f"\nsweep: {len(senders)} heads -> {receiver.heads}.q@END: fast {t_sweep:.2f} s (not checked); "
+                  f"peak RSS {peak_rss_mib():.0f} MiB")
+        else:
+            print(f"\nsweep: {len(senders)} heads -> {receiver.heads}.q@END: fast {t_sweep:.2f} s; naive "
+                  f"{t_naive:.2f} s/edge x {len(senders)} = {t_naive * len(senders):.0f} s (estimated) -> "
+                  f"ratio {t_naive * len(senders) / t_sweep:.0f}x; max diff on {len(check)} checked "
+                  f"senders {sdiff:.2e}; peak RSS {peak_rss_mib():.0f} MiB")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
