@@ -203,10 +203,14 @@ def main() -> None:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
             for sender, receiver in edges:
                 fast.patch(sender, receiver)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        for e in prof.key_averages():
+            if e.key in ("aten::mm", "aten::bmm") and e.self_cpu_time_total:
+                seconds = e.self_cpu_time_total / 1e6
+                print(f"{e.key}: {e.flops / 1e9:.1f} GFLOP in {seconds:.2f} s = {e.flops / 1e9 / seconds:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":
