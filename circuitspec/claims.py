@@ -57,7 +57,7 @@ def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:
 
 def edge_null(v: Verifier, real: float) -> dict[str, Any]:
     """The edge-level null (``n_random_edge`` random circuits wired like the hypothesis)."""
-    from circuitspec.edge_ablation import edge_null_distribution
+    from circuitspec.null import edge_null_distribution
 
     null = edge_null_distribution(runner(v, v.ablation), wires(v), n_random=v.opts.n_random_edge,
                                   seed=v.seed, real=real)

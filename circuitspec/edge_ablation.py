@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from circuitspec.spec import Circuit
 
 __all__ = [
-    "Wire", "complete_wires", "edge_faithfulness", "edge_level_logit_diff", "edge_null_distribution",
+    "Wire", "complete_wires", "edge_faithfulness", "edge_level_logit_diff",
     "wires_from_circuit",
 ]
 
@@ -387,50 +387,3 @@ def edge_faithfulness(
                         seed=seed, level=level)
     score.details.update({"level": "edge", "n_wires": len(wires)})
     return score
-
-
-def edge_null_distribution(
-    runner: AblationRunner,
-    wires: Sequence[Wire],
-    *,
-    n_random: int = 20,
-    seed: int = 0,
-    real: float | None = None,
-) -> Any:
-    """Edge-level faithfulness of random circuits wired like ``wires``.
-
-    Each random circuit maps the circuit's heads one-to-one onto heads drawn uniformly
-    from the model and keeps every wire between the images (a pair that lands in the
-    wrong layer order carries nothing, as in any wire). Returns a
-    :class:`circuitspec.scores.NullSummary`; ``real`` defaults to the circuit's own.
-    Each sample costs a few passes, so the default count is small.
-    """
-    import math
-
-    import numpy as np
-
-    from circuitspec.scores import NullSummary
-
-    heads = sorted({h for w in wires for h in (*w.senders, *w.receivers)})
-    pool = sorted(runner.all_heads)
-    rng = np.random.default_rng(seed)
-    fm = float(runner.clean.double().mean())
-    values = []
-    for _ in range(n_random):
-        image = dict(zip(heads, (pool[j] for j in rng.choice(len(pool), len(heads), replace=False)),
-                         strict=True))
-        moved = [Wire(tuple(image[h] for h in w.senders), tuple(image[h] for h in w.receivers), w.via,
-                      w.positions) for w in wires]
-        values.append(float(edge_level_logit_diff(runner, moved).double().mean()) / fm)
-    if real is None:
-        real = float(edge_level_logit_diff(runner, wires).double().mean()) / fm
-    arr = np.array(values)
-    q = np.quantile(arr, [0.05, 0.5, 0.95]) if n_random else [math.nan] * 3
-    return NullSummary(
-        n_random=n_random, n_heads=len(heads), real=float(real),
-        random_mean=float(arr.mean()) if n_random else math.nan,
-        random_quantiles={"5": float(q[0]), "50": float(q[1]), "95": float(q[2])},
-        fraction_beaten=float(np.mean(real > arr)) if n_random else math.nan,
-        p_value=float((1 + np.sum(arr >= real)) / (1 + n_random)),
-        random=tuple(values),
-    )

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from circuitspec.ablation import AblationKind, AblationRunner, Head, Keep
+from circuitspec.null import NullSummary, null_distribution
 from circuitspec.stats import bootstrap_ci, bootstrap_paired_ci, bootstrap_ratio_ci, verdict
 
 if TYPE_CHECKING:
@@ -78,23 +79,6 @@ class Score:
     reason: str
     per_prompt_mean_ratio: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
-
-
-@dataclass(frozen=True)
-class NullSummary:
-    """Faithfulness of random circuits of the same size, against the real circuit's."""
-
-    n_random: int
-    n_heads: int
-    real: float
-    random_mean: float
-    random_quantiles: dict[str, float]  # "5", "50", "95" percent
-    fraction_beaten: float
-    p_value: float
-    random: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -327,42 +311,6 @@ def minimality(
     }
     return Score(float(change / scale), ci, word, f"weakest head {head_name(weakest)}: {reason}",
                  None, details)
-
-
-def null_distribution(
-    runner: AblationRunner,
-    circuit: Sequence[Head] | frozenset[Head],
-    *,
-    n_random: int = 100,
-    seed: int = 0,
-    real: float | None = None,
-    mlp_keep: Sequence[int] | None = None,
-) -> NullSummary:
-    """Faithfulness of ``n_random`` random circuits with as many heads as ``circuit``.
-
-    Random circuits run at every position; ``real`` defaults to the circuit's own
-    faithfulness at every position.
-    """
-    size = len(set(circuit))
-    heads = sorted(runner.all_heads)
-    rng = np.random.default_rng(seed)
-    picks = [[heads[j] for j in rng.choice(len(heads), size=size, replace=False)]
-             for _ in range(n_random)]
-    fm = runner.clean.double().numpy().mean()
-    values = runner.run([Keep.of(p, mlp_keep) for p in picks]).double().numpy().mean(1) / fm
-    if real is None:
-        real = float(runner.run([Keep.of(circuit, mlp_keep)])[0].double().mean() / fm)
-    q = np.quantile(values, [0.05, 0.5, 0.95]) if n_random else [math.nan] * 3
-    return NullSummary(
-        n_random=n_random,
-        n_heads=size,
-        real=float(real),
-        random_mean=float(values.mean()) if n_random else math.nan,
-        random_quantiles={"5": float(q[0]), "50": float(q[1]), "95": float(q[2])},
-        fraction_beaten=float(np.mean(real > values)) if n_random else math.nan,
-        p_value=float((1 + np.sum(values >= real)) / (1 + n_random)),
-        random=tuple(float(v) for v in values),
-    )
 
 
 def evaluate_circuit(

@@ -19,9 +19,9 @@ from circuitspec.edge_ablation import (
     complete_wires,
     edge_faithfulness,
     edge_level_logit_diff,
-    edge_null_distribution,
     wires_from_circuit,
 )
+from circuitspec.null import edge_null_distribution
 from circuitspec.spec import Circuit, Edge, Node
 
 
