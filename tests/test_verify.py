@@ -136,6 +136,24 @@ def test_path_patch_reuses_the_engine_across_calls(tiny_models, monkeypatch):
     assert len(built) == 3
 
 
+def test_path_patch_many_batches_by_receiver_and_matches_the_reference(tiny_models):
+    from test_engine import ioi_dataset
+
+    from circuitspec.engine import ExactEngine
+    from circuitspec.patching import path_patch_many
+
+    model = tiny_models["llama"]
+    ds = ioi_dataset(model.tokenizer)
+    edges = [(["L0H1"], ["L2H0"]), (["L1H0"], "logits"), (["L0H0", "L1H1"], ["L2H0"]),
+             (["L1H1"], ["L2H1"]), (["L0H2"], "logits"), (["MLP0"], ["L2H0"])]
+    got = path_patch_many(model, ds, edges, via="k", at="S2", n_bootstrap=10)
+    exact = ExactEngine(model, ds)
+    for (sender, receiver), result in zip(edges, got, strict=True):
+        assert result.sender.heads or result.sender.mlps
+        want = exact.patch(result.sender, result.receiver)
+        assert result.per_prompt.tolist() == pytest.approx(want.tolist(), abs=1e-5), (sender, receiver)
+
+
 def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
     write_hypothesis(tmp_path / "good.yaml", llama_dir, edges=TRUE_EDGES, claims=TRUE_CLAIMS)
     write_hypothesis(tmp_path / "bad.yaml", llama_dir, edges=WRONG_EDGES, claims=TRUE_CLAIMS)
