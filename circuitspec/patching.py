@@ -124,7 +124,7 @@ def path_patch_many(
     """Patch each (sender, receiver) pair; caches are shared across the list, and across
     calls on the same model and prompts (see :func:`engine_for`). Edges into the same
     receiver are patched in one batched pass."""
-    from circuitspec.verification import effect_ci
+    from circuitspec.verification import effect_ci, sweep
 
     eng = engine_for(model, dataset, engine, reuse=reuse)
     clean_t, corrupt_t = eng.baselines()
@@ -138,11 +138,7 @@ def path_patch_many(
     rows: dict[int, Tensor] = {}
     kw = {"semantics": semantics, "freeze_mlps": freeze_mlps}
     for receiver, index in by_receiver.items():
-        senders = [parsed[i][0] for i in index]
-        if hasattr(eng, "sweep"):
-            swept = list(eng.sweep(receiver, senders, **kw))
-        else:
-            swept = [eng.patch(sender, receiver, **kw) for sender in senders]
+        swept = sweep(eng, receiver, [parsed[i][0] for i in index], **kw)
         rows.update(zip(index, swept, strict=True))
     out = []
     for i, (sender, receiver) in enumerate(parsed):

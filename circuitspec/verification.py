@@ -12,7 +12,7 @@ from __future__ import annotations
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -75,6 +75,16 @@ def make_engine(model: LoadedModel, dataset: Dataset, name: EngineName = "auto")
             raise CircuitSpecError("the fast engine is not available in this installation") from None
         return ExactEngine(model, dataset)
     return FastEngine(model, dataset)
+
+
+def sweep(engine: Any, receiver: Receiver, senders: Sequence[Sender], **kw: Any) -> Any:
+    """[n_senders, N] patched metric, each sender alone into ``receiver``: one batched
+    pass where the engine can sweep, one patch per sender otherwise."""
+    if hasattr(engine, "sweep"):
+        return engine.sweep(receiver, list(senders), **kw)
+    import torch
+
+    return torch.stack([engine.patch(s, receiver, **kw) for s in senders])
 
 
 def edge_endpoints(circuit: Circuit, edge: Edge) -> tuple[Sender, Receiver]:
@@ -143,9 +153,7 @@ class Verifier:
     def _sweep(self, senders: list[Sender], receiver: Receiver, semantics: str | None = None) -> np.ndarray:
         """[n_senders, N] patched metric; one batched pass where the engine can sweep."""
         kw = {"semantics": semantics or self.semantics, "freeze_mlps": self.freeze_mlps}
-        if hasattr(self.engine, "sweep"):
-            return self.engine.sweep(receiver, senders, **kw).double().numpy()
-        return np.stack([self.engine.patch(s, receiver, **kw).double().numpy() for s in senders])
+        return sweep(self.engine, receiver, senders, **kw).double().numpy()
 
     def patched(self, sender: Sender, receiver: Receiver, semantics: str | None = None) -> np.ndarray:
         return self._sweep([sender], receiver, semantics)[0]
