@@ -27,6 +27,7 @@ def runner(v: Verifier, kind: str) -> Any:
         v.runners[kind] = AblationRunner(v.model, v.dataset, kind)  # type: ignore[arg-type]
     return v.runners[kind]
 
+
 def circuit_positions(v: Verifier) -> dict[tuple[int, int], list[str]] | None:
     """With ``ablation_scope: circuit_positions``, each head's positions: the ``at`` of
     every edge it sends or receives along (END for logits edges); else None."""
@@ -43,10 +44,13 @@ def circuit_positions(v: Verifier) -> dict[tuple[int, int], list[str]] | None:
                     out[head].append(at)
     return out
 
+
 def wires(v: Verifier) -> list[Any]:
+    """The hypothesis' edges as wires between circuit heads, for edge-level runs."""
     from circuitspec.edge_ablation import wires_from_circuit
 
     return wires_from_circuit(v.circuit, at_positions=v.hyp.ablation_scope == "circuit_positions")
+
 
 def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:
     """Edge-level faithfulness under ``kind`` (a :class:`circuitspec.scores.Score`)."""
@@ -54,6 +58,7 @@ def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:
 
     return edge_faithfulness(runner(v, kind), wires(v), threshold=threshold, n_bootstrap=v.n_boot,
                              seed=v.seed, level=v.level)
+
 
 def edge_null(v: Verifier, real: float) -> dict[str, Any]:
     """The edge-level null (``n_random_edge`` random circuits wired like the hypothesis)."""
@@ -65,7 +70,10 @@ def edge_null(v: Verifier, real: float) -> dict[str, Any]:
     return {"n": null.n_random, "mean": null.random_mean, "low": q["5"], "high": q["95"],
             "fraction_beaten": null.fraction_beaten, "p_value": null.p_value}
 
+
 def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
+    """Faithfulness (both levels, judged at the hypothesis' level), completeness,
+    minimality and the null, as results.json reports them; also the raw scores."""
     from dataclasses import replace
 
     from circuitspec.scores import evaluate_circuit
@@ -131,6 +139,7 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
     )
     v.edge_scores[v.ablation] = edge
     return out, scores
+
 
 def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
     """Faithfulness (node and edge level) under every ablation and aggregation; edge
