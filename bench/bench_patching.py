@@ -1,6 +1,6 @@
 """Benchmark: the seed notebook's path-patching loop against circuitspec's FastEngine.
 
-    .venv/bin/python bench/bench_patching.py [--model smollm2-135m-instruct] [--n 64] [--edges 36]
+    .venv/bin/python bench/bench_patching.py [--model smollm2-135m-instruct] [--n 64] [--edges 180]
 
 Both run in this process, on the same IOI prompts and edges (spread evenly over
 logits, q@END, k@S2, v@S2, k@S1+1, v@S1+1). The naive loop is the notebook's
@@ -123,7 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--n", type=int, default=64, help="prompts")
-    ap.add_argument("--edges", type=int, default=36, help="edges for the fast engine")
+    ap.add_argument("--edges", type=int, default=180, help="edges for the fast engine (default: 30 of each kind)")
     ap.add_argument("--naive-edges", type=int, default=None, help="run the naive loop on the first K edges only")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--sweep-check", type=int, default=3, help="senders of the sweep checked against the naive loop")
@@ -171,6 +171,13 @@ def main() -> None:
         if nt:
             print(f"  {via}@{at}: {statistics.mean(nt):.3f} / {statistics.mean(ft):.4f} "
                   f"= {statistics.mean(nt) / statistics.mean(ft):.0f}x")
+    if k < len(edges):
+        print(f"\nfast engine on all {len(edges)} edges: {sum(fast_t):.2f} s; per kind (mean s):")
+        for j, (via, at) in enumerate(KINDS):
+            ft = fast_t[j :: len(KINDS)]
+            nt = naive_t[j :: len(KINDS)]
+            est = f" (naive mean over its first {len(nt)}: {statistics.mean(nt) / statistics.mean(ft):.0f}x)" if nt else ""
+            print(f"  {via}@{at}: {statistics.mean(ft):.4f} over {len(ft)} edges{est}")
     total_naive, total_fast = sum(naive_t), sum(fast_t[:k])
     if not k:
         print(f"\n{len(edges)} fast edges: {sum(fast_t):.2f} s (no naive run); peak RSS {peak_rss_mib():.0f} MiB")
