@@ -196,16 +196,16 @@ def main() -> None:
         check = [live[round(j * (len(live) - 1) / max(1, args.sweep_check - 1))] for j in range(args.sweep_check)]
         t = time.perf_counter()
         naive = [naive_patch(model, fast, senders[i], receiver) for i in check]
-        t_naive = (time.perf_counter() - t) / max(1, len(check))
-        sdiff = max(((swept[i] - w).abs().max().item() for i, w in zip(check, naive, strict=True)), default=0.0)
-        if not check:
-            print(f"\nsweep: {len(senders)} heads -> {receiver.heads}.q@END: fast {t_sweep:.2f} s (not checked); "
-                  f"peak RSS {peak_rss_mib():.0f} MiB")
+        line = f"\nsweep: {len(senders)} heads -> {receiver.heads}.q@END: fast {t_sweep:.2f} s"
+        if check:
+            t_naive = (time.perf_counter() - t) / len(check)
+            sdiff = max((swept[i] - w).abs().max().item() for i, w in zip(check, naive, strict=True))
+            line += (f"; naive {t_naive:.2f} s/edge x {len(senders)} = {t_naive * len(senders):.0f} s (estimated) "
+                     f"-> ratio {t_naive * len(senders) / t_sweep:.0f}x; max diff on {len(check)} checked "
+                     f"senders {sdiff:.2e}")
         else:
-            print(f"\nsweep: {len(senders)} heads -> {receiver.heads}.q@END: fast {t_sweep:.2f} s; naive "
-                  f"{t_naive:.2f} s/edge x {len(senders)} = {t_naive * len(senders):.0f} s (estimated) -> "
-                  f"ratio {t_naive * len(senders) / t_sweep:.0f}x; max diff on {len(check)} checked "
-                  f"senders {sdiff:.2e}; peak RSS {peak_rss_mib():.0f} MiB")
+            line += " (not checked)"
+        print(f"{line}; peak RSS {peak_rss_mib():.0f} MiB")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

@@ -69,10 +69,7 @@ if TYPE_CHECKING:
     from circuitspec.scores import Score
     from circuitspec.spec import Circuit
 
-__all__ = [
-    "Wire", "complete_wires", "edge_faithfulness", "edge_level_logit_diff",
-    "wires_from_circuit",
-]
+__all__ = ["Wire", "complete_wires", "edge_faithfulness", "edge_level_logit_diff", "wires_from_circuit"]
 
 Head = tuple[int, int]
 Via = Literal["q", "k", "v"]

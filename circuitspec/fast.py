@@ -37,6 +37,7 @@ layer, from the clean pre-norm head sum cached per row.
 from __future__ import annotations
 
 import warnings
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 import torch
@@ -159,7 +160,7 @@ class FastEngine:
         """
         heads = [_split(g, per_chunk)[0] for g in self.groups]
         layout = Layout(heads, self.layout.offsets)  # a chunk's first prompts start at its offset
-        starts = torch.tensor([0] + [g.clean.shape[0] for g in self.groups[:-1]]).cumsum(0).tolist()
+        starts = accumulate((g.clean.shape[0] for g in self.groups[:-1]), initial=0)
         pick = torch.cat([torch.arange(s, s + h.clean.shape[0]) for s, h in zip(starts, heads, strict=True)])
         everywhere = [torch.arange(h.clean.shape[1]).expand(h.clean.shape) for h in heads]
         plan = d_plan(layout, everywhere)
