@@ -38,6 +38,7 @@ from circuitspec.result_fields import (
     _verdict,
 )
 from circuitspec.run_info import HypothesisInfo, ModelInfo, NodeInfo, Settings, TaskInfo, Versions
+from circuitspec.textfile import read_text
 
 __all__ = [
     "CircuitScores", "EdgeResult", "Expectation", "Failure", "HeadEffect", "HypothesisInfo",
@@ -410,7 +411,7 @@ class Result:
     def load(cls, path: str | os.PathLike[str]) -> Result:
         """Read a ``results.json``; raises :class:`ResultFileError` naming the file if invalid."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json.loads(read_text(path, "results file"))
             return cls.from_json(data)
         except json.JSONDecodeError as exc:
             raise ResultFileError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc

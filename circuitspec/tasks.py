@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circuitspec.dataset import Dataset
-from circuitspec.errors import TaskError
+from circuitspec.errors import InputFileError, TaskError
 from circuitspec.ioi import IOI_POSITIONS, build_ioi, ioi_positions
+from circuitspec.textfile import read_text
 
 if TYPE_CHECKING:
     from circuitspec.spec import PromptRecord, TaskSpec
@@ -72,10 +73,9 @@ def prompt_records(task: TaskSpec, base_dir: str | Path | None = None) -> list[P
         raise PromptError("kind: prompts needs prompts, file or builtin")
     path = Path(base_dir or ".") / task.file
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise PromptError(f"cannot read prompts file {str(path)!r}: {exc.strerror}",
-                          ("task", "file")) from None
+        lines = read_text(path, "prompts file").splitlines()
+    except InputFileError as exc:
+        raise PromptError(str(exc), ("task", "file")) from None
     records = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -121,9 +121,13 @@ def build_dataset(
     """Tokenize a task into paired prompts; ``n_prompts``/``seed`` override the task's."""
     n = n_prompts if n_prompts is not None else task.n_prompts
     seed = seed if seed is not None else task.seed
+    if n is not None and n < 1:
+        raise TaskError(f"n_prompts must be at least 1, not {n}")
+    if seed < 0:
+        raise TaskError(f"seed must be 0 or more, not {seed}")
     if task.kind == "ioi":
         return build_ioi(
-            tokenizer, n_prompts=n or DEFAULT_IOI_PROMPTS, seed=seed,
+            tokenizer, n_prompts=DEFAULT_IOI_PROMPTS if n is None else n, seed=seed,
             corruption=task.corruption or "abc", prepend_bos=prepend_bos,
         )
     records = prompt_records(task)
