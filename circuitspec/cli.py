@@ -248,6 +248,8 @@ def explore(
             from circuitspec.errors import did_you_mean
 
             raise CircuitSpecError(f"--only {name!r}{did_you_mean(name, ANALYSES)}; analyses: {', '.join(ANALYSES)}")
+    if out.exists() and not out.is_dir():
+        raise CircuitSpecError(f"--out {out}: is a file; give a folder (it is created if missing)")
     loaded, dataset, _, _ = _explore_inputs(model, hypothesis, task, n_prompts, seed)
     summary = run_explore(loaded, dataset, out, only=names, sweep_method=sweep_method,
                           patch_prompts=patch_prompts, log=timed_log())
@@ -267,9 +269,14 @@ def suggest(
                                          **_range("confirm"))] = 6,
 ) -> None:
     """Draft an IOI hypothesis (heads per role, edges, evidence as comments) for MODEL."""
+    from circuitspec.errors import CircuitSpecError
     from circuitspec.console import timed_log
     from circuitspec.suggest import suggest as run_suggest
 
+    if not output.parent.is_dir():
+        raise CircuitSpecError(f"-o {output}: folder {str(output.parent)!r} does not exist")
+    if output.is_dir():
+        raise CircuitSpecError(f"-o {output}: is a folder; give a .yaml file to write")
     loaded, dataset, ref, seed_used = _explore_inputs(model, hypothesis, task, n_prompts, seed)
     path, draft = run_suggest(loaded, dataset, output, model_ref=ref, seed=seed_used, confirm=confirm,
                               log=timed_log())

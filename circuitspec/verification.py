@@ -271,8 +271,8 @@ def verify(
         setattr(opts, key, value)
     opts.check()
     report = progress or (lambda what, done, total: None)
-    report("loading model", 0, 1)
     hyp = hypothesis if isinstance(hypothesis, Hypothesis) else load_hypothesis(hypothesis)
+    report("loading model", 0, 1)
     timings: dict[str, float] = {}
     torch.manual_seed(opts.seed if opts.seed is not None else (hyp.task.seed or 0))
 
