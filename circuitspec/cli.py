@@ -269,8 +269,8 @@ def suggest(
                                          **_range("confirm"))] = 6,
 ) -> None:
     """Draft an IOI hypothesis (heads per role, edges, evidence as comments) for MODEL."""
-    from circuitspec.errors import CircuitSpecError
     from circuitspec.console import timed_log
+    from circuitspec.errors import CircuitSpecError
     from circuitspec.suggest import suggest as run_suggest
 
     if not output.parent.is_dir():

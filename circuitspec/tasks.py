@@ -58,9 +58,7 @@ def _notebook_records() -> list[PromptRecord]:
 
 def prompt_records(task: TaskSpec, base_dir: str | Path | None = None) -> list[PromptRecord]:
     """The prompt pairs of a ``kind: prompts`` task (inline, JSONL file or builtin)."""
-    from pydantic import ValidationError
 
-    from circuitspec.spec import PromptRecord
 
     if task.builtin == "notebook":
         return _notebook_records()
@@ -139,8 +137,7 @@ def build_dataset(
             tokenizer, n_prompts=DEFAULT_IOI_PROMPTS if n is None else n, seed=seed,
             corruption=task.corruption or "abc", prepend_bos=prepend_bos,
         )
-    from_file = task.builtin is None and task.prompts is None and task.file is not None
-    if from_file:
+    if task.builtin is None and task.prompts is None and task.file is not None:
         numbered = _file_records(Path(task.file))
         records = [rec for _, rec in numbered]
         # A problem in a prompts file is named by its file and line, not by its index.
