@@ -78,10 +78,10 @@
   const elements = [], STEP = 165;
   order.forEach((g, i) => {
     const members = g.heads.concat(g.mlps);
-    const x = i * STEP, y0 = (i % 2 ? 45 : -45) - (members.length - 1) * 17;
+    const x = i * STEP, y0 = (i % 2 ? 70 : -70) - (members.length - 1) * 18;
     elements.push({ group: "nodes", data: { id: `g:${g.id}`, name: g.id, kind: "group", role: g.role,
       colour: roleColour(g.role), label: g.id, size: members.length } });
-    members.forEach((h, j) => elements.push({ group: "nodes", position: { x, y: y0 + j * 34 },
+    members.forEach((h, j) => elements.push({ group: "nodes", position: { x, y: y0 + j * 36 },
       data: { id: `h:${g.id}:${h}`, name: h, kind: "head", group: g.id, parent: `g:${g.id}`,
         colour: roleColour(g.role), label: h } }));
   });
