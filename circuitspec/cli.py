@@ -13,6 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
+# typer vendors click: its ClickException is its own class, not click's.
+from typer._click.exceptions import ClickException
+
+from circuitspec.limits import check_limits, describe
+
 app = typer.Typer(
     name="circuitspec",
     help="Declarative circuit hypotheses for transformers, checked by path patching.",
@@ -22,6 +27,18 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+
+
+def _range(name: str) -> dict[str, Any]:
+    """typer.Option keywords that check ``name`` against its accepted range: outside it,
+    a usage error (exit 2) that states the range."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and check_limits({name: value}):
+            raise typer.BadParameter(f"{value} is outside the accepted range: {describe(name)}")
+        return value
+
+    return {"callback": check}
 
 
 @app.callback()
@@ -34,9 +51,9 @@ def _root(
 @app.command()
 def models() -> None:
     """List the packaged model aliases, their sizes and what is cached."""
-    from rich.console import Console
     from rich.table import Table
 
+    from circuitspec.console import stdout_console
     from circuitspec.models import PACKAGED, cache_dir, cached_status
 
     table = Table(title=f"packaged models (cache: {cache_dir()})")
@@ -46,7 +63,7 @@ def models() -> None:
         info = spec.info
         shape = f"{info.n_layers} x {info.n_heads} ({info.n_kv_heads})"
         table.add_row(alias, spec.hf_name, spec.size, shape, cached_status(alias))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()
@@ -95,19 +112,21 @@ def verify(
     hypothesis: Annotated[Path, typer.Argument(help="The hypothesis YAML file.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write results.json, circuit.svg/png, report.md/html here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout instead of tables.")] = False,
-    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Override task.n_prompts.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Override task.seed (prompts, bootstrap, nulls).")] = None,
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Override task.n_prompts.", **_range("n_prompts"))] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Override task.seed (prompts, bootstrap, nulls).", **_range("seed"))] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ...")] = None,
     semantics: Annotated[str | None, typer.Option("--semantics", help="path | direct")] = None,
     ablation: Annotated[str | None, typer.Option("--ablation", help="mean | resample | zero")] = None,
     ablation_level: Annotated[str | None, typer.Option(
         "--ablation-level", help="node | edge: the level the faithfulness claim is judged at.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto | fast | reference")] = "auto",
-    n_bootstrap: Annotated[int | None, typer.Option("--n-bootstrap", help="Bootstrap resamples.")] = None,
-    n_random: Annotated[int, typer.Option("--n-random", help="Random circuits in the faithfulness null.")] = 100,
+    n_bootstrap: Annotated[int | None, typer.Option("--n-bootstrap", help="Bootstrap resamples.", **_range("n_bootstrap"))] = None,
+    n_random: Annotated[int, typer.Option("--n-random", help="Random circuits in the faithfulness null.", **_range("n_random"))] = 100,
     n_random_edge: Annotated[int, typer.Option(
-        "--n-random-edge", help="Random circuits wired like the hypothesis in the edge-level null (0: none).")] = 0,
-    n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Random sender groups per edge (0: none).")] = 10,
+        "--n-random-edge", help="Random circuits wired like the hypothesis in the edge-level null (0: none).",
+        **_range("n_random_edge"))] = 0,
+    n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Random sender groups per edge (0: none).",
+                                              **_range("n_null_edges"))] = 10,
     robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
 ) -> None:
     """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""
@@ -121,6 +140,8 @@ def verify(
     for flag, (value, allowed) in choices.items():
         if value is not None and value not in allowed:
             raise CircuitSpecError(f"--{flag} {value!r}: choose one of {', '.join(allowed)}")
+    if out is not None and out.exists() and not out.is_dir():
+        raise CircuitSpecError(f"--out {out}: is a file; give a folder (it is created if missing)")
     opts = Options(
         n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
         ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
@@ -150,14 +171,22 @@ def render(
     output: Annotated[Path, typer.Option("-o", "--output", help="FILE.svg, FILE.png or FILE.dot")] = Path("circuit.svg"),
 ) -> None:
     """Draw a hypothesis (before any run) or a verified result."""
+    from circuitspec.errors import CircuitSpecError
+    from circuitspec.rendering import FORMATS
     from circuitspec.rendering import render as draw
+    from circuitspec.results import Result
 
-    if source.suffix in (".yaml", ".yml"):
+    # Everything is checked before anything is drawn, so a bad input leaves no file behind.
+    if output.suffix.lower() not in FORMATS:
+        raise CircuitSpecError(f"-o {output}: draw to one of {', '.join(sorted(FORMATS))}")
+    if not output.parent.is_dir():
+        raise CircuitSpecError(f"-o {output}: folder {str(output.parent)!r} does not exist")
+    if source.suffix.lower() in (".yaml", ".yml"):
         from circuitspec.spec import load_hypothesis
 
         path = draw(load_hypothesis(source), output)
     else:
-        path = draw(source, output)
+        path = draw(Result.load(source), output)
     typer.echo(f"wrote {path}")
 
 
@@ -186,7 +215,7 @@ def _explore_inputs(
     seed = 0 if seed is None else seed
     dataset = build_dataset(TaskSpec(kind="ioi", corruption="abc"), loaded.tokenizer,
                             prepend_bos=loaded.info.default_prepend_bos,
-                            n_prompts=n_prompts or 32, seed=seed)
+                            n_prompts=32 if n_prompts is None else n_prompts, seed=seed)
     return loaded, dataset, model, seed
 
 
@@ -195,15 +224,18 @@ def explore(
     model: Annotated[str | None, typer.Argument(help="Packaged alias, Hugging Face id or local folder.")] = None,
     task: Annotated[str, typer.Option("--task", help="The task: ioi.")] = "ioi",
     hypothesis: Annotated[Path | None, typer.Option("--hypothesis", help="Take model and task from this file.")] = None,
-    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Number of prompts (default 32).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the prompt generator.")] = None,
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Number of prompts (default 32).",
+                                                  **_range("n_prompts"))] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the prompt generator.", **_range("seed"))] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the JSON/CSV numbers and PNGs.")] = Path("explore"),
     only: Annotated[str | None, typer.Option("--only", help="Comma-separated analyses (default: all): logit_lens, dla, attention, patch_resid, patch_attn_mlp, patch_heads, patch_heads_by_pos, patch_qkv, path_sweeps, backup.")] = None,
     sweep_method: Annotated[str, typer.Option("--sweep-method", help="exact | attribution")] = "exact",
     patch_prompts: Annotated[int | None, typer.Option(
-        "--patch-prompts", help="Activation patching on the first N prompts only (default: all).")] = None,
+        "--patch-prompts", help="Activation patching on the first N prompts only (default: all).",
+        **_range("patch_prompts"))] = None,
 ) -> None:
     """Run the notebook's analyses (logit lens, DLA, patching, attention, sweeps) and save them."""
+    from circuitspec.console import timed_log
     from circuitspec.errors import CircuitSpecError
     from circuitspec.explore import ANALYSES
     from circuitspec.explore import explore as run_explore
@@ -216,9 +248,11 @@ def explore(
             from circuitspec.errors import did_you_mean
 
             raise CircuitSpecError(f"--only {name!r}{did_you_mean(name, ANALYSES)}; analyses: {', '.join(ANALYSES)}")
+    if out.exists() and not out.is_dir():
+        raise CircuitSpecError(f"--out {out}: is a file; give a folder (it is created if missing)")
     loaded, dataset, _, _ = _explore_inputs(model, hypothesis, task, n_prompts, seed)
     summary = run_explore(loaded, dataset, out, only=names, sweep_method=sweep_method,
-                          patch_prompts=patch_prompts, log=lambda line: typer.echo(line, err=True))
+                          patch_prompts=patch_prompts, log=timed_log())
     typer.echo(f"wrote {sum(len(f) for f in summary['files'].values())} files to {out}")
 
 
@@ -228,16 +262,24 @@ def suggest(
     task: Annotated[str, typer.Option("--task", help="The task: ioi.")] = "ioi",
     hypothesis: Annotated[Path | None, typer.Option("--hypothesis", help="Take model and task from this file.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the draft YAML.")] = Path("draft.yaml"),
-    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Number of prompts (default 32).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the prompt generator.")] = None,
-    confirm: Annotated[int, typer.Option("--confirm", help="Senders per sweep confirmed by exact path patching.")] = 6,
+    n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Number of prompts (default 32).",
+                                                  **_range("n_prompts"))] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the prompt generator.", **_range("seed"))] = None,
+    confirm: Annotated[int, typer.Option("--confirm", help="Senders per sweep confirmed by exact path patching.",
+                                         **_range("confirm"))] = 6,
 ) -> None:
     """Draft an IOI hypothesis (heads per role, edges, evidence as comments) for MODEL."""
+    from circuitspec.console import timed_log
+    from circuitspec.errors import CircuitSpecError
     from circuitspec.suggest import suggest as run_suggest
 
+    if not output.parent.is_dir():
+        raise CircuitSpecError(f"-o {output}: folder {str(output.parent)!r} does not exist")
+    if output.is_dir():
+        raise CircuitSpecError(f"-o {output}: is a folder; give a .yaml file to write")
     loaded, dataset, ref, seed_used = _explore_inputs(model, hypothesis, task, n_prompts, seed)
     path, draft = run_suggest(loaded, dataset, output, model_ref=ref, seed=seed_used, confirm=confirm,
-                              log=lambda line: typer.echo(line, err=True))
+                              log=timed_log())
     groups = ", ".join(f"{name} ({len(heads)})" for name, (_, heads) in draft.groups.items())
     typer.echo(f"wrote {path}: {groups}; validated")
 
@@ -248,7 +290,7 @@ def main() -> None:
 
     try:
         # With standalone_mode=False click returns a command's exit code instead of exiting.
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="circuitspec")
         sys.exit(code if isinstance(code, int) else 0)
     except CircuitSpecError as exc:
         if _state["debug"]:
@@ -260,13 +302,11 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    except ClickException as exc:
+        # Usage errors (unknown command, missing argument, bad value): click's own
+        # one-line message under the usage line, and exit 2.
+        exc.show()
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -2,22 +2,68 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from circuitspec.results import Result
 
 STYLE = {"verified": "green", "refuted": "red", "inconclusive": "yellow", None: "dim"}
 
 
+def stdout_console() -> Console:
+    """A rich console for stdout; outside a terminal (a pipe, a CI log) it is wide enough
+    that no table cell is cut or wrapped, so identifiers can be copied whole."""
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=10_000, soft_wrap=True)
+
+
+def stage_lines(stream: TextIO) -> Callable[[str, int, int], None]:
+    """A progress callback for logs: one line per stage with the time since the start."""
+    start = time.perf_counter()
+    last: list[str] = []
+
+    def update(what: str, done: int, total: int) -> None:
+        if last and last[0] == what:
+            return
+        last[:] = [what]
+        count = f" ({done + 1}/{total})" if total > 1 and done < total else ""
+        stream.write(f"[{time.perf_counter() - start:7.1f}s] {what}{count}\n")
+        stream.flush()
+
+    return update
+
+
+def timed_log(stream: TextIO | None = None) -> Callable[[str], None]:
+    """A ``log(line)`` callback that prefixes each line with the time since the start."""
+    start = time.perf_counter()
+
+    def log(line: str) -> None:
+        out = stream or sys.stderr
+        out.write(f"[{time.perf_counter() - start:7.1f}s] {line}\n")
+        out.flush()
+
+    return log
+
+
 @contextmanager
 def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar on stderr fed by ``(what, done, total)`` calls."""
+    """A rich progress bar on stderr fed by ``(what, done, total)`` calls; outside a
+    terminal, one line per stage with its elapsed time instead."""
     if quiet:
         yield lambda what, done, total: None
+        return
+    if not sys.stderr.isatty():
+        yield stage_lines(sys.stderr)
         return
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -42,10 +88,9 @@ def _ci(ci: tuple[float | None, float | None] | None) -> str:
 
 def print_result(result: Result, out: Path | None = None) -> None:
     """The verdict table a person reads at a glance."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     m = result.metric
     console.print(
         f"[bold]{result.hypothesis.name}[/bold] on {result.model.reference}: "

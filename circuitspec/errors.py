@@ -20,6 +20,14 @@ class ModelLoadError(CircuitSpecError):
     """A model reference could not be resolved or loaded."""
 
 
+class InputFileError(CircuitSpecError):
+    """An input file cannot be read as text: missing, a folder, unreadable, binary, not UTF-8, empty."""
+
+    def __init__(self, path: str, reason: str, line: int | None = None):
+        self.path, self.reason, self.line = path, reason, line
+        super().__init__(f"{path}{f':{line}' if line else ''}: {reason}")
+
+
 class TaskError(CircuitSpecError):
     """A dataset or task cannot produce valid prompts (multi-token answers, misaligned positions)."""
 

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from circuitspec.atomic import atomic_write_text, staged_dir
+from circuitspec.output.interactive import render_interactive
 from circuitspec.results import EdgeResult, Result
 
-__all__ = ["render_html", "render_markdown", "write_outputs", "write_report"]
+__all__ = ["html_body", "render_html", "render_markdown", "render_report_page", "write_outputs",
+           "write_report"]
 
 SVG_NAME = "circuit.svg"
 
@@ -206,7 +208,15 @@ def _cell(text: str) -> str:
 
 
 def render_html(result: Result, svg: str | None) -> str:
-    """The report as one self-contained HTML page, with ``svg`` (the diagram's text) inlined."""
+    """The text report as one self-contained HTML page, with ``svg`` (the diagram's text) inlined."""
+    title = html.escape(f"circuitspec: {result.hypothesis.name}")
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            + html_body(result, svg) + "\n</body>\n</html>\n")
+
+
+def html_body(result: Result, svg: str | None) -> str:
+    """The text report's blocks as HTML elements (no page around them)."""
     body: list[str] = []
     for b in _blocks(result):
         if b.kind == "h1":
@@ -225,10 +235,14 @@ def render_html(result: Result, svg: str | None) -> str:
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
             rows = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in b.rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    title = html.escape(f"circuitspec: {result.hypothesis.name}")
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+    return "\n".join(body)
+
+
+def render_report_page(result: Result, svg: str | None) -> str:
+    """``report.html``: the interactive page, with the text report (and diagram) at its end."""
+    appendix = ("<details><summary>The text report (as report.md)</summary>"
+                + html_body(result, svg) + "</details>")
+    return render_interactive(result.to_json(), appendix=appendix)
 
 
 # --- files ----------------------------------------------------------------------------------
@@ -236,7 +250,7 @@ def render_html(result: Result, svg: str | None) -> str:
 
 def _write_reports(result: Result, folder: Path, svg: str) -> tuple[Path, Path]:
     md = atomic_write_text(folder / "report.md", render_markdown(result))
-    page = atomic_write_text(folder / "report.html", render_html(result, svg))
+    page = atomic_write_text(folder / "report.html", render_report_page(result, svg))
     return md, page
 
 

@@ -38,6 +38,7 @@ from circuitspec.result_fields import (
     _verdict,
 )
 from circuitspec.run_info import HypothesisInfo, ModelInfo, NodeInfo, Settings, TaskInfo, Versions
+from circuitspec.textfile import read_text
 
 __all__ = [
     "CircuitScores", "EdgeResult", "Expectation", "Failure", "HeadEffect", "HypothesisInfo",
@@ -381,20 +382,32 @@ class Result:
         r = "results.json"
         circuit = _req(d, "circuit", r)
         robustness = d.get("robustness")
-        try:
-            return cls(
-                HypothesisInfo.from_json(_req(d, "hypothesis", r)),
-                ModelInfo.from_json(_req(d, "model", r)), TaskInfo.from_json(_req(d, "task", r)),
-                MetricResult.from_json(_req(d, "metric", r)),
-                tuple(EdgeResult.from_json(e) for e in _req(d, "edges", r)),
-                None if circuit is None else CircuitScores.from_json(circuit),
-                bool(_req(d, "passed", r)), Settings.from_json(_req(d, "settings", r)),
-                Versions.from_json(_req(d, "versions", r)),
-                {k: v for k, v in (d.get("timings") or {}).items()},
-                None if robustness is None else tuple(RobustnessRow.from_json(x) for x in robustness),
-            )
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ResultFileError(f"results.json: malformed value ({exc})") from exc
+
+        def part(where: str, read: Any, value: Any) -> Any:
+            # A bad value is named by the section (and item) it sits in.
+            try:
+                return read(value)
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                raise ResultFileError(f"{where}: malformed value ({exc})") from exc
+
+        def items(key: str, read: Any, value: Any) -> tuple[Any, ...]:
+            if not isinstance(value, list):
+                raise ResultFileError(f"{key}: expected a list, got {type(value).__name__}")
+            return tuple(part(f"{key}[{i}]", read, x) for i, x in enumerate(value))
+
+        return cls(
+            part("hypothesis", HypothesisInfo.from_json, _req(d, "hypothesis", r)),
+            part("model", ModelInfo.from_json, _req(d, "model", r)),
+            part("task", TaskInfo.from_json, _req(d, "task", r)),
+            part("metric", MetricResult.from_json, _req(d, "metric", r)),
+            items("edges", EdgeResult.from_json, _req(d, "edges", r)),
+            None if circuit is None else part("circuit", CircuitScores.from_json, circuit),
+            bool(_req(d, "passed", r)),
+            part("settings", Settings.from_json, _req(d, "settings", r)),
+            part("versions", Versions.from_json, _req(d, "versions", r)),
+            part("timings", lambda t: dict((t or {}).items()), d.get("timings")),
+            None if robustness is None else items("robustness", RobustnessRow.from_json, robustness),
+        )
 
     def dumps(self) -> str:
         """``results.json`` text: indented, key order fixed, strict JSON."""
@@ -410,7 +423,7 @@ class Result:
     def load(cls, path: str | os.PathLike[str]) -> Result:
         """Read a ``results.json``; raises :class:`ResultFileError` naming the file if invalid."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json.loads(read_text(path, "results file"))
             return cls.from_json(data)
         except json.JSONDecodeError as exc:
             raise ResultFileError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc

@@ -21,8 +21,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from circuitspec.errors import HypothesisError, Problem
+from circuitspec.errors import HypothesisError, InputFileError, Problem
 from circuitspec.spec_checks import Loc, compose_located, locate, pydantic_problems
+from circuitspec.textfile import read_text
 
 __all__ = [
     "Circuit", "Edge", "Hypothesis", "Node", "check_against_model", "json_schema",
@@ -95,7 +96,7 @@ class TaskSpec(_Strict):
     """ioi: the built-in IOI generator; prompts: your own prompt pairs."""
     n_prompts: int | None = Field(default=None, ge=1)
     """How many prompts (ioi default 128; prompts default: all of them)."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     """Seed of the IOI generator (names, templates, corruption)."""
     corruption: Literal["abc", "s_swap", "custom"] | None = None
     """abc: three fresh names; s_swap: S2 becomes the other name; custom: your corrupted prompts."""
@@ -320,9 +321,9 @@ def load_with_problems(path: str | Path) -> tuple[Hypothesis | None, list[Proble
     """The hypothesis (None if it does not parse into one) and every problem found."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return None, [Problem("", f"cannot read file: {exc.strerror}")]
+        text = read_text(path, "hypothesis file", allow_empty=True)
+    except InputFileError as exc:
+        return None, [Problem("", exc.reason, exc.line)]
     data, locations, problems = compose_located(text)
     if data is None and not problems:
         problems.append(Problem("", "the file is empty; see `circuitspec schema` for the format"))

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circuitspec.dataset import Dataset
-from circuitspec.errors import TaskError
+from circuitspec.errors import InputFileError, TaskError
 from circuitspec.ioi import IOI_POSITIONS, build_ioi, ioi_positions
+from circuitspec.textfile import read_text
 
 if TYPE_CHECKING:
     from circuitspec.spec import PromptRecord, TaskSpec
@@ -57,9 +58,7 @@ def _notebook_records() -> list[PromptRecord]:
 
 def prompt_records(task: TaskSpec, base_dir: str | Path | None = None) -> list[PromptRecord]:
     """The prompt pairs of a ``kind: prompts`` task (inline, JSONL file or builtin)."""
-    from pydantic import ValidationError
 
-    from circuitspec.spec import PromptRecord
 
     if task.builtin == "notebook":
         return _notebook_records()
@@ -70,21 +69,29 @@ def prompt_records(task: TaskSpec, base_dir: str | Path | None = None) -> list[P
         return list(task.prompts)
     if task.file is None:
         raise PromptError("kind: prompts needs prompts, file or builtin")
-    path = Path(base_dir or ".") / task.file
+    return [rec for _, rec in _file_records(Path(base_dir or ".") / task.file)]
+
+
+def _file_records(path: Path) -> list[tuple[int, PromptRecord]]:
+    """The records of a JSONL prompts file, each with its line number."""
+    from pydantic import ValidationError
+
+    from circuitspec.spec import PromptRecord
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise PromptError(f"cannot read prompts file {str(path)!r}: {exc.strerror}",
-                          ("task", "file")) from None
-    records = []
+        lines = read_text(path, "prompts file").splitlines()
+    except InputFileError as exc:
+        raise PromptError(str(exc), ("task", "file")) from None
+    records: list[tuple[int, PromptRecord]] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(PromptRecord.model_validate(json.loads(line)))
+            records.append((n, PromptRecord.model_validate(json.loads(line))))
         except (json.JSONDecodeError, ValidationError) as exc:
             first = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+                (f"{'.'.join(map(str, e['loc']))}: " if e["loc"] else "") + e["msg"]
+                for e in exc.errors()
             )
             raise PromptError(f"{path.name} line {n}: {first}", ("task", "file")) from None
     if not records:
@@ -121,34 +128,48 @@ def build_dataset(
     """Tokenize a task into paired prompts; ``n_prompts``/``seed`` override the task's."""
     n = n_prompts if n_prompts is not None else task.n_prompts
     seed = seed if seed is not None else task.seed
+    if n is not None and n < 1:
+        raise TaskError(f"n_prompts must be at least 1, not {n}")
+    if seed < 0:
+        raise TaskError(f"seed must be 0 or more, not {seed}")
     if task.kind == "ioi":
         return build_ioi(
-            tokenizer, n_prompts=n or DEFAULT_IOI_PROMPTS, seed=seed,
+            tokenizer, n_prompts=DEFAULT_IOI_PROMPTS if n is None else n, seed=seed,
             corruption=task.corruption or "abc", prepend_bos=prepend_bos,
         )
-    records = prompt_records(task)
+    if task.builtin is None and task.prompts is None and task.file is not None:
+        numbered = _file_records(Path(task.file))
+        records = [rec for _, rec in numbered]
+        # A problem in a prompts file is named by its file and line, not by its index.
+        labels = [f"{Path(task.file).name} line {line}" for line, _ in numbered]
+    else:
+        records = prompt_records(task)
+        labels = [f"prompt {i}" for i in range(len(records))]
     if n is not None:
         records = records[:n]
-    return _tokenize_records(records, tokenizer, prepend_bos, inline=task.prompts is not None,
-                             builtin=task.builtin)
+    return _tokenize_records(records, labels, tokenizer, prepend_bos,
+                             inline=task.prompts is not None, builtin=task.builtin)
 
 
 def _tokenize_records(
-    records: list[PromptRecord], tokenizer: Any, prepend_bos: bool, *, inline: bool,
-    builtin: str | None,
+    records: list[PromptRecord], labels: list[str], tokenizer: Any, prepend_bos: bool, *,
+    inline: bool, builtin: str | None,
 ) -> Dataset:
     bos = [tokenizer.bos_token_id] if prepend_bos else []
     unk = getattr(tokenizer, "unk_token_id", None)
     clean, corrupt, correct, incorrect, per_prompt = [], [], [], [], []
     for i, rec in enumerate(records):
         def loc(key: str, i: int = i) -> tuple[str | int, ...]:
-            return ("task", "prompts", i, key) if inline else ("task",)
+            return ("task", "prompts", i, key) if inline else ("task", "file")
+
+        def where(key: str, i: int = i) -> str:
+            return labels[i] if inline else f"{labels[i]}, field {key!r}"
 
         toks = tuple(bos + tokenizer(rec.clean, add_special_tokens=False).input_ids)
         ctoks = tuple(bos + tokenizer(rec.corrupted, add_special_tokens=False).input_ids)
         if len(toks) != len(ctoks):
             raise PromptError(
-                f"prompt {i}: clean is {len(toks)} tokens but corrupted is {len(ctoks)}; "
+                f"{where('corrupted')}: clean is {len(toks)} tokens but corrupted is {len(ctoks)}; "
                 f"they must align position by position ({rec.clean!r} vs {rec.corrupted!r})",
                 loc("corrupted"),
             )
@@ -159,15 +180,21 @@ def _tokenize_records(
             if len(ids) != 1 or ids[0] == unk:
                 what = "an unknown token" if ids and ids[0] == unk else f"{len(ids)} tokens"
                 raise PromptError(
-                    f"prompt {i} ({rec.clean!r}): answer {text!r} is {what}; answers must be "
+                    f"{where(key)} ({rec.clean!r}): answer {text!r} is {what}; answers must be "
                     "a single token (mind the leading space: ' Mary')", loc(key)
                 )
             answer_ids.append(ids[0])
+        if answer_ids[0] == answer_ids[1]:
+            raise PromptError(
+                f"{where('incorrect')}: the correct and incorrect answers are the same token "
+                f"({rec.correct!r} and {rec.incorrect!r}), so the logit difference is always 0",
+                loc("incorrect"),
+            )
         pos = ioi_positions(toks, *answer_ids) or {"END": len(toks) - 1}
         for name, index in (rec.positions or {}).items():
             if not -len(toks) <= index < len(toks):
                 raise PromptError(
-                    f"prompt {i}: position {name}={index} is outside its {len(toks)} tokens",
+                    f"{where('positions')}: position {name}={index} is outside its {len(toks)} tokens",
                     loc("positions"),
                 )
             pos[name] = index % len(toks)  # an index into the tokens the model sees, BOS included

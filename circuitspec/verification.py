@@ -22,6 +22,7 @@ import numpy as np
 from circuitspec import claims
 from circuitspec import results as R
 from circuitspec.errors import CircuitSpecError
+from circuitspec.limits import LIMITS, check_limits
 
 if TYPE_CHECKING:
     from circuitspec.dataset import Dataset
@@ -56,6 +57,12 @@ class Options:
     robustness: bool = True
     scores: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise :class:`CircuitSpecError` naming every count or seed outside its range."""
+        bad = check_limits({k: getattr(self, k) for k in LIMITS if hasattr(self, k)})
+        if bad:
+            raise CircuitSpecError("; ".join(bad))
 
 
 def _head(head: tuple[int, int]) -> str:
@@ -262,8 +269,10 @@ def verify(
         if not hasattr(opts, key):
             raise TypeError(f"verify() got an unknown option {key!r}")
         setattr(opts, key, value)
+    opts.check()
     report = progress or (lambda what, done, total: None)
     hyp = hypothesis if isinstance(hypothesis, Hypothesis) else load_hypothesis(hypothesis)
+    report("loading model", 0, 1)
     timings: dict[str, float] = {}
     torch.manual_seed(opts.seed if opts.seed is not None else (hyp.task.seed or 0))
 
@@ -276,12 +285,14 @@ def verify(
         )
     timings["load_model"] = time.perf_counter() - start
     check_against_model(hyp, model.info)
+    report("building prompts", 0, 1)
     dataset = hypothesis_dataset(
         hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos,
         n_prompts=opts.n_prompts, seed=opts.seed,
     )
 
     with torch.no_grad():
+        report("clean and corrupted runs", 0, 1)
         verifier = Verifier(hyp, model, dataset, opts)
         timings.update(verifier.timings)
         start = time.perf_counter()

@@ -1,6 +1,7 @@
 """Regenerate the circuit pages under docs/circuits/ from `circuitspec verify` output.
 
     .venv/bin/python docs/build_circuit_docs.py [--n-prompts 64] [hypotheses/ioi_smollm2_135m.yaml ...]
+    .venv/bin/python docs/build_circuit_docs.py --from-results   # reports only, from results.json
 
 For each hypothesis it runs the full verification, writes the usual outputs
 (results.json, report.md, report.html, circuit.svg, circuit.png) into
@@ -33,12 +34,28 @@ def build(path: Path, n_prompts: int | None, n_random: int) -> bool:
     return result.passed
 
 
+def rebuild_reports(path: Path) -> bool:
+    """Redraw report.md/report.html from the committed results.json (no model run)."""
+    from circuitspec.report import write_report
+    from circuitspec.results import Result
+
+    out = DOCS / "circuits" / path.stem
+    if not (out / "results.json").exists():
+        return True
+    write_report(Result.load(out / "results.json"), out)
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("hypotheses", nargs="*", type=Path, default=DEFAULT)
     parser.add_argument("--n-prompts", type=int, default=None)
     parser.add_argument("--n-random", type=int, default=100)
+    parser.add_argument("--from-results", action="store_true",
+                        help="only redraw the reports from each page's results.json")
     args = parser.parse_args()
+    if args.from_results:
+        return 0 if all(rebuild_reports(p) for p in args.hypotheses) else 1
     ok = [build(p, args.n_prompts, args.n_random) for p in args.hypotheses if p.exists()]
     return 0 if all(ok) else 1
 
