@@ -242,6 +242,25 @@ def suggest(
     typer.echo(f"wrote {path}: {groups}; validated")
 
 
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="Run A: a results.json (or the folder holding it).")],
+    b: Annotated[Path, typer.Argument(help="Run B: a results.json (or the folder holding it).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON.")] = False,
+) -> None:
+    """What changed from run A to run B; exit 1 when a verdict got worse, 0 otherwise."""
+    from circuitspec.diff import diff_files
+
+    changes = diff_files(a, b)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(changes.to_json(), indent=2))
+    else:
+        typer.echo("\n".join(changes.lines()))
+    raise typer.Exit(1 if changes.worse else 0)
+
+
 def main() -> None:
     """Console-script entry point: install the friendly error handler, then run."""
     from circuitspec.errors import CircuitSpecError
