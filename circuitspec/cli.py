@@ -261,6 +261,39 @@ def diff(
     raise typer.Exit(1 if changes.worse else 0)
 
 
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="The sweep YAML file (hypotheses x grid of models and settings).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for cells/<id>/results.json, sweep.json/csv/md/html.")] = Path("sweep"),
+    address: Annotated[str | None, typer.Option(
+        "--address", help="An existing Ray cluster (ray://host:10001 or host:6379); default: a local Ray.")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Run again the cells that failed on bad input (runtime failures always are).")] = False,
+) -> None:
+    """Verify hypotheses over a grid of models and settings on Ray; resumes where it stopped.
+
+    Exit 0 when every cell ran and passed, 1 when a cell failed or a claim did not hold."""
+    from circuitspec.sweep.report import write_report
+    from circuitspec.sweep.runner import run_sweep
+    from circuitspec.sweep.spec import load_sweep
+
+    loaded = load_sweep(sweep_file)
+    try:
+        run = run_sweep(loaded, out, address=address, retry_failed=retry_failed,
+                        log=lambda line: typer.echo(line, err=True))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; finished cells are kept in {out}/cells: run the same command to "
+                   "finish the rest", err=True)
+        raise typer.Exit(130) from None
+    settings = ", ".join(f"{k}={v}" for k, v in loaded.spec.verify.model_dump().items())
+    write_report(out, loaded.spec.name, run.states, f"verify settings: {settings}.")
+    c = run.counts
+    typer.echo(f"{len(run.states)} cells ({run.ran} run, {c['reused']} recorded before): {c['done']} done, "
+               f"{c['passed']} passed, {c['failed']} failed; wrote {out}/sweep.md, sweep.html, "
+               f"sweep.json, sweep.csv")
+    raise typer.Exit(0 if c["passed"] == len(run.states) else 1)
+
+
 def main() -> None:
     """Console-script entry point: install the friendly error handler, then run."""
     from circuitspec.errors import CircuitSpecError
