@@ -16,6 +16,7 @@ finished stays recorded, and the same command resumes.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -67,12 +68,16 @@ class _Slot:
 def _init_ray(address: str | None, temp_dir: Path | None) -> bool:
     """Connect to ``address`` or start a small local Ray; True when we started (and must stop) it."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise CircuitSpecError("circuitspec sweep runs its cells on Ray, which is not installed: "
+                               "pip install 'circuitspec[sweep]' (or ray==2.60.0)") from None
 
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "logging_level": "WARNING", "configure_logging": True}
+                              "logging_level": logging.ERROR, "configure_logging": True}
     if address is not None:
         try:
             ray.init(address=address, **kwargs)
@@ -162,10 +167,10 @@ def run_sweep(
 
 def _run_on_ray(sweep: LoadedSweep, out: Path, todo: list[Cell], hyps: dict[str, Hypothesis],
                 address: str | None, update: Callable[..., None]) -> None:
+    own = _init_ray(address, None)
     import ray
     from ray.exceptions import RayActorError, WorkerCrashedError
 
-    own = _init_ray(address, None)
     remote_worker = ray.remote(ModelWorker)
     slots = _slots(todo, sweep)
     pending: dict[Any, tuple[str, _Slot]] = {}
