@@ -123,12 +123,10 @@ def run_sweep(
     address: str | None = None,
     retry_failed: bool = False,
     log: Log | None = None,
-    on_change: Callable[[CellState], None] | None = None,
 ) -> SweepRun:
     """Run every cell not already recorded under ``out``; write cells, sweep.json and sweep.csv.
 
-    ``log`` gets one line per change (a cell started, finished or failed); ``on_change``
-    gets each new state (tests interrupt a sweep from it).
+    ``log`` gets one line per change: a cell started, finished or failed, with the counts.
     """
     say = log or (lambda line: print(line, file=sys.stderr))
     started = time.perf_counter()
@@ -152,8 +150,6 @@ def run_sweep(
         states[state.cell.id] = state
         if line:
             say(f"{line} | {_status_line(states, started)}")
-        if on_change is not None:
-            on_change(state)
 
     try:
         if todo:
