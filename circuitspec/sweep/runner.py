@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitspec.errors import CircuitSpecError
+from circuitspec.models import resolve_kind
 from circuitspec.spec import Hypothesis
 from circuitspec.sweep.grid import Cell, ModelKey, expand
 from circuitspec.sweep.spec import LoadedSweep
@@ -151,14 +152,23 @@ def run_sweep(
         if line:
             say(f"{line} | {_status_line(states, started)}")
 
+    attempted = len(todo)
     try:
+        for cell in list(todo):  # a folder that does not exist fails here, without a worker
+            try:
+                resolve_kind(cell.model.ref)
+            except CircuitSpecError as exc:
+                message = " ".join(str(exc).split())
+                todo.remove(cell)
+                state = write_outcome(out, cell, CellOutcome(cell.id, False, error=message, error_kind="input"))
+                update(state, f"{cell.id}: FAILED ({message})")
         if todo:
             _run_on_ray(sweep, out, todo, hyps, address, update)
     finally:  # interrupted too: the tables show what finished; running cells are pending again
         ordered = [states[c.id] if states[c.id].status != "running" else CellState(c, "pending")
                    for c in cells]
         write_tables(out, sweep.spec.name, source, ordered)
-    return SweepRun(ordered, ran=len(todo), wall_s=time.perf_counter() - started)
+    return SweepRun(ordered, ran=attempted, wall_s=time.perf_counter() - started)
 
 
 def _run_on_ray(sweep: LoadedSweep, out: Path, todo: list[Cell], hyps: dict[str, Hypothesis],
