@@ -41,6 +41,15 @@ class ModelKey:
     revision: str | None
     device: str
     dtype: str
+    device_map: str | None = None
+    """The hypothesis' model.device_map as JSON text (hashable), if any."""
+    n_devices: int | None = None
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`circuitspec.models.load_model`."""
+        return {"revision": self.revision, "device": self.device, "dtype": self.dtype,
+                "device_map": None if self.device_map is None else json.loads(self.device_map),
+                "n_devices": self.n_devices}
 
     @property
     def label(self) -> str:
@@ -77,7 +86,9 @@ class Cell:
     def hypothesis(self, hyp: Hypothesis) -> Hypothesis:
         """``hyp`` pointed at this cell's model."""
         m = self.model
-        spec = ModelSpec(name=m.ref, revision=m.revision, dtype=m.dtype, device=m.device)  # type: ignore[arg-type]
+        kw = m.load_kwargs()
+        spec = ModelSpec(name=m.ref, revision=m.revision, dtype=m.dtype, device=m.device,  # type: ignore[arg-type]
+                         device_map=kw["device_map"], n_devices=m.n_devices)
         return hyp.model_copy(update={"model": spec})
 
     def row_axes(self) -> dict[str, Any]:
@@ -149,7 +160,9 @@ def expand(loaded: LoadedSweep) -> list[Cell]:
         hyp_print = _hypothesis_fingerprint(path, hyp)
         for (ref, revision, label), combo in itertools.product(models, itertools.product(*values.values())):
             axes = dict(zip(AXES, combo, strict=True))
-            model = ModelKey(ref, revision, axes["device"], base.dtype)
+            model = ModelKey(ref, revision, axes["device"], base.dtype,
+                             None if base.device_map is None else json.dumps(base.device_map, sort_keys=True),
+                             base.n_devices)
             if (ref, revision) not in fingerprints:
                 fingerprints[(ref, revision)] = _model_fingerprint(ref, revision)
             inputs = {"hypothesis": {"name": hyp.name, **hyp_print}, "model": asdict(model),

@@ -95,6 +95,8 @@ def _init_ray(address: str | None, temp_dir: Path | None) -> bool:
 def _actor_options(model: ModelKey, sweep: LoadedSweep) -> dict[str, Any]:
     res = sweep.spec.resources
     gpus = res.gpus_per_cuda_cell if model.device.startswith("cuda") else 0
+    if model.n_devices and model.n_devices > 1:
+        gpus = model.n_devices  # a model split over n GPUs holds all n
     return {"num_cpus": res.num_cpus, "num_gpus": gpus, "max_concurrency": 1}
 
 

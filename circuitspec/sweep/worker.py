@@ -84,7 +84,7 @@ class ModelWorker:
         start = time.perf_counter()
         m = self.model_key
         try:
-            self.loaded = load_model(m.ref, revision=m.revision, device=m.device, dtype=m.dtype)
+            self.loaded = load_model(m.ref, **m.load_kwargs())
         except Exception as exc:
             self.load_error = exc
             raise
