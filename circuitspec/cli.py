@@ -81,10 +81,17 @@ def validate(
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of hypothesis files."""
+def schema(
+    sweep_file: Annotated[bool, typer.Option("--sweep", help="The schema of sweep files instead.")] = False,
+) -> None:
+    """Print the JSON Schema of hypothesis files (or of sweep files)."""
     import json
 
+    if sweep_file:
+        from circuitspec.sweep.spec import json_schema as sweep_schema
+
+        typer.echo(json.dumps(sweep_schema(), indent=2))
+        return
     from circuitspec.spec import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))

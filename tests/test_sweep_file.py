@@ -90,3 +90,22 @@ def test_schema_describes_every_field():
     grid = schema["$defs"]["Grid"]["properties"]
     assert set(grid) == {"model", "seed", "n_prompts", "semantics", "ablation", "ablation_level", "device"}
     assert all(p.get("description") for p in grid.values())
+
+
+def test_the_docs_sweep_validates_against_the_printed_schema():
+    import json
+
+    import jsonschema
+    from ruamel.yaml import YAML
+
+    proc = subprocess.run([sys.executable, "-m", "circuitspec.cli", "schema", "--sweep"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    schema = json.loads(proc.stdout)
+    docs = ROOT / "docs" / "sweeps" / "packaged.yaml"
+    data = YAML(typ="safe", pure=True).load(docs.read_text())
+    jsonschema.validate(data, schema)
+    assert len(expand(load_sweep(docs))) == 6  # two hypotheses x three seeds
+    data["grid"]["seeds"] = [0]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
