@@ -162,3 +162,23 @@ def test_report_and_diff_of_two_cells(swept):
     worse = subprocess.run(CLI + ["diff", str(works), str(broken)], capture_output=True, text=True)
     assert worse.returncode == 1, worse.stdout + worse.stderr
     assert "verified -> refuted" in worse.stdout
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a machine without a GPU")
+def test_cells_that_cannot_run_fail_in_their_rows_without_starting_ray(tmp_path):
+    import ray
+
+    from circuitspec.sweep.runner import run_sweep
+    from circuitspec.sweep.spec import load_sweep
+
+    save_silenced(tmp_path / "ckpts" / "works", layers=(0, 1))
+    write_late_hypothesis(tmp_path / "late.yaml", tmp_path / "ckpts" / "works")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: nowhere\nhypotheses: [late.yaml]\n"
+        "grid: {model: [./ckpts/works, ./ckpts/gone], device: [cuda]}\n")
+    run = run_sweep(load_sweep(tmp_path / "sweep.yaml"), tmp_path / "out", log=lambda line: None)
+    assert not ray.is_initialized()
+    errors = {s.cell.model_label: (s.status, s.error_kind, s.error) for s in run.states}
+    assert errors["works"][:2] == ("failed", "runtime") and "needs 1 GPU(s)" in errors["works"][2]
+    assert errors["gone"][:2] == ("failed", "input") and "does not exist" in errors["gone"][2]
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["counts"]["failed"] == 2

@@ -156,13 +156,12 @@ def run_sweep(
 
     attempted = len(todo)
     try:
-        for cell in list(todo):  # a folder that does not exist fails here, without a worker
-            try:
-                resolve_kind(cell.model.ref)
-            except CircuitSpecError as exc:
-                message = " ".join(str(exc).split())
+        for cell in list(todo):  # what cannot run fails here, without starting Ray or a worker
+            problem = _cannot_run(cell, sweep, address)
+            if problem is not None:
+                message, kind = problem
                 todo.remove(cell)
-                state = write_outcome(out, cell, CellOutcome(cell.id, False, error=message, error_kind="input"))
+                state = write_outcome(out, cell, CellOutcome(cell.id, False, error=message, error_kind=kind))
                 update(state, f"{cell.id}: FAILED ({message})")
         if todo:
             _run_on_ray(sweep, out, todo, hyps, address, update)
@@ -171,6 +170,25 @@ def run_sweep(
                    for c in cells]
         write_tables(out, sweep.spec.name, source, ordered)
     return SweepRun(ordered, ran=attempted, wall_s=time.perf_counter() - started)
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _cannot_run(cell: Cell, sweep: LoadedSweep, address: str | None) -> tuple[str, str] | None:
+    """(message, kind) when a cell is bound to fail: a missing folder, a GPU this machine lacks."""
+    try:
+        resolve_kind(cell.model.ref)
+    except CircuitSpecError as exc:
+        return " ".join(str(exc).split()), "input"
+    need = _actor_options(cell.model, sweep)["num_gpus"]
+    if address is None and need > 0 and need > _local_gpus():
+        return (f"device {cell.model.device} needs {need:g} GPU(s) and this machine has {_local_gpus()}; "
+                "run it where there are (or on a Ray cluster with --address)"), "runtime"
+    return None
 
 
 def _run_on_ray(sweep: LoadedSweep, out: Path, todo: list[Cell], hyps: dict[str, Hypothesis],
