@@ -109,3 +109,19 @@ def test_the_docs_sweep_validates_against_the_printed_schema():
     data["grid"]["seeds"] = [0]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_an_address_where_no_cluster_answers_exits_2_and_writes_nothing(tmp_path: Path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: s\nhypotheses: [{HYP}]\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "circuitspec.cli", "sweep", str(sweep), "--out", str(out),
+                           "--address", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()

@@ -92,6 +92,22 @@ def _init_ray(address: str | None, temp_dir: Path | None) -> bool:
     return True
 
 
+def _reachable(address: str) -> None:
+    """Fail fast on a cluster address nothing answers at (ray.init would retry for minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    if hostport == "auto" or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise CircuitSpecError(f"--address {address}: no Ray cluster answers there ({exc}); start one "
+                               "with `ray start --head`, or leave --address out to run on a local Ray") from None
+
+
 def _actor_options(model: ModelKey, sweep: LoadedSweep) -> dict[str, Any]:
     res = sweep.spec.resources
     gpus = res.gpus_per_cuda_cell if model.device.startswith("cuda") else 0
@@ -132,6 +148,8 @@ def run_sweep(
     ``log`` gets one line per change: a cell started, finished or failed, with the counts.
     """
     say = log or (lambda line: print(line, file=sys.stderr))
+    if address is not None:
+        _reachable(address)  # a bad --address is bad input: say so before anything is written
     started = time.perf_counter()
     cells = expand(sweep)
     hyps: dict[str, Hypothesis] = {str(p): h for p, h in sweep.hypotheses}
