@@ -280,17 +280,11 @@ def sweep(
     """Verify hypotheses over a grid of models and settings on Ray; resumes where it stopped.
 
     Exit 0 when every cell ran and passed, 1 when a cell failed or a claim did not hold."""
-    import signal
-
     from circuitspec.sweep.report import write_report
     from circuitspec.sweep.runner import run_sweep
     from circuitspec.sweep.spec import load_sweep
 
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # a kill stops the workers and keeps what finished, as Ctrl-C does
-
     loaded = load_sweep(sweep_file)
-    signal.signal(signal.SIGTERM, _stop)
     try:
         run = run_sweep(loaded, out, address=address, retry_failed=retry_failed,
                         log=lambda line: typer.echo(line, err=True))

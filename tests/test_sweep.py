@@ -1,10 +1,11 @@
-"""`circuitspec sweep` on local Ray: tiny checkpoints x two seeds, one bad model, a Ctrl-C, a resume.
+"""`circuitspec sweep` on local Ray: tiny checkpoints x two seeds, one bad model, a kill, a resume.
 
 The checkpoints are built so the answers are known by hand (tests/checkpoints.py): on
 ``works`` the hypothesis' edge has effect exactly -1 (verified), on ``broken`` exactly 0
 (refuted), and ``missing`` is a folder that does not exist (a bad cell, reported in its
-row). The sweep is interrupted with SIGINT once the first cell is recorded, resumed with
-the same command, then run a third time, which must do no work.
+row). The sweep is killed (SIGTERM, as `kill` or a scheduler does; Ctrl-C takes the same
+path) once a cell has run on Ray, resumed with the same command, then run a third time,
+which must do no work.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _finished(out: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """The sweep folder after: a run stopped by SIGINT, a resume, and a rerun (their outputs)."""
+    """The sweep folder after: a run stopped by SIGTERM, a resume, and a rerun (their outputs)."""
     root = tmp_path_factory.mktemp("sweep")
     save_silenced(root / "ckpts" / "works", layers=(0, 1))
     save_silenced(root / "ckpts" / "broken", layers=(2,))
@@ -57,13 +58,12 @@ def swept(tmp_path_factory):
     out = root / "out"
 
     t0 = time.perf_counter()
-    first = subprocess.Popen(_sweep_cmd(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = subprocess.Popen(_sweep_cmd(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     # Stop it once a cell has really run on Ray (the missing model's cells fail before Ray starts).
     while not list(out.glob("cells/*/results.json")) and time.time() < deadline and first.poll() is None:
         time.sleep(0.1)
-    first.send_signal(signal.SIGINT)
+    first.send_signal(signal.SIGTERM)
     interrupted_log, _ = first.communicate(timeout=120)
     kept = {name: (d, {p.name: p.stat().st_mtime_ns for p in d.iterdir()}) for name, d in _finished(out).items()}
     tables = json.loads((out / "sweep.json").read_text())

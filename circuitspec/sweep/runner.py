@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -190,6 +192,10 @@ def run_sweep(
     return SweepRun(ordered, ran=attempted, wall_s=time.perf_counter() - started)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _local_gpus() -> int:
     import torch
 
@@ -214,6 +220,11 @@ def _run_on_ray(sweep: LoadedSweep, out: Path, todo: list[Cell], hyps: dict[str,
     own = _init_ray(address, None)
     import ray
     from ray.exceptions import RayActorError, WorkerCrashedError
+
+    # ray.init makes SIGTERM exit at once; a kill should stop the workers and keep what
+    # finished, as Ctrl-C does.
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
 
     remote_worker = ray.remote(ModelWorker)
     slots = _slots(todo, sweep)
@@ -278,6 +289,8 @@ def _run_on_ray(sweep: LoadedSweep, out: Path, todo: list[Cell], hyps: dict[str,
                 ray.kill(slot.actor)
         if own:
             ray.shutdown()
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _actor_died(slot: _Slot, kind: str, exc: BaseException, finish: Callable[..., None],
