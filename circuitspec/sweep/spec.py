@@ -184,6 +184,14 @@ def _problems(exc: ValidationError, data: Any, locations: dict[Loc, tuple[int, i
     return problems
 
 
+def _shown(file: Path) -> Path:
+    """``file`` relative to the working folder when it lies inside it (as a user would type it)."""
+    try:
+        return file.relative_to(Path.cwd())
+    except ValueError:
+        return file
+
+
 def load_sweep(path: str | Path) -> LoadedSweep:
     """Read and validate a sweep file and every hypothesis it names; raise a located error."""
     path = Path(path)
@@ -212,7 +220,7 @@ def load_sweep(path: str | Path) -> LoadedSweep:
             problems.append(locate(("hypotheses", i), f"hypothesis file {ref!r} not found "
                                    f"(looked in {file.parent})", locations))
             continue
-        hyp, hyp_problems = load_with_problems(file)
+        hyp, hyp_problems = load_with_problems(_shown(file))
         if hyp_problems or hyp is None:
             # The hypothesis' own errors point into its own file.
             raise HypothesisError(str(file), hyp_problems)
@@ -221,7 +229,7 @@ def load_sweep(path: str | Path) -> LoadedSweep:
                                    f"named {hyp.name!r}; cell ids and report rows use the name, so "
                                    "rename one", locations))
         seen[hyp.name] = i
-        hypotheses.append((file, hyp))
+        hypotheses.append((_shown(file), hyp))
     if problems:
         raise SweepError(str(path), problems)
     return LoadedSweep(sweep, path, tuple(hypotheses))
