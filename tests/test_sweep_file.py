@@ -125,3 +125,16 @@ def test_an_address_where_no_cluster_answers_exits_2_and_writes_nothing(tmp_path
     assert proc.returncode == 2, proc.stderr
     assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_a_model_folder_is_found_beside_the_sweep_file_or_else_in_the_working_folder(tmp_path: Path):
+    from circuitspec.sweep.grid import resolve_model
+
+    beside, cwd = tmp_path / "sweeps", tmp_path / "work"
+    (beside / "ckpts" / "a").mkdir(parents=True)
+    (cwd / "ckpts" / "b").mkdir(parents=True)
+    assert resolve_model("./ckpts/a", beside, cwd)[0] == str((beside / "ckpts" / "a").resolve())
+    assert resolve_model("./ckpts/b", beside, cwd)[:2] == (str((cwd / "ckpts" / "b").resolve()), None)
+    assert resolve_model("./ckpts/c", beside, cwd)[0] == str((beside / "ckpts" / "c").resolve())  # fails later
+    assert resolve_model("EleutherAI/pythia-70m@step1", beside, cwd) == (
+        "EleutherAI/pythia-70m", "step1", "EleutherAI/pythia-70m@step1")

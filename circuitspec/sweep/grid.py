@@ -105,11 +105,13 @@ def _sha_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_model(entry: str | ModelRef, folder: Path) -> tuple[str, str | None, str]:
-    """(reference, revision, label) of a ``model`` axis entry; local paths made absolute."""
+def resolve_model(entry: str | ModelRef, *folders: Path) -> tuple[str, str | None, str]:
+    """(reference, revision, label) of a ``model`` axis entry; a local path is made absolute,
+    relative to the first of ``folders`` where it exists (else the first)."""
     name, revision, label = (entry, None, None) if isinstance(entry, str) else (
         entry.name, entry.revision, entry.label)
-    local = (folder / Path(name).expanduser())
+    places = [f / Path(name).expanduser() for f in folders]
+    local = next((p for p in places if p.is_dir()), places[0])
     if name not in PACKAGED and (local.is_dir() or name.startswith((".", "/", "~"))):
         name = str(local.resolve())
         return name, None, label or Path(name).name
@@ -147,8 +149,10 @@ def expand(loaded: LoadedSweep) -> list[Cell]:
     fingerprints: dict[tuple[str, str | None], Any] = {}
     for path, hyp in loaded.hypotheses:
         base = hyp.model_spec
-        models = ([resolve_model(m, loaded.folder) for m in grid.model] if grid.model is not None
-                  else [resolve_model(ModelRef(name=base.name, revision=base.revision), path.parent)])
+        # Grid models are relative to the sweep file (or the working folder); the hypothesis'
+        # own model, as `circuitspec verify` reads it, to the working folder.
+        models = ([resolve_model(m, loaded.folder, Path.cwd()) for m in grid.model] if grid.model is not None
+                  else [resolve_model(ModelRef(name=base.name, revision=base.revision), Path.cwd(), path.parent)])
         values: dict[str, list[Any]] = {
             "seed": grid.seed or [hyp.task.seed],
             "n_prompts": grid.n_prompts or [hyp.task.n_prompts],

@@ -63,7 +63,8 @@ class ModelRef(_Strict):
     """One model of the ``model`` axis, when it needs more than a name."""
 
     name: str
-    """Packaged alias, Hugging Face id, or a local save_pretrained folder (relative to the sweep file)."""
+    """Packaged alias, Hugging Face id, or a local save_pretrained folder (relative to the sweep
+    file, or else to the working folder)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit), e.g. step3000 for a Pythia training checkpoint."""
     label: str | None = None
@@ -139,7 +140,7 @@ class Sweep(_Strict):
     description: str | None = None
     """Free text, shown in reports."""
     hypotheses: list[str] = Field(min_length=1)
-    """Hypothesis files, relative to the sweep file."""
+    """Hypothesis files, relative to the sweep file (or else to the working folder)."""
     grid: Grid = Grid()
     """The axes to vary."""
     verify: VerifySettings = VerifySettings()
@@ -216,6 +217,8 @@ def load_sweep(path: str | Path) -> LoadedSweep:
     seen: dict[str, int] = {}
     for i, ref in enumerate(sweep.hypotheses):
         file = (path.parent / ref).resolve() if not Path(ref).is_absolute() else Path(ref)
+        if not file.is_file() and Path(ref).is_file():  # relative to the working folder instead
+            file = Path(ref).resolve()
         if not file.is_file():
             problems.append(locate(("hypotheses", i), f"hypothesis file {ref!r} not found "
                                    f"(looked in {file.parent})", locations))
