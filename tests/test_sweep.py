@@ -47,6 +47,13 @@ def _finished(out: Path) -> dict[str, Path]:
             if (d / "cell.json").is_file() and ((d / "results.json").is_file() or (d / "error.json").is_file())}
 
 
+def _done_so_far(out: Path) -> int:
+    try:
+        return json.loads((out / "sweep.json").read_text())["counts"]["done"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     """The sweep folder after: a run stopped by SIGTERM, a resume, and a rerun (their outputs)."""
@@ -60,8 +67,9 @@ def swept(tmp_path_factory):
     t0 = time.perf_counter()
     first = subprocess.Popen(_sweep_cmd(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    # Stop it once a cell has really run on Ray (the missing model's cells fail before Ray starts).
-    while not list(out.glob("cells/*/results.json")) and time.time() < deadline and first.poll() is None:
+    # Stop it once a cell has really run on Ray (the missing model's cells fail before Ray
+    # starts), as sweep.json, which follows the sweep, shows.
+    while not _done_so_far(out) and time.time() < deadline and first.poll() is None:
         time.sleep(0.1)
     first.send_signal(signal.SIGTERM)
     interrupted_log, _ = first.communicate(timeout=120)

@@ -138,3 +138,17 @@ def test_a_model_folder_is_found_beside_the_sweep_file_or_else_in_the_working_fo
     assert resolve_model("./ckpts/c", beside, cwd)[0] == str((beside / "ckpts" / "c").resolve())  # fails later
     assert resolve_model("EleutherAI/pythia-70m@step1", beside, cwd) == (
         "EleutherAI/pythia-70m", "step1", "EleutherAI/pythia-70m@step1")
+
+
+def test_pictures_vary_over_the_axes_that_vary_and_not_twice_over_lockstep_ones(tmp_path: Path):
+    from circuitspec.sweep.pictures import varied_axes
+    from circuitspec.sweep.store import CellState
+
+    path = _sweep(tmp_path, "  model: [smollm2-135m-instruct, ./ckpt]\n  seed: [0, 1]\n")
+    states = [CellState(c, "pending") for c in expand(load_sweep(path))]
+    assert varied_axes(states) == ["model", "seed"]
+    only_seed0 = [s for s in states if s.cell.axes["seed"] == 0]
+    assert varied_axes(only_seed0) == ["model"]
+    # One cell per (model, seed) pair on a diagonal: seed moves in lockstep with model.
+    diagonal = [s for s in states if (s.cell.model_label == "ckpt") == (s.cell.axes["seed"] == 1)]
+    assert varied_axes(diagonal) == ["model"]

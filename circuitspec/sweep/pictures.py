@@ -28,10 +28,22 @@ MAX_PANELS = 12
 
 
 def varied_axes(states: list[CellState]) -> list[str]:
-    """The row axes (hypothesis, model, settings) that take more than one value."""
+    """The row axes (hypothesis, model, settings) that take more than one value; an axis that
+    moves in lockstep with an earlier one (each hypothesis on its own model) is left out."""
     names = ["hypothesis", "model", *AXES]
-    values = {n: list(dict.fromkeys(str(s.cell.row_axes()[n]) for s in states)) for n in names}
-    return [n for n in names if len(values[n]) > 1]
+    rows = [{n: str(s.cell.row_axes()[n]) for n in names} for s in states]
+    varied: list[str] = []
+    for n in names:
+        if len({r[n] for r in rows}) < 2:
+            continue
+        if not any(_lockstep(rows, m, n) for m in varied):
+            varied.append(n)
+    return varied
+
+
+def _lockstep(rows: list[dict[str, str]], a: str, b: str) -> bool:
+    """True when the values of ``a`` and ``b`` pair one to one across the rows."""
+    return len({(r[a], r[b]) for r in rows}) == len({r[a] for r in rows}) == len({r[b] for r in rows})
 
 
 def _quantities(states: list[CellState]) -> list[str]:

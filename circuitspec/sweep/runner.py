@@ -172,10 +172,18 @@ def run_sweep(
     reused = len(cells) - len(todo)
     say(f"sweep {sweep.spec.name}: {len(cells)} cells, {reused} already recorded, {len(todo)} to run")
 
+    def tables() -> list[CellState]:  # running cells count as pending until they finish
+        ordered = [states[c.id] if states[c.id].status != "running" else CellState(c, "pending")
+                   for c in cells]
+        write_tables(out, sweep.spec.name, source, ordered)
+        return ordered
+
     def update(state: CellState, line: str | None = None) -> None:
         states[state.cell.id] = state
         if line:
             say(f"{line} | {_status_line(states, started)}")
+        if state.status in ("done", "failed"):
+            tables()  # sweep.json/csv follow the sweep, so a long one can be watched (and killed)
 
     attempted = len(todo)
     try:
@@ -188,10 +196,8 @@ def run_sweep(
                 update(state, f"{cell.id}: FAILED ({message})")
         if todo:
             _run_on_ray(sweep, out, todo, hyps, address, update)
-    finally:  # interrupted too: the tables show what finished; running cells are pending again
-        ordered = [states[c.id] if states[c.id].status != "running" else CellState(c, "pending")
-                   for c in cells]
-        write_tables(out, sweep.spec.name, source, ordered)
+    finally:  # interrupted too: the tables show what finished
+        ordered = tables()
     return SweepRun(ordered, ran=attempted, wall_s=time.perf_counter() - started)
 
 
