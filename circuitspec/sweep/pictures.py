@@ -24,7 +24,7 @@ __all__ = ["VERDICT_COLOURS", "draw", "varied_axes"]
 
 VERDICT_COLOURS = {"verified": "#2e7d32", "refuted": "#c62828", "inconclusive": "#f9a825",
                    None: "#d0d0d0", "error": "#555555", "pending": "#ffffff"}
-MAX_PANELS = 12
+MAX_PANELS = 16
 
 
 def varied_axes(states: list[CellState]) -> list[str]:
@@ -125,7 +125,7 @@ def verdict_grid(states: list[CellState], path: Path, label_axes: list[str]) -> 
         verdicts = [j.get(c, (None, None, None))[2] for c in claims]
         verdicts.append("verified" if s.result.passed else "refuted")
         grid.append([to_rgb(VERDICT_COLOURS.get(v, "#d0d0d0")) for v in verdicts])
-        marks.append([(v or "")[:3] for v in verdicts])
+        marks.append([(v or "")[:3] for v in verdicts[:-1]] + ["yes" if s.result.passed else "no"])
     fig, ax = plt.subplots(figsize=(max(5.0, 3.2 + 0.9 * len(columns)), 1.6 + 0.32 * len(states)))
     ax.imshow(grid, aspect="auto")
     for i, row in enumerate(marks):

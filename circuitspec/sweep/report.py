@@ -91,4 +91,7 @@ def write_report(out: Path, name: str, states: list[CellState], settings: str = 
         (stage / "sweep.md").write_text(markdown(name, states, pictures, settings), encoding="utf-8")
         (stage / "sweep.html").write_text(page(name, states, pictures, settings), encoding="utf-8")
         names = [p.name for p in pictures] + ["sweep.md", "sweep.html"]
+    for stale in out.glob("scores_by_*.png"):  # an axis that no longer varies
+        if stale.name not in names:
+            stale.unlink()
     return [out / n for n in names]
