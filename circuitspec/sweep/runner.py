@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -99,8 +100,6 @@ def _init_ray(address: str | None, temp_dir: Path | None) -> bool:
 
 def _reachable(address: str) -> None:
     """Fail fast on a cluster address nothing answers at (ray.init would retry for minutes)."""
-    import socket
-
     hostport = address.split("://", 1)[-1]
     if hostport == "auto" or ":" not in hostport:
         return
@@ -289,7 +288,7 @@ def _run_on_ray(sweep: LoadedSweep, out: Path, todo: list[Cell], hyps: dict[str,
                     next_cell(slot)
                 else:
                     cell = slot.current
-                    assert cell is not None  # noqa: S101 - a run future always has its cell
+                    assert cell is not None  # a run future always has its cell
                     finish(slot, cell, value)
                     next_cell(slot)
     finally:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from circuitspec.errors import CircuitSpecError
+from circuitspec.models import load_model
 from circuitspec.spec import Hypothesis
 from circuitspec.sweep.grid import Cell, ModelKey
 from circuitspec.verification import verify
@@ -79,8 +80,6 @@ class ModelWorker:
             return self.loaded, 0.0
         if self.load_error is not None:  # a bad reference fails every cell, but is loaded once
             raise self.load_error
-        from circuitspec.models import load_model
-
         start = time.perf_counter()
         m = self.model_key
         try:
