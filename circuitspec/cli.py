@@ -98,10 +98,17 @@ def validate(
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of hypothesis files."""
+def schema(
+    sweep_file: Annotated[bool, typer.Option("--sweep", help="The schema of sweep files instead.")] = False,
+) -> None:
+    """Print the JSON Schema of hypothesis files (or of sweep files)."""
     import json
 
+    if sweep_file:
+        from circuitspec.sweep.spec import json_schema as sweep_schema
+
+        typer.echo(json.dumps(sweep_schema(), indent=2))
+        return
     from circuitspec.spec import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))
@@ -282,6 +289,58 @@ def suggest(
                               log=timed_log())
     groups = ", ".join(f"{name} ({len(heads)})" for name, (_, heads) in draft.groups.items())
     typer.echo(f"wrote {path}: {groups}; validated")
+
+
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="Run A: a results.json (or the folder holding it).")],
+    b: Annotated[Path, typer.Argument(help="Run B: a results.json (or the folder holding it).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON.")] = False,
+) -> None:
+    """What changed from run A to run B; exit 1 when a verdict got worse, 0 otherwise."""
+    from circuitspec.diff import diff_files
+
+    changes = diff_files(a, b)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(changes.to_json(), indent=2))
+    else:
+        typer.echo("\n".join(changes.lines()))
+    raise typer.Exit(1 if changes.worse else 0)
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="The sweep YAML file (hypotheses x grid of models and settings).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for cells/<id>/results.json, sweep.json/csv/md/html.")] = Path("sweep"),
+    address: Annotated[str | None, typer.Option(
+        "--address", help="An existing Ray cluster (ray://host:10001 or host:6379); default: a local Ray.")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Run again the cells that failed on bad input (runtime failures always are).")] = False,
+) -> None:
+    """Verify hypotheses over a grid of models and settings on Ray; resumes where it stopped.
+
+    Exit 0 when every cell ran and passed, 1 when a cell failed or a claim did not hold."""
+    from circuitspec.sweep.report import write_report
+    from circuitspec.sweep.runner import run_sweep
+    from circuitspec.sweep.spec import load_sweep
+
+    loaded = load_sweep(sweep_file)
+    try:
+        run = run_sweep(loaded, out, address=address, retry_failed=retry_failed,
+                        log=lambda line: typer.echo(line, err=True))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; finished cells are kept in {out}/cells: run the same command to "
+                   "finish the rest", err=True)
+        raise typer.Exit(130) from None
+    settings = ", ".join(f"{k}={v}" for k, v in loaded.spec.verify.model_dump().items())
+    write_report(out, loaded.spec.name, run.states, f"verify settings: {settings}.")
+    c = run.counts
+    typer.echo(f"{len(run.states)} cells ({run.ran} run, {c['reused']} recorded before): {c['done']} done, "
+               f"{c['passed']} passed, {c['failed']} failed; wrote {out}/sweep.md, sweep.html, "
+               f"sweep.json, sweep.csv")
+    raise typer.Exit(0 if c["passed"] == len(run.states) else 1)
 
 
 def main() -> None:

@@ -313,14 +313,23 @@ def load_model(
     revision: str | None = None,
     device: str = "cpu",
     dtype: str = "float32",
+    device_map: str | dict[str, str | int] | None = None,
+    n_devices: int | None = None,
 ) -> LoadedModel:
-    """Load a model reference into a ``TransformerBridge`` with compatibility mode on."""
+    """Load a model reference into a ``TransformerBridge`` with compatibility mode on.
+
+    ``device_map`` (``"auto"``, ``"balanced"``, or a module -> device dict) or
+    ``n_devices`` (split over that many CUDA devices) spread a model too big for one
+    GPU; either replaces ``device``. The weights are placed when the checkpoint is
+    read (TransformerBridge takes a pre-loaded model only with its placement done).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise ModelLoadError(f"unknown dtype {dtype!r}; use float32, float64 or bfloat16")
+    placement = _placement(device_map, n_devices)
     kind = resolve_kind(ref)
     if kind == "alias":
         folder = _convert_gguf(ref)
@@ -333,10 +342,10 @@ def load_model(
     try:
         if folder is not None:
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+            hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **placement)
         else:
             tokenizer = AutoTokenizer.from_pretrained(ref, revision=revision)
-            hf = AutoModelForCausalLM.from_pretrained(ref, revision=revision, dtype=torch_dtype)
+            hf = AutoModelForCausalLM.from_pretrained(ref, revision=revision, dtype=torch_dtype, **placement)
     except OSError as exc:
         raise ModelLoadError(
             f"could not load model {ref!r}: {str(exc).splitlines()[0]}\n"
@@ -344,12 +353,30 @@ def load_model(
             f"alias ({', '.join(PACKAGED)}) or a local folder written by save_pretrained."
         ) from exc
     hf.eval()
-    bridge = boot_bridge(name, hf, tokenizer, device=device, dtype=torch_dtype)
+    bridge = boot_bridge(name, hf, tokenizer, device=None if placement else device, dtype=torch_dtype)
     info = PACKAGED[ref].info if kind == "alias" else info_from_config(ref, hf.config)
-    return LoadedModel(bridge, tokenizer, info, ref, revision, source)
+    extra = {"hf_device_map": dict(getattr(hf, "hf_device_map", {}) or {})} if placement else {}
+    return LoadedModel(bridge, tokenizer, info, ref, revision, source, extra)
 
 
-def boot_bridge(name: str, hf: Any, tokenizer: Any, *, device: str = "cpu", dtype: Any = None) -> Any:
+def _placement(device_map: str | dict[str, str | int] | None, n_devices: int | None) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments that spread the weights over devices ({} for one device)."""
+    if device_map is None and (n_devices is None or n_devices <= 1):
+        return {}
+    from transformer_lens.utilities.multi_gpu import resolve_device_map
+
+    try:
+        resolved, max_memory = resolve_device_map(n_devices, device_map, None, None)
+    except ValueError as exc:
+        raise ModelLoadError(f"cannot place the model (device_map={device_map!r}, n_devices={n_devices}): "
+                             f"{exc}") from None
+    out: dict[str, Any] = {"device_map": resolved}
+    if max_memory is not None:
+        out["max_memory"] = max_memory
+    return out
+
+
+def boot_bridge(name: str, hf: Any, tokenizer: Any, *, device: str | None = "cpu", dtype: Any = None) -> Any:
     """Wrap a loaded HF model in a TransformerBridge with the hooks circuitspec uses."""
     import logging
 

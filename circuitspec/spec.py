@@ -72,6 +72,10 @@ class ModelSpec(_Strict):
     """Weights dtype for the run."""
     device: str = "cpu"
     """Torch device, e.g. cpu or cuda."""
+    device_map: str | dict[str, str | int] | None = None
+    """Spread a model too big for one GPU: auto, balanced, or {module: device}; replaces device."""
+    n_devices: int | None = Field(default=None, ge=1)
+    """Split the model over this many CUDA devices (balanced); replaces device."""
 
 
 class PromptRecord(_Strict):

@@ -281,7 +281,7 @@ def verify(
         spec = hyp.model_spec
         model = load_model(
             spec.name, revision=spec.revision, device=opts.device or spec.device or "cpu",
-            dtype=spec.dtype or "float32",
+            dtype=spec.dtype or "float32", device_map=spec.device_map, n_devices=spec.n_devices,
         )
     timings["load_model"] = time.perf_counter() - start
     check_against_model(hyp, model.info)
