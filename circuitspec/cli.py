@@ -242,6 +242,45 @@ def suggest(
     typer.echo(f"wrote {path}: {groups}; validated")
 
 
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="The circuit file (EAP-IG/MIB .json or .pt, ACDC edges.pkl, auto-circuit .json).")],
+    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
+    model: Annotated[str, typer.Option("--model", help="The model the circuit is for: alias, Hugging Face id or folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the hypothesis YAML.")] = Path("hypothesis.yaml"),
+    top_k: Annotated[int | None, typer.Option("--top-k", help="The circuit: the K edges with the largest |score|.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="The circuit: edges with |score| >= T.")] = None,
+    in_graph: Annotated[bool, typer.Option("--in-graph", help="The circuit: the edges the file marks in_graph (the default when it has them).")] = False,
+    roles: Annotated[Path | None, typer.Option("--roles", help="Role map YAML (group: {role, heads, at}), or a hypothesis file whose groups to reuse.")] = None,
+    group: Annotated[str, typer.Option("--group", help="Heads outside the role map: one group per head or per layer.")] = "head",
+    at: Annotated[str | None, typer.Option("--at", help="Positions per input, e.g. q=END,k=S2,v=S2 (default END).")] = None,
+    n_prompts: Annotated[int, typer.Option("--n-prompts", help="task.n_prompts of the hypothesis.")] = 64,
+) -> None:
+    """Read a circuit found by EAP-IG/MIB, ACDC or auto-circuit into a hypothesis file."""
+    from circuitspec.formats import import_file
+
+    path, notes = import_file(file, fmt, model, output, top_k=top_k, threshold=threshold,
+                              in_graph=in_graph, roles=roles, group_by=group, at=at, n_prompts=n_prompts)
+    for note in notes:
+        typer.echo(note.line())
+    typer.echo(f"wrote {path} (valid)")
+
+
+@app.command("export")
+def export(
+    source: Annotated[Path, typer.Argument(help="A results.json (measured effects) or a hypothesis YAML (no scores).")],
+    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
+) -> None:
+    """Write a verified circuit (or a hypothesis) as an EAP-IG/MIB, ACDC or auto-circuit file."""
+    from circuitspec.formats import export_file
+
+    path, notes = export_file(source, fmt, output)
+    for note in notes:
+        typer.echo(note.line())
+    typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     """Console-script entry point: install the friendly error handler, then run."""
     from circuitspec.errors import CircuitSpecError
