@@ -281,6 +281,33 @@ def export(
     typer.echo(f"wrote {path}")
 
 
+@app.command("mib-score")
+def mib_score(
+    file: Annotated[Path, typer.Argument(help="An edge-scored circuit file (any import format).")],
+    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
+    model: Annotated[str, typer.Option("--model", help="The model: alias, Hugging Face id or folder.")],
+    top_k: Annotated[int | None, typer.Option("--top-k", help="The circuit: the K edges with the largest |score|.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="The circuit: edges with |score| >= T.")] = None,
+    in_graph: Annotated[bool, typer.Option("--in-graph", help="The circuit: the edges the file marks in_graph.")] = False,
+    n_prompts: Annotated[int, typer.Option("--n-prompts", help="IOI prompts to score on.")] = 32,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the IOI prompts.")] = 0,
+) -> None:
+    """MIB's edge-level faithfulness of a circuit file: MLPs and the input are graph nodes."""
+    from circuitspec.formats.convert import _format
+    from circuitspec.ioi import build_ioi
+    from circuitspec.models import load_model
+    from circuitspec.scoring.mib import score_file
+
+    fmt = _format(fmt)
+    loaded = load_model(model)
+    data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption="abc",
+                     prepend_bos=loaded.info.default_prepend_bos)
+    score, n = score_file(file, fmt, loaded, data, top_k=top_k, threshold=threshold, in_graph=in_graph)
+    typer.echo(f"{file}: {n} edges on {len(data)} IOI prompts (seed {seed}, abc corruption)")
+    typer.echo(f"m(C) {score.circuit:.4f}  m(empty) {score.empty:.4f}  m(M) {score.model:.4f}")
+    typer.echo(f"MIB faithfulness (m(C) - m(empty)) / (m(M) - m(empty)) = {score.faithfulness:.4f}")
+
+
 def main() -> None:
     """Console-script entry point: install the friendly error handler, then run."""
     from circuitspec.errors import CircuitSpecError
