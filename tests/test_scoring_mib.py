@@ -7,7 +7,6 @@ import random
 import pytest
 from reference_mib import reference_metric
 
-from circuitspec.errors import CircuitSpecError
 from circuitspec.ioi import build_ioi
 from circuitspec.scoring.mib import all_edges, mib_faithfulness, mib_metric
 
@@ -56,18 +55,32 @@ def test_faithfulness_is_mibs_ratio(gpt2):
     assert 0 < score.faithfulness < 1  # logits and input edges alone: part of the way
 
 
-def test_gqa_refuses_a_cut_that_splits_a_shared_key_value_input(tiny_models):
+def test_gqa_is_scored_on_an_ungrouped_copy_that_computes_the_same(tiny_models):
+    import torch
+
+    from circuitspec.scoring.ungroup import ungrouped
+
     model = tiny_models["llama"]  # 4 query heads over 2 key/value heads
-    data = build_ioi(model.tokenizer, n_prompts=2, seed=0, corruption="abc",
+    copy = ungrouped(model)
+    assert copy.info.n_kv_heads == 4 and ungrouped(model) is copy  # made once
+    data = build_ioi(model.tokenizer, n_prompts=3, seed=0, corruption="abc",
                      prepend_bos=model.info.default_prepend_bos)
+    tokens = torch.tensor([data.clean[0]])
+    with torch.no_grad():
+        assert torch.allclose(model.bridge(tokens), copy.bridge(tokens), atol=1e-5)
     edges = all_edges(model.info, parallel=False)
-    # cutting input->L1H0's k but not input->L1H1's (the same key/value head) cannot be run
-    split = [e for e in edges if e != ("input", "L1H0", "k")]
-    with pytest.raises(CircuitSpecError, match="key/value head 0"):
-        mib_metric(model, data, split)
-    # cutting it for the whole group is fine
-    whole = [e for e in split if e != ("input", "L1H1", "k")]
-    assert len(mib_metric(model, data, whole)) == 2
+    clean, corrupt = (mib_metric(model, data, edges), mib_metric(model, data, []))
+    with torch.no_grad():
+        for i in range(len(data)):
+            for toks, got in ((data.clean[i], clean[i]), (data.corrupt[i], corrupt[i])):
+                end = model.bridge(torch.tensor([toks]))[0, data.positions["END"][i]]
+                assert got == pytest.approx(float(end[data.correct[i]] - end[data.incorrect[i]]),
+                                            abs=1e-5)
+    # Cutting input -> L1H0's k alone (its key/value head also serves L1H1) is its own circuit.
+    one = mib_metric(model, data, [e for e in edges if e != ("input", "L1H0", "k")])
+    both = mib_metric(model, data, [e for e in edges if e not in (("input", "L1H0", "k"),
+                                                                  ("input", "L1H1", "k"))])
+    assert one != pytest.approx(both, abs=1e-6) and one != pytest.approx(clean, abs=1e-6)
 
 
 def test_mib_score_command_on_a_fixture(tiny_model_dirs, tiny_models):

@@ -13,9 +13,10 @@ faithfulness = (m(C) - m(empty)) / (m(M) - m(empty)), m the mean logit differenc
 END; m(M) is the clean run (every edge kept) and m(empty) the corrupted one (no edge
 kept: every input is rebuilt from corrupted outputs).
 
-On grouped-query models a key/value input is shared by the query heads of its group,
-so an edge into one query head's k or v can be cut only if it is cut for the whole
-group; a circuit that cuts it for some heads of a group and not others is refused.
+On grouped-query models MIB's graph gives every query head its own k and v inputs
+(TransformerLens's ``ungroup_grouped_query_attention``); the evaluation runs on an
+ungrouped copy of the model (:mod:`circuitspec.scoring.ungroup`) that computes the same
+function, so an edge into one query head's k is cut for that head alone.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from circuitspec.dataset import Dataset
-from circuitspec.errors import CircuitSpecError
 from circuitspec.formats.convert import READERS
 from circuitspec.formats.eap_ig import (
     backward_nodes,
@@ -37,6 +37,7 @@ from circuitspec.formats.eap_ig import (
     parse_edge_name,
 )
 from circuitspec.formats.graph import check_fits, select_edges
+from circuitspec.scoring.ungroup import ungrouped
 
 __all__ = ["MibScore", "all_edges", "mib_faithfulness", "mib_metric", "score_file"]
 
@@ -78,6 +79,7 @@ def mib_metric(model: Any, dataset: Dataset, edges: Iterable[EdgeKey]) -> list[f
     """Per-prompt logit difference at END with only ``edges`` carrying clean signal."""
     import torch
 
+    model = ungrouped(model)  # every query head its own k and v inputs, as in MIB's graph
     info, bridge = model.info, model.bridge
     parallel = bool(getattr(bridge.cfg, "parallel_attn_mlp", False))
     mask, srcs, dsts = _masks(info, edges, parallel)
@@ -102,7 +104,7 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
     import torch
 
     info, bridge = model.info, model.bridge
-    n_heads, n_kv, group = info.n_heads, info.n_kv_heads, info.group_size
+    n_heads = info.n_heads
     col = {key: j for j, key in enumerate(dsts)}
     head_row = {(int(s[1:].split("H")[0]), int(s.split("H")[1])): i for i, s in enumerate(srcs)
                 if s.startswith("L")}
@@ -133,24 +135,6 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
             return x + update[:, :, 0].to(x.dtype)
         return hook
 
-    def kv_rebuild(layer: int, via: str) -> Any:
-        keys = [(f"L{layer}H{h}", via) for h in range(n_heads)]
-        sub = mask[:, [col[k] for k in keys]]
-        if group > 1:
-            for g in range(n_kv):
-                block = sub[:, g * group:(g + 1) * group]
-                if not torch.equal(block, block[:, :1].expand_as(block)):
-                    raise CircuitSpecError(
-                        f"MIB scoring: the circuit cuts edges into the {via} input of some "
-                        f"query heads of layer {layer}'s key/value head {g} but not of others "
-                        f"(heads {g * group}-{(g + 1) * group - 1}); {model.info.name} shares that "
-                        "input, so cut or keep such edges for the whole group")
-            sub = sub[:, ::group]
-
-        def hook(x: Any, hook: Any) -> Any:
-            return x + torch.einsum("bpfd,fr->bprd", diff, sub).to(x.dtype)
-        return hook
-
     corrupt_hooks: list[tuple[str, Any]] = [("hook_embed", record(1.0, "input"))]
     clean_hooks: list[tuple[str, Any]] = [("hook_embed", record(-1.0, "input"))]
     for layer in range(info.n_layers):
@@ -158,8 +142,8 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
                           (f"blocks.{layer}.hook_mlp_out", record(1.0, "mlp", layer))]
         clean_hooks += [
             (f"blocks.{layer}.hook_q_input", rebuild([(f"L{layer}H{h}", "q") for h in range(n_heads)])),
-            (f"blocks.{layer}.hook_k_input", kv_rebuild(layer, "k")),
-            (f"blocks.{layer}.hook_v_input", kv_rebuild(layer, "v")),
+            (f"blocks.{layer}.hook_k_input", rebuild([(f"L{layer}H{h}", "k") for h in range(n_heads)])),
+            (f"blocks.{layer}.hook_v_input", rebuild([(f"L{layer}H{h}", "v") for h in range(n_heads)])),
             (f"blocks.{layer}.attn.hook_result", record(-1.0, "head", layer)),
             (f"blocks.{layer}.hook_mlp_in", rebuild([(f"MLP{layer}", None)])),
             (f"blocks.{layer}.hook_mlp_out", record(-1.0, "mlp", layer)),
