@@ -293,12 +293,12 @@ def mib_score(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the IOI prompts.")] = 0,
 ) -> None:
     """MIB's edge-level faithfulness of a circuit file: MLPs and the input are graph nodes."""
-    from circuitspec.formats.convert import _format
+    from circuitspec.formats.convert import check_format
     from circuitspec.ioi import build_ioi
     from circuitspec.models import load_model
     from circuitspec.scoring.mib import score_file
 
-    fmt = _format(fmt)
+    fmt = check_format(fmt)
     loaded = load_model(model)
     data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption="abc",
                      prepend_bos=loaded.info.default_prepend_bos)
@@ -323,13 +323,13 @@ def curve_(
     import json
 
     from circuitspec.atomic import atomic_write_text
-    from circuitspec.formats.convert import READERS, _format
+    from circuitspec.formats.convert import READERS, check_format
     from circuitspec.formats.graph import check_fits
     from circuitspec.ioi import build_ioi
     from circuitspec.models import load_model
     from circuitspec.scoring.curve import curve, plot
 
-    graph = READERS[_format(fmt)](scores)
+    graph = READERS[check_format(fmt)](scores)
     loaded = load_model(model)
     check_fits(graph, loaded.info.n_layers, loaded.info.n_heads, model)
     data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption="abc",

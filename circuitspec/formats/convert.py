@@ -32,7 +32,7 @@ from circuitspec.ioi import IOI_POSITIONS
 from circuitspec.models import ModelInfo, model_info
 from circuitspec.spec import load_with_problems, model_problems
 
-__all__ = ["export_file", "import_file", "parse_at"]
+__all__ = ["READERS", "WRITERS", "check_format", "export_file", "import_file", "parse_at"]
 
 READERS: dict[str, Callable[[Path], ScoredGraph]] = {
     "eap-ig": eap_ig.read, "mib-pt": mib_pt.read, "acdc": acdc.read,
@@ -44,7 +44,8 @@ WRITERS: dict[str, Callable[[ScoredGraph, Path], Path]] = {
 }
 
 
-def _format(fmt: str) -> str:
+def check_format(fmt: str) -> str:
+    """``fmt`` if it is one of FORMATS; else a CircuitSpecError listing them."""
     if fmt not in FORMATS:
         raise CircuitSpecError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     return fmt
@@ -75,7 +76,7 @@ def import_file(path: Path, fmt: str, model: str, output: Path, *, top_k: int | 
     if group_by not in ("head", "layer"):
         raise CircuitSpecError(f"--group {group_by!r}: choose head or layer")
     positions = parse_at(at)
-    graph = READERS[_format(fmt)](path)
+    graph = READERS[check_format(fmt)](path)
     info = model_info(model)
     if info is None:
         raise CircuitSpecError(f"--model {model!r}: its shape is unknown here (the model hub is "
@@ -112,7 +113,7 @@ def _check(text: str, output: Path, info: ModelInfo) -> None:
 
 def export_file(source: Path, fmt: str, output: Path) -> tuple[Path, list[Note]]:
     """Write a hypothesis or results.json as a circuit file in ``fmt``."""
-    graph = load_source(source, _format(fmt))
+    graph = load_source(source, check_format(fmt))
     if fmt in ("eap-ig", "mib-pt") and graph.shape.d_model is None:
         raise FormatError(f"{source}: {fmt} records d_model, and the model's is unknown here")
     return WRITERS[fmt](graph, output), list(graph.notes)

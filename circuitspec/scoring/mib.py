@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitspec.dataset import Dataset
-from circuitspec.formats.convert import READERS
+from circuitspec.formats.convert import READERS, check_format
 from circuitspec.formats.eap_ig import (
     backward_nodes,
     forward_nodes,
@@ -188,7 +188,7 @@ def score_file(path: Path, fmt: str, model: Any, dataset: Dataset, *, top_k: int
     """MIB's faithfulness of the circuit in a graph file (any import format); also the number
     of edges scored. Unlike ``circuitspec import`` nothing is dropped: input and MLP edges are
     graph edges here."""
-    graph = READERS[fmt](path)
+    graph = READERS[check_format(fmt)](path)
     check_fits(graph, model.info.n_layers, model.info.n_heads, model.info.name)
     edges, _ = select_edges(graph, top_k=top_k, threshold=threshold, in_graph=in_graph)
     return mib_faithfulness(model, dataset, [e.key for e in edges]), len(edges)
