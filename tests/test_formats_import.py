@@ -232,6 +232,40 @@ def test_acdc_pickle_imports_and_drops_direct_computation(tmp_path, gpt2_dir):
     assert "lost [1]: edges from the input embedding dropped" in text
 
 
+def test_acdc_tensor_effect_sizes_as_acdc_pickles_them(tmp_path, gpt2_dir):
+    """ACDC's metrics return 0-d tensors, so its effect sizes are pickled tensors."""
+    import torch
+
+    edges = [(key, None if effect is None else torch.tensor(effect)) for key, effect in acdc_edges()]
+    src = acdc_pickle(tmp_path / "edges.pkl", edges)
+    out, _ = import_file(src, "acdc", str(gpt2_dir), tmp_path / "h.yaml")
+    assert (("L2H1",), "logits", None, "END") in edges_of(out)
+    assert "acdc score 1.2" in out.read_text()
+
+
+class _EvilStorage:
+    """Abuses torch's storage hook: its bytes are a torch.save blob that runs a command."""
+
+    def __reduce__(self):
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(_Evil(), buf)
+        return (torch.storage._load_from_bytes, (buf.getvalue(),))
+
+
+def test_pickle_smuggling_code_through_a_torch_storage_is_refused(tmp_path, gpt2_dir):
+    bad = tmp_path / "edges.pkl"
+    bad.write_bytes(pickle.dumps([_EvilStorage()]))
+    out = tmp_path / "h.yaml"
+    with pytest.raises(FormatError, match="not an ACDC edges.pkl"):
+        import_file(bad, "acdc", str(gpt2_dir), out)
+    assert not (ROOT / "pwned_marker").exists() and not (tmp_path / "pwned_marker").exists()
+    assert not out.exists()
+
+
 class _Evil:
     def __reduce__(self):
         import os

@@ -20,12 +20,14 @@ There are no token positions.
 
 Unpickling needs ACDC's ``TorchIndex`` class. :class:`TorchIndex` here is a
 stand-in with the same state (``as_index``, ``hashable_tuple``), and
-:class:`_Unpickler` resolves only it and ``slice``: any other global (``os.system``,
-``builtins.eval``, ...) is refused before it can run.
+:class:`_Unpickler` resolves only it, ``slice`` and what a 0-d tensor effect needs
+(torch's tensor rebuild, with the storage bytes loaded ``weights_only=True``): any
+other global (``os.system``, ``builtins.eval``, ...) is refused before it can run.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copyreg
 import io
@@ -75,6 +77,33 @@ class TorchIndex:
         return t[2] if len(t) == 3 and isinstance(t[2], int) else None
 
 
+def _storage_from_bytes() -> Any:
+    """torch's own ``torch.storage._load_from_bytes`` runs an *unrestricted* torch.load on
+    the embedded bytes; this stand-in loads them with ``weights_only=True``."""
+    import torch
+
+    def load(blob: bytes) -> Any:
+        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+    return load
+
+
+def _rebuild_tensor() -> Any:
+    import torch._utils
+
+    return torch._utils._rebuild_tensor_v2
+
+
+# ACDC's metrics return 0-d tensors, so a real edges.pkl pickles each effect size as a
+# tensor: a rebuild function (on torch's own weights_only allow-list), an OrderedDict of
+# backward hooks (empty), and the storage bytes, loaded here with weights_only=True.
+_TORCH = {
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    ("collections", "OrderedDict"): lambda: collections.OrderedDict,
+}
+
+
 class _Unpickler(pickle.Unpickler):
     """Resolves ACDC's TorchIndex to the stand-in and slice/object to themselves; nothing else."""
 
@@ -88,6 +117,8 @@ class _Unpickler(pickle.Unpickler):
     }
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _TORCH:
+            return _TORCH[(module, name)]()
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
@@ -150,6 +181,8 @@ def read(path: Path) -> ScoredGraph:
                               f"parent_index), effect): {item!r}"[:300]) from None
         if not isinstance(child, str) or not isinstance(parent, str):
             raise FormatError(f"{source}: item {i}: hook names must be strings")
+        if hasattr(effect, "numel") and effect.numel() == 1:
+            effect = float(effect)  # ACDC's 0-d tensor
         if effect is not None and (not isinstance(effect, int | float) or isinstance(effect, bool)):
             raise FormatError(f"{source}: item {i}: effect must be a number or None, not {effect!r}")
         if _INTERNAL.match(child):
