@@ -303,6 +303,11 @@ def test_auto_circuit_forms(tmp_path, gpt2_dir):
         (("L2H3",), "logits", None, "END")}
     text = "\n".join(n.line() for n in notes)
     assert "seq_idx 4, 6" in text and "three edges, into q, k and v" in text
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps([{"src": "A0.1", "dest": "A2.3.Q", "seq_idx": 5},
+                                   {"src": "A2.3", "dest": "Resid End", "seq_idx": 6}]))
+    out, _ = import_file(records, "auto-circuit", str(gpt2_dir), tmp_path / "r.yaml")
+    assert edges_of(out) == {(("L0H1",), ("L2H3",), "q", "END"), (("L2H3",), "logits", None, "END")}
 
 
 BAD_CASES = {

@@ -14,7 +14,8 @@ The JSON accepted here, at the top level or under ``"edges"``, is any of:
 - ``{"A0.1->A2.3.Q": true, ...}`` or ``["A0.1->A2.3.Q", ...]``: membership;
 - ``{"A0.1->A2.3.Q": [5, 7], ...}``: membership at these token indices;
 - ``[{"name": "A0.1->A2.3.Q", "score": -0.4, "in_graph": true, "seq_idx": null}, ...]``
-  (the form ``circuitspec export`` writes; every field but ``name`` optional).
+  (the form ``circuitspec export`` writes; every field but ``name`` optional), or the same
+  records with an Edge's own ``src`` and ``dest`` in place of ``name``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def _records(data: Any, source: str) -> list[dict[str, Any]]:
                 out.append({"name": item, "in_graph": True})
             elif isinstance(item, dict) and isinstance(item.get("name", item.get("edge")), str):
                 out.append({**item, "name": item.get("name", item.get("edge"))})
+            elif isinstance(item, dict) and isinstance(item.get("src"), str) and isinstance(
+                    item.get("dest"), str):  # an Edge's own fields: src, dest, seq_idx
+                rest = {k: v for k, v in item.items() if k not in ("src", "dest")}
+                out.append({**rest, "name": f"{item['src']}->{item['dest']}"})
             else:
                 raise FormatError(f"{source}: edges[{i}] must be an edge name or "
                                   f"{{name, score, in_graph, seq_idx}}, not {item!r}"[:300])
