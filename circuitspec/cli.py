@@ -342,6 +342,109 @@ def sweep(
                f"sweep.json, sweep.csv")
     raise typer.Exit(0 if c["passed"] == len(run.states) else 1)
 
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="The circuit file (EAP-IG/MIB .json or .pt, ACDC edges.pkl, auto-circuit .json).")],
+    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
+    model: Annotated[str, typer.Option("--model", help="The model the circuit is for: alias, Hugging Face id or folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the hypothesis YAML.")] = Path("hypothesis.yaml"),
+    top_k: Annotated[int | None, typer.Option("--top-k", help="The circuit: the K edges with the largest |score|.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="The circuit: edges with |score| >= T.")] = None,
+    in_graph: Annotated[bool, typer.Option("--in-graph", help="The circuit: the edges the file marks in_graph (the default when it has them).")] = False,
+    roles: Annotated[Path | None, typer.Option("--roles", help="Role map YAML (group: {role, heads, at}), or a hypothesis file whose groups to reuse.")] = None,
+    group: Annotated[str, typer.Option("--group", help="Heads outside the role map: one group per head or per layer.")] = "head",
+    at: Annotated[str | None, typer.Option("--at", help="Positions per input, e.g. q=END,k=S2,v=S2 (default END).")] = None,
+    n_prompts: Annotated[int, typer.Option("--n-prompts", help="task.n_prompts of the hypothesis.")] = 64,
+) -> None:
+    """Read a circuit found by EAP-IG/MIB, ACDC or auto-circuit into a hypothesis file."""
+    from circuitspec.formats import import_file
+
+    path, notes = import_file(file, fmt, model, output, top_k=top_k, threshold=threshold,
+                              in_graph=in_graph, roles=roles, group_by=group, at=at, n_prompts=n_prompts)
+    for note in notes:
+        typer.echo(note.line())
+    typer.echo(f"wrote {path} (valid)")
+
+
+@app.command("export")
+def export(
+    source: Annotated[Path, typer.Argument(help="A results.json (measured effects) or a hypothesis YAML (no scores).")],
+    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
+) -> None:
+    """Write a verified circuit (or a hypothesis) as an EAP-IG/MIB, ACDC or auto-circuit file."""
+    from circuitspec.formats import export_file
+
+    path, notes = export_file(source, fmt, output)
+    for note in notes:
+        typer.echo(note.line())
+    typer.echo(f"wrote {path}")
+
+
+@app.command("mib-score")
+def mib_score(
+    file: Annotated[Path, typer.Argument(help="An edge-scored circuit file (any import format).")],
+    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
+    model: Annotated[str, typer.Option("--model", help="The model: alias, Hugging Face id or folder.")],
+    top_k: Annotated[int | None, typer.Option("--top-k", help="The circuit: the K edges with the largest |score|.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="The circuit: edges with |score| >= T.")] = None,
+    in_graph: Annotated[bool, typer.Option("--in-graph", help="The circuit: the edges the file marks in_graph.")] = False,
+    n_prompts: Annotated[int, typer.Option("--n-prompts", help="IOI prompts to score on.")] = 32,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the IOI prompts.")] = 0,
+) -> None:
+    """MIB's edge-level faithfulness of a circuit file: MLPs and the input are graph nodes."""
+    from circuitspec.formats.convert import check_format
+    from circuitspec.ioi import build_ioi
+    from circuitspec.models import load_model
+    from circuitspec.scoring.mib import score_file
+
+    fmt = check_format(fmt)
+    loaded = load_model(model)
+    data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption="abc",
+                     prepend_bos=loaded.info.default_prepend_bos)
+    score, n = score_file(file, fmt, loaded, data, top_k=top_k, threshold=threshold, in_graph=in_graph)
+    typer.echo(f"{file}: {n} edges on {len(data)} IOI prompts (seed {seed}, abc corruption)")
+    typer.echo(f"m(C) {score.circuit:.4f}  m(empty) {score.empty:.4f}  m(M) {score.model:.4f}")
+    typer.echo(f"MIB faithfulness (m(C) - m(empty)) / (m(M) - m(empty)) = {score.faithfulness:.4f}")
+
+
+@app.command("curve")
+def curve_(
+    scores: Annotated[Path, typer.Argument(help="An edge-scored graph (any import format).")],
+    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
+    model: Annotated[str, typer.Option("--model", help="The model: alias, Hugging Face id or folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for curve.json and curve.png.")] = Path("curve"),
+    n_prompts: Annotated[int, typer.Option("--n-prompts", help="IOI prompts to score on.")] = 32,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the prompts, bootstrap and random rankings.")] = 0,
+    n_random: Annotated[int, typer.Option("--n-random", help="Random rankings in the baseline.")] = 2,
+    n_bootstrap: Annotated[int, typer.Option("--n-bootstrap", help="Bootstrap resamples over prompts.")] = 1000,
+) -> None:
+    """MIB's faithfulness curve (0.1-100 % of edges), CPR and CMD with intervals, vs random rankings."""
+    import json
+
+    from circuitspec.atomic import atomic_write_text
+    from circuitspec.formats.convert import READERS, check_format
+    from circuitspec.formats.graph import check_fits
+    from circuitspec.ioi import build_ioi
+    from circuitspec.models import load_model
+    from circuitspec.scoring.curve import curve, plot
+
+    graph = READERS[check_format(fmt)](scores)
+    loaded = load_model(model)
+    check_fits(graph, loaded.info.n_layers, loaded.info.n_heads, model)
+    data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption="abc",
+                     prepend_bos=loaded.info.default_prepend_bos)
+    curves = curve(loaded, data, graph.edges, n_random=n_random, n_bootstrap=n_bootstrap, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "curve.json", json.dumps(
+        {"source": str(scores), "model": model, "n_prompts": len(data), "seed": seed,
+         "curves": [c.to_json() for c in curves]}, indent=1) + "\n")
+    plot(curves, out / "curve.png", f"{scores.name} on {model}")
+    for c in curves:
+        typer.echo(f"{c.ranking:>9}: CPR {c.cpr:.3f} [{c.cpr_ci[0]:.3f}, {c.cpr_ci[1]:.3f}]  "
+                   f"CMD {c.cmd:.3f} [{c.cmd_ci[0]:.3f}, {c.cmd_ci[1]:.3f}]")
+    typer.echo(f"wrote {out / 'curve.json'} and {out / 'curve.png'}")
+
 
 def main() -> None:
     """Console-script entry point: install the friendly error handler, then run."""

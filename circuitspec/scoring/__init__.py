@@ -1,0 +1,1 @@
+"""Circuit scores that follow other benchmarks' definitions (MIB's edge-level faithfulness)."""
