@@ -107,7 +107,7 @@ def verify(
     n_random: Annotated[int, typer.Option("--n-random", help="Random circuits in the faithfulness null.")] = 100,
     n_random_edge: Annotated[int, typer.Option(
         "--n-random-edge", help="Random circuits wired like the hypothesis in the edge-level null (0: none).")] = 0,
-    n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Random sender groups per edge (0: none).")] = 10,
+    n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Layer-matched random sender groups per edge (0: none).")] = 100,
     robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
 ) -> None:
     """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""

@@ -129,7 +129,12 @@ class NullDistribution:
     fraction_beaten: float | None = None
     """Fraction of the samples that ``real`` exceeds."""
     p_value: float | None = None
-    """(1 + #samples >= real) / (1 + n)."""
+    """(1 + #samples at least as extreme as real) / (1 + n)."""
+    kind: str | None = None
+    """How the samples were drawn: ``layer_matched`` (random heads of the same layers, outside
+    the hypothesis; see :mod:`circuitspec.scoring.nulls`)."""
+    off_layer: int | None = None
+    """Heads, over all samples, placed outside their layer because it had too few spare heads."""
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"mean": _num(self.mean), "low": _num(self.low), "high": _num(self.high),
@@ -137,14 +142,20 @@ class NullDistribution:
         for key in ("real", "fraction_beaten", "p_value"):
             if getattr(self, key) is not None:
                 d[key] = _num(getattr(self, key))
+        if self.kind is not None:
+            d["kind"] = self.kind
+        if self.off_layer is not None:
+            d["off_layer"] = self.off_layer
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None) -> NullDistribution | None:
         if d is None:
             return None
+        off = d.get("off_layer")
         return cls(_num(d.get("mean")), _num(d.get("low")), _num(d.get("high")), int(_req(d, "n", "null")),
-                   _num(d.get("real")), _num(d.get("fraction_beaten")), _num(d.get("p_value")))
+                   _num(d.get("real")), _num(d.get("fraction_beaten")), _num(d.get("p_value")),
+                   d.get("kind"), None if off is None else int(off))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ whose every number carries a bootstrap interval and every claim a verdict.
 from __future__ import annotations
 
 import platform
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ import numpy as np
 from circuitspec import claims
 from circuitspec import results as R
 from circuitspec.errors import CircuitSpecError
+from circuitspec.scoring.edge_null import EdgeNullSetup, edge_null, judge_with_null
+from circuitspec.scoring.nulls import MonteCarlo
 
 if TYPE_CHECKING:
     from circuitspec.dataset import Dataset
@@ -51,7 +52,8 @@ class Options:
     n_subsets: int = 20  # random K for completeness
     greedy_steps: int = 2  # greedy search for the worst K
     minimality_random: int = 0  # random K reused by minimality (each costs a run per head)
-    n_null_edges: int = 10  # random sender groups per edge
+    n_null_edges: int = 100  # layer-matched random sender groups per edge (at least; 0: none)
+    n_null_edges_max: int | None = None  # with more than n_null_edges, draw on until decided
     per_head: bool = True
     robustness: bool = True
     scores: bool = True
@@ -168,13 +170,12 @@ class Verifier:
         from circuitspec.stats import verdict
 
         sender, receiver = edge_endpoints(self.circuit, edge)
-        # The joint patch, each sender component alone, and random groups: one sweep.
+        # The joint patch and each sender component alone: one sweep; the null's draws: more.
         alone: list[tuple[str, Sender]] = []
         if self.opts.per_head and len(sender.heads) + len(sender.mlps) > 1:
             alone = [(_head(h), Sender(heads=(h,))) for h in sender.heads]
             alone += [(f"MLP{m}", Sender(mlps=(m,))) for m in sender.mlps]
-        randoms = self._null_senders(sender, receiver) if self.opts.n_null_edges else []
-        rows = self._sweep([sender] + [s for _, s in alone] + randoms, receiver)
+        rows = self._sweep([sender] + [s for _, s in alone], receiver)
         patched = rows[0]
         value, ci = self._effect_with_ci(patched)
         word, reason = verdict(ci, edge.min_effect, edge.sign)  # type: ignore[arg-type]
@@ -183,19 +184,15 @@ class Verifier:
             for (name, _), row in zip(alone, rows[1 : 1 + len(alone)], strict=True)
         ]
         null = None
-        if randoms:
-            effects = np.array([effect_of(r, self.clean, self.corrupt) for r in rows[1 + len(alone) :]])
-            low, high = (float(q) for q in np.quantile(effects, [0.025, 0.975]))
-            null = R.NullDistribution(float(effects.mean()), low, high, len(effects))
-            beyond = {"negative": value < low, "positive": value > high}.get(
-                edge.sign, value < low or value > high
-            )
-            if word == "verified" and not beyond:
-                reason += (
-                    f" Random sender groups of the same size give effects in [{low:.3g}, "
-                    f"{high:.3g}], so this edge is not distinguishable from chance."
-                )
-                word = "inconclusive"
+        if self.opts.n_null_edges:
+            draws = edge_null(edge.name, sender, receiver, value, edge.sign,
+                              lambda group: self._sweep(group, receiver), self.clean, self.corrupt,
+                              self._null_setup())
+            word, reason = judge_with_null(word, reason, ci, draws, edge.sign, 1 - self.level)
+            if draws is not None:
+                null = R.NullDistribution(draws.mean, draws.low, draws.high, draws.n, draws.real,
+                                          draws.fraction_beaten, draws.p_value, "layer_matched",
+                                          draws.off_layer)
         return R.EdgeResult(
             sender=edge.sender,
             receiver=edge.receiver,
@@ -211,19 +208,12 @@ class Verifier:
             null=null,
         )
 
-    def _null_senders(self, sender: Sender, receiver: Receiver) -> list[Sender]:
-        """Random head groups of the sender's size that can reach the receiver."""
-        from circuitspec.engine import Sender
-
-        size = len(sender.heads) + len(sender.mlps)
-        limit = min(receiver.layers) if not receiver.is_logits else self.model.info.n_layers
-        taken = set(sender.heads)
-        pool = [(layer, h) for layer in range(limit) for h in range(self.model.info.n_heads)
-                if (layer, h) not in taken]
-        if len(pool) < size or size == 0:
-            return []
-        rng = random.Random(self.seed + 7)
-        return [Sender(heads=tuple(sorted(rng.sample(pool, size)))) for _ in range(self.opts.n_null_edges)]
+    def _null_setup(self) -> EdgeNullSetup:
+        n = self.opts.n_null_edges
+        rule = MonteCarlo(n_min=n, n_max=max(n, self.opts.n_null_edges_max or n), batch=n,
+                          alpha=1 - self.level)
+        return EdgeNullSetup(self.model.info.n_layers, self.model.info.n_heads,
+                             frozenset(self.circuit.heads()), frozenset(self.circuit.mlps()), self.seed, rule)
 
 
 def _versions() -> R.Versions:

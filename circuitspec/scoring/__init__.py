@@ -1,0 +1,1 @@
+"""Scoring: the statistics that turn patched and ablated runs into verdicts (nulls first)."""
