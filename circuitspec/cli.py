@@ -104,9 +104,9 @@ def verify(
         "--ablation-level", help="node | edge: the level the faithfulness claim is judged at.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto | fast | reference")] = "auto",
     n_bootstrap: Annotated[int | None, typer.Option("--n-bootstrap", help="Bootstrap resamples.")] = None,
-    n_random: Annotated[int, typer.Option("--n-random", help="Random circuits in the faithfulness null.")] = 100,
+    n_random: Annotated[int, typer.Option("--n-random", help="Layer-matched random circuits in the node-level faithfulness null.")] = 100,
     n_random_edge: Annotated[int, typer.Option(
-        "--n-random-edge", help="Random circuits wired like the hypothesis in the edge-level null (0: none).")] = 0,
+        "--n-random-edge", help="Layer-matched random circuits wired like the hypothesis, edge-level null (0: none).")] = 20,
     n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Layer-matched random sender groups per edge (0: none).")] = 100,
     robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
 ) -> None:

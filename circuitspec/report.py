@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from circuitspec.atomic import atomic_write_text, staged_dir
-from circuitspec.results import EdgeResult, Result
+from circuitspec.results import EdgeResult, NullDistribution, Result
 
 __all__ = ["render_html", "render_markdown", "write_outputs", "write_report"]
 
@@ -60,6 +60,12 @@ def _summary(result: Result) -> str:
     return ("PASSED: " if result.passed else "FAILED: ") + text + "."
 
 
+def _null_cell(null: NullDistribution | None) -> str:
+    if null is None:
+        return "-"
+    return f"[{_num(null.low)}, {_num(null.high)}] ({null.n}), p = {_num(null.p_value)}"
+
+
 def _blocks(result: Result) -> list[_Block]:
     m, t = result.model, result.task
     out = [
@@ -89,10 +95,11 @@ def _blocks(result: Result) -> list[_Block]:
     out += [_Block("h2", "Edges"),
             _Block("p", "effect = (M_patched - M_clean) / (M_clean - M_corrupt): 0 is no effect, "
                    "-1 the whole clean-to-corrupt gap."),
-            _Block("table", header=("edge", "effect [95% CI]", "expected", "verdict", "reason"),
+            _Block("table", header=("edge", "effect [95% CI]", "expected", "null band (n), p", "verdict",
+                                    "reason"),
                    rows=tuple((_edge_title(e), _with_ci(e.effect, e.ci),
                                f"{e.expect.sign or 'any'}, |effect| ≥ {_num(e.expect.min_effect, 2)}",
-                               e.verdict, e.reason) for e in result.edges))]
+                               _null_cell(e.null), e.verdict, e.reason) for e in result.edges))]
     heads = tuple((_edge_title(e), h.head, _with_ci(h.effect, h.ci))
                   for e in result.edges for h in e.per_head)
     if heads:
@@ -105,15 +112,19 @@ def _blocks(result: Result) -> list[_Block]:
                      for k, s in c.scores().items())
         out += [_Block("h2", "Circuit scores"),
                 _Block("table", header=("score", "value [95% CI]", "verdict", "reason"), rows=rows)]
-        beaten = ("" if c.null is None or c.null.fraction_beaten is None else
-                  f"; the circuit beats {_num(100 * c.null.fraction_beaten, 0)} % of them, "
-                  f"p = {_num(c.null.p_value)}")
+        nulls = tuple((level, str(n.n), _num(n.mean), f"[{_num(n.low)}, {_num(n.high)}]",
+                       _num(None if n.fraction_beaten is None else 100 * n.fraction_beaten, 0),
+                       _num(n.p_value))
+                      for level, n in (("node", c.null), ("edge", c.null_edge_level)) if n is not None)
+        if nulls:
+            out += [_Block("p", "Layer-matched random circuits: every head mapped onto a random head of "
+                           "its own layer outside the hypothesis (at edge level, wired like it); a "
+                           "random circuit counts against the hypothesis when its faithfulness is at "
+                           "least as close to 1; p = (1 + that count) / (1 + n)."),
+                    _Block("table", header=("level", "n", "mean", "95% band", "% beaten", "p"), rows=nulls)]
         extra = [f"F(M) = {_num(c.f_model)}" if c.f_model is not None else "",
                  f"F(C) = {_num(c.f_circuit)}" if c.f_circuit is not None else "",
-                 f"F(∅) = {_with_ci(c.f_empty, c.f_empty_ci)} (every head ablated)" if c.f_empty is not None else "",
-                 (f"random circuits of the same size: mean {_num(c.null.mean)}, "
-                  f"[{_num(c.null.low)}, {_num(c.null.high)}] over {c.null.n}{beaten}")
-                 if c.null is not None else ""]
+                 f"F(∅) = {_with_ci(c.f_empty, c.f_empty_ci)} (every head ablated)" if c.f_empty is not None else ""]
         for name, score in c.scores().items():
             ratio = score.details.get("mean_of_per_prompt_ratios")
             if ratio is not None:

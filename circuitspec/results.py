@@ -258,7 +258,8 @@ class CircuitScores:
     minimality: Score
     """Smallest relative drop from removing one circuit node; large means no node is idle."""
     null: NullDistribution | None = None
-    """Faithfulness of random circuits of the same size, if computed."""
+    """Node-level faithfulness of layer-matched random circuits (each head mapped onto a random
+    head of its layer outside the hypothesis), if computed."""
     f_model: float | None = None
     """F(M): metric of the full model under the same ablation setup."""
     f_circuit: float | None = None
@@ -270,6 +271,8 @@ class CircuitScores:
     """F(∅): metric with every head ablated, the floor both faithfulness levels start from."""
     f_empty_ci: Interval | None = None
     """Bootstrap interval of ``f_empty``."""
+    null_edge_level: NullDistribution | None = None
+    """Edge-level faithfulness of layer-matched random circuits wired like the hypothesis."""
 
     def scores(self) -> dict[str, Score]:
         """The scores by name, in report order (edge-level faithfulness when it was computed)."""
@@ -282,6 +285,8 @@ class CircuitScores:
         d: dict[str, Any] = {k: s.to_json() for k, s in self.scores().items()}
         if self.null is not None:
             d["null"] = self.null.to_json()
+        if self.null_edge_level is not None:
+            d["null_edge_level"] = self.null_edge_level.to_json()
         d["f_model"], d["f_circuit"] = _num(self.f_model), _num(self.f_circuit)
         if self.f_empty is not None:
             d["f_empty"], d["f_empty_ci"] = _num(self.f_empty), _ci_json(self.f_empty_ci)
@@ -296,7 +301,8 @@ class CircuitScores:
                    f_model=_num(d.get("f_model")), f_circuit=_num(d.get("f_circuit")),
                    faithfulness_edge_level=None if edge is None else Score.from_json(
                        edge, "circuit.faithfulness_edge_level"),
-                   f_empty=_num(d.get("f_empty")), f_empty_ci=_ci(d.get("f_empty_ci")))
+                   f_empty=_num(d.get("f_empty")), f_empty_ci=_ci(d.get("f_empty_ci")),
+                   null_edge_level=NullDistribution.from_json(d.get("null_edge_level")))
 
 
 @dataclass(frozen=True)

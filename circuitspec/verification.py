@@ -47,8 +47,8 @@ class Options:
     freeze_mlps: bool | None = None
     engine: EngineName = "auto"
     n_bootstrap: int | None = None
-    n_random: int = 100  # random circuits for the faithfulness null
-    n_random_edge: int = 0  # random circuits wired like the hypothesis, edge-level null (a few passes each)
+    n_random: int = 100  # layer-matched random circuits, node-level faithfulness null (batched passes)
+    n_random_edge: int = 20  # the same wired like the hypothesis, edge-level null (a few passes each)
     n_subsets: int = 20  # random K for completeness
     greedy_steps: int = 2  # greedy search for the worst K
     minimality_random: int = 0  # random K reused by minimality (each costs a run per head)
@@ -189,10 +189,7 @@ class Verifier:
                               lambda group: self._sweep(group, receiver), self.clean, self.corrupt,
                               self._null_setup())
             word, reason = judge_with_null(word, reason, ci, draws, edge.sign, 1 - self.level)
-            if draws is not None:
-                null = R.NullDistribution(draws.mean, draws.low, draws.high, draws.n, draws.real,
-                                          draws.fraction_beaten, draws.p_value, "layer_matched",
-                                          draws.off_layer)
+            null = claims.null_result(draws)
         return R.EdgeResult(
             sender=edge.sender,
             receiver=edge.receiver,

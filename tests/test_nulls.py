@@ -167,3 +167,64 @@ def test_a_sender_that_is_the_only_writer_gets_p_one_over_n_plus_one(tmp_path, p
     random_groups = [g for g in groups if g != ((1, 0), (1, 1)) and len(g) == 2]
     assert len(random_groups) == 200
     assert set(random_groups) == {((1, 2), (1, 3))}
+
+
+# --- circuit-level nulls --------------------------------------------------------------------
+
+
+def test_node_and_edge_level_nulls_use_layer_matched_circuits(tiny_models):
+    from test_scores import ioi_dataset
+
+    from circuitspec.ablation import AblationRunner
+    from circuitspec.edge_ablation import Wire, edge_level_logit_diff
+    from circuitspec.null import CircuitMaps, edge_null_distribution, null_distribution
+
+    model = tiny_models["gpt2"]
+    runner = AblationRunner(model, ioi_dataset(model.tokenizer, n=8))
+    heads = [(2, 0), (2, 1), (1, 3), (0, 2)]
+    fm = float(runner.clean.double().mean())
+    real = float(runner.logit_diff(heads).double().mean()) / fm
+    maps = CircuitMaps(heads, 3, 4, seed=0)
+    null = null_distribution(runner, maps, real=real, rule=MonteCarlo(n_min=100, n_max=100))
+    assert null is not None and null.n == 100 and null.off_layer == 0
+    values = np.array(null.values)
+    for i in range(100):
+        image = maps.get(i)[0]
+        assert all(image[h][0] == h[0] and image[h] not in heads for h in heads)
+        assert len(set(image.values())) == 4
+    for i in (0, 1, 57):  # a few draws recomputed from their keep-sets
+        keep = maps.get(i)[0].values()
+        assert values[i] == pytest.approx(float(runner.logit_diff(keep).double().mean()) / fm, abs=1e-6)
+    b = int(np.sum(np.abs(1 - values) <= abs(1 - real)))
+    assert null.p_value == pytest.approx((1 + b) / 101)
+    # The same seed draws the same circuits; the edge level maps the wires onto them.
+    wires = [Wire(((0, 2),), ((1, 3),), "v"), Wire(((1, 3),), ((2, 0), (2, 1)), "q"), Wire(((2, 0), (2, 1)))]
+    edge_real = float(edge_level_logit_diff(runner, wires).double().mean()) / fm
+    edge = edge_null_distribution(runner, wires, CircuitMaps(heads, 3, 4, seed=0), real=edge_real,
+                                  rule=MonteCarlo(n_min=3, n_max=3, batch=3))
+    assert edge is not None and edge.n == 3
+    for i in range(3):
+        m = maps.get(i)[0]
+        moved = [Wire(tuple(m[h] for h in w.senders), tuple(m[h] for h in w.receivers), w.via) for w in wires]
+        expect = float(edge_level_logit_diff(runner, moved).double().mean()) / fm
+        assert edge.values[i] == pytest.approx(expect, abs=1e-6)
+    assert not CircuitMaps([(L, h) for L in range(3) for h in range(4)], 3, 4, 0).feasible
+
+
+def test_verify_reports_both_circuit_nulls(tmp_path, planted_dir):
+    hyp = _hypothesis(tmp_path / "h.yaml", planted_dir)
+    hyp.write_text(hyp.read_text() + "claims:\n  faithfulness: {min: 0.8}\n")
+    result = cs.verify(hyp, n_null_edges=0, robustness=False, n_bootstrap=200, n_subsets=2,
+                       greedy_steps=1)
+    data = result.to_json()["circuit"]
+    node, edge = data["null"], data["null_edge_level"]
+    assert node["kind"] == edge["kind"] == "layer_matched"
+    assert node["n"] == 100 and edge["n"] == 20  # the defaults
+    # Only the circuit's heads write: the circuit is the model (faithfulness 1), and every
+    # random circuit (heads with W_O = 0) is as good as none, so none comes as close to 1.
+    assert result.circuit.faithfulness.value == pytest.approx(1.0, abs=1e-5)
+    assert node["p_value"] == pytest.approx(1 / 101) and node["fraction_beaten"] == 1.0
+    assert data["faithfulness"]["details"]["null"]["n"] == 100
+    assert data["faithfulness_edge_level"]["details"]["null"]["n"] == 20
+    again = cs.Result.from_json(result.to_json())
+    assert again.circuit.null_edge_level is not None and again.circuit.null_edge_level.n == 20

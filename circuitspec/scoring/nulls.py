@@ -154,6 +154,9 @@ class NullDraws:
         """Fraction of draws that are less extreme than the real value."""
         return 1.0 - self.extreme / self.n if self.n else math.nan
 
+    def to_dict(self) -> dict[str, Any]:
+        return self.to_json()
+
     def to_json(self, kind: str = "layer_matched") -> dict[str, Any]:
         return {"n": self.n, "kind": kind, "mean": self.mean, "low": self.low, "high": self.high,
                 "real": self.real, "fraction_beaten": self.fraction_beaten, "p_value": self.p_value,
