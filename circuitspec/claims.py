@@ -25,7 +25,8 @@ def runner(v: Verifier, kind: str) -> Any:
     from circuitspec.ablation import AblationRunner
 
     if kind not in v.runners:
-        v.runners[kind] = AblationRunner(v.model, v.dataset, kind)  # type: ignore[arg-type]
+        with v.work.at("ablation_caches"):
+            v.runners[kind] = AblationRunner(v.model, v.dataset, kind, work=v.work)  # type: ignore[arg-type]
     return v.runners[kind]
 
 
@@ -112,8 +113,10 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         circuit_positions=circuit_positions(v),
         runner=runner(v, v.ablation),
     )
-    edge = edge_level(v, v.ablation, judged["edge"])
-    edge_draws = edge_null(v, edge.value) if v.opts.n_random_edge else None
+    with v.work.at("edge_level"):
+        edge = edge_level(v, v.ablation, judged["edge"])
+    with v.work.at("edge_level_null"):
+        edge_draws = edge_null(v, edge.value) if v.opts.n_random_edge else None
     if edge_draws is not None:
         edge.details["null"] = edge_draws.to_json()
     if scores.null is not None:

@@ -150,9 +150,29 @@ def _blocks(result: Result) -> list[_Block]:
     out += [_Block("h2", "Run"),
             _Block("table", header=("setting", "value"),
                    rows=tuple((k, str(x)) for k, x in s.to_json().items())
-                   + tuple((f"version: {k}", str(x)) for k, x in v.to_json().items())
-                   + tuple((f"time: {k}", f"{_num(x, 2)} s") for k, x in result.timings.items()))]
+                   + tuple((f"version: {k}", str(x)) for k, x in v.to_json().items()))]
+    out += _cost(result)
     return out
+
+
+def _cost(result: Result) -> list[_Block]:
+    """Where the run's time and work went, stage by stage."""
+    stages = list(dict.fromkeys([*result.timings, *result.work]))
+    if not stages:
+        return []
+    def secs(x: float | None) -> str:
+        return "-" if x is None else f"{_num(x, 2)} s"
+
+    rows = tuple((k, secs(result.timings.get(k)), _num(result.work.get(k), 2) if k in result.work else "-")
+                 for k in stages)
+    total = (sum(x for x in result.timings.values() if x is not None),
+             sum(x for x in result.work.values() if x is not None))
+    return [_Block("h2", "Cost"),
+            _Block("p", "Wall time and work per stage. Work is in forward-equivalents: token-layers "
+                   "recomputed divided by those of one full forward pass over the run's prompts "
+                   "(a stage nested in another is counted once, in itself)."),
+            _Block("table", header=("stage", "seconds", "forward-equivalents"),
+                   rows=rows + (("total", secs(total[0]), _num(total[1], 2)),))]
 
 
 # --- Markdown -------------------------------------------------------------------------------

@@ -357,9 +357,13 @@ class Result:
     settings: Settings
     versions: Versions
     timings: Mapping[str, float] = field(default_factory=dict)
-    """Wall-clock seconds per stage, e.g. ``{"load_model": 3.1, "edges": 12.4}``."""
+    """Wall-clock seconds per stage, e.g. ``{"load_model": 3.1, "edges": 12.4}``; a stage inside
+    another (``edge_nulls`` inside ``edges``) is not counted again in the outer one."""
     robustness: tuple[RobustnessRow, ...] | None = None
     """The robustness panel, if one was run."""
+    work: Mapping[str, float] = field(default_factory=dict)
+    """Work per stage in forward-equivalents: token-layers recomputed over those of one full
+    forward pass on the run's prompts (:mod:`circuitspec.bridge.work`)."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""
@@ -387,6 +391,7 @@ class Result:
             "passed": bool(self.passed), "settings": self.settings.to_json(),
             "versions": self.versions.to_json(),
             "timings": {k: _num(v) for k, v in self.timings.items()},
+            "work": {k: _num(v) for k, v in self.work.items()},
         }
         if self.robustness is not None:
             d["robustness"] = [r.to_json() for r in self.robustness]
@@ -409,6 +414,7 @@ class Result:
                 Versions.from_json(_req(d, "versions", r)),
                 {k: v for k, v in (d.get("timings") or {}).items()},
                 None if robustness is None else tuple(RobustnessRow.from_json(x) for x in robustness),
+                {k: v for k, v in (d.get("work") or {}).items()},
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ResultFileError(f"results.json: malformed value ({exc})") from exc

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +117,11 @@ def _judge(ci: tuple[float, float], threshold: float | None, direction: str, wha
     if threshold is None:
         return None, f"no {what} claim was made; reported for information"
     return verdict(ci, threshold, direction)  # type: ignore[arg-type]
+
+
+def _stage(runner: AblationRunner, name: str) -> AbstractContextManager[None]:
+    """Count the runner's work (if it counts) under stage ``name``."""
+    return nullcontext() if runner.work is None else runner.work.at(name)
 
 
 def _circuit(groups: Groups) -> frozenset[Head]:
@@ -349,16 +355,19 @@ def evaluate_circuit(
         raise ValueError("the circuit has no heads; name at least one head in a node group")
     opts: dict[str, Any] = {"circuit_positions": circuit_positions, "mlp_keep": mlp_keep,
             "n_bootstrap": n_bootstrap, "seed": seed, "level": level}
-    faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
-    comp, k_sets = _completeness(runner, groups, threshold=completeness_max_gap, n_subsets=n_subsets,
-                        greedy_steps=greedy_steps, minimality_random=minimality_random,
-                        **opts)
-    mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)  # type: ignore[arg-type]
-    null = null_distribution(
-        runner, CircuitMaps.of(runner, sorted(circuit), seed), real=faith.value,
-        rule=MonteCarlo(n_min=n_random, n_max=n_random, batch=n_random, alpha=1 - level),
-        circuit_positions=circuit_positions, mlp_keep=mlp_keep) if n_random else None
-    empty = runner.run([Keep.of((), mlp_keep)])[0].double().numpy()
+    with _stage(runner, "faithfulness"):
+        faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
+        empty = runner.run([Keep.of((), mlp_keep)])[0].double().numpy()
+    with _stage(runner, "completeness"):
+        comp, k_sets = _completeness(runner, groups, threshold=completeness_max_gap, n_subsets=n_subsets,
+                                     greedy_steps=greedy_steps, minimality_random=minimality_random, **opts)
+    with _stage(runner, "minimality"):
+        mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)  # type: ignore[arg-type]
+    with _stage(runner, "null"):
+        null = null_distribution(
+            runner, CircuitMaps.of(runner, sorted(circuit), seed), real=faith.value,
+            rule=MonteCarlo(n_min=n_random, n_max=n_random, batch=n_random, alpha=1 - level),
+            circuit_positions=circuit_positions, mlp_keep=mlp_keep) if n_random else None
     return CircuitScores(
         faithfulness=faith,
         completeness=comp,

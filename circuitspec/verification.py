@@ -20,6 +20,7 @@ import numpy as np
 
 from circuitspec import claims
 from circuitspec import results as R
+from circuitspec.bridge.work import Work
 from circuitspec.errors import CircuitSpecError
 from circuitspec.scoring.edge_null import EdgeNullSetup, edge_null, judge_with_null
 from circuitspec.scoring.nulls import MonteCarlo
@@ -64,19 +65,25 @@ def _head(head: tuple[int, int]) -> str:
     return f"L{head[0]}H{head[1]}"
 
 
-def make_engine(model: LoadedModel, dataset: Dataset, name: EngineName = "auto") -> Any:
+def make_engine(model: LoadedModel, dataset: Dataset, name: EngineName = "auto",
+                work: Work | None = None) -> Any:
     """The fast engine where it supports the model, else the exact reference engine."""
     from circuitspec.engine import ExactEngine
 
     if name == "reference":
-        return ExactEngine(model, dataset)
+        return ExactEngine(model, dataset, work)
     try:
         from circuitspec.fast import FastEngine
     except ImportError:
         if name == "fast":
             raise CircuitSpecError("the fast engine is not available in this installation") from None
-        return ExactEngine(model, dataset)
-    return FastEngine(model, dataset)
+        return ExactEngine(model, dataset, work)
+    return FastEngine(model, dataset, work=work)
+
+
+def run_work(model: LoadedModel, dataset: Dataset) -> Work:
+    """A work counter whose unit is one full forward over ``dataset``'s clean prompts."""
+    return Work(per_forward=sum(len(t) for t in dataset.clean) * model.info.n_layers)
 
 
 def sweep(engine: Any, receiver: Receiver, senders: Sequence[Sender], **kw: Any) -> Any:
@@ -143,10 +150,9 @@ class Verifier:
         self.n_boot = options.n_bootstrap or hyp.claims.n_bootstrap
         self.level = hyp.claims.confidence
         self.seed = options.seed if options.seed is not None else (hyp.task.seed or 0)
-        self.timings: dict[str, float] = {}
-        start = time.perf_counter()
-        self.engine = make_engine(model, dataset, options.engine)
-        self.timings["caches"] = time.perf_counter() - start
+        self.work = run_work(model, dataset)
+        with self.work.at("caches"):
+            self.engine = make_engine(model, dataset, options.engine, self.work)
         clean, corrupt = self.engine.baselines()
         self.clean = clean.double().numpy()
         self.corrupt = corrupt.double().numpy()
@@ -185,9 +191,10 @@ class Verifier:
         ]
         null = None
         if self.opts.n_null_edges:
-            draws = edge_null(edge.name, sender, receiver, value, edge.sign,
-                              lambda group: self._sweep(group, receiver), self.clean, self.corrupt,
-                              self._null_setup())
+            with self.work.at("edge_nulls"):
+                draws = edge_null(edge.name, sender, receiver, value, edge.sign,
+                                  lambda group: self._sweep(group, receiver), self.clean, self.corrupt,
+                                  self._null_setup())
             word, reason = judge_with_null(word, reason, ci, draws, edge.sign, 1 - self.level)
             null = claims.null_result(draws)
         return R.EdgeResult(
@@ -270,28 +277,26 @@ def verify(
 
     with torch.no_grad():
         verifier = Verifier(hyp, model, dataset, opts)
-        timings.update(verifier.timings)
-        start = time.perf_counter()
+        work = verifier.work
         edges = []
-        for i, edge in enumerate(verifier.circuit.edges):
-            report(f"edge {edge.name}", i, len(verifier.circuit.edges))
-            edges.append(verifier.edge(edge))
+        with work.at("edges"):
+            for i, edge in enumerate(verifier.circuit.edges):
+                report(f"edge {edge.name}", i, len(verifier.circuit.edges))
+                edges.append(verifier.edge(edge))
         report("edges", len(edges), len(edges))
-        timings["edges"] = time.perf_counter() - start
 
-        start = time.perf_counter()
         circuit, raw = (None, None)
         if opts.scores:
             report("circuit scores", 0, 1)
-            circuit, raw = claims.circuit_scores(verifier)
-        timings["circuit_scores"] = time.perf_counter() - start
+            with work.at("circuit_scores"):
+                circuit, raw = claims.circuit_scores(verifier)
 
         robustness = None
         if opts.robustness:
-            start = time.perf_counter()
             report("robustness panel", 0, 1)
-            robustness = claims.robustness(verifier, edges, raw)
-            timings["robustness"] = time.perf_counter() - start
+            with work.at("robustness"):
+                robustness = claims.robustness(verifier, edges, raw)
+        timings.update(work.seconds)
 
     return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings)
 
@@ -339,5 +344,6 @@ def assemble(
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},
+        work={k: round(v, 3) for k, v in verifier.work.forward_equivalents().items()},
         robustness=robustness,
     )
