@@ -152,6 +152,36 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
     return out, scores
 
 
+QUICK_NOTE = "not computed: verify --quick checks the edges and faithfulness only"
+
+
+def quick_scores(v: Verifier) -> R.CircuitScores | None:
+    """``verify --quick``: faithfulness at both levels (judged as in the full run), no
+    completeness, minimality or circuit nulls; the result cannot pass (see ``verify``)."""
+    from circuitspec.scores import faithfulness
+
+    heads = sorted(v.circuit.heads())
+    if not heads:
+        return None
+    claim = v.hyp.claims.faithfulness.min if v.hyp.claims.faithfulness else None
+    run = runner(v, v.ablation)
+    with v.work.at("faithfulness"):
+        node = faithfulness(run, heads, threshold=claim if v.ablation_level == "node" else None,
+                            circuit_positions=circuit_positions(v), n_bootstrap=v.n_boot, seed=v.seed,
+                            level=v.level)
+    with v.work.at("edge_level"):
+        edge = edge_level(v, v.ablation, claim if v.ablation_level == "edge" else None)
+
+    def conv(s: Any) -> R.Score:
+        return R.Score(s.value, tuple(s.ci), s.verdict, s.reason,
+                       dict(s.details, mean_of_per_prompt_ratios=s.per_prompt_mean_ratio))
+
+    skipped = R.Score(None, None, None, QUICK_NOTE)
+    return R.CircuitScores(faithfulness=conv(node), completeness=skipped, minimality=skipped,
+                           f_model=node.details["f_model"], f_circuit=node.details["f_circuit"],
+                           faithfulness_edge_level=conv(edge))
+
+
 def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
     """Faithfulness (node and edge level) under every ablation and aggregation; edge
     effects under both semantics."""

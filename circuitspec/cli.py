@@ -109,8 +109,11 @@ def verify(
         "--n-random-edge", help="Layer-matched random circuits wired like the hypothesis, edge-level null (0: none).")] = 20,
     n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Layer-matched random sender groups per edge (0: none).")] = 100,
     robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
+    quick: Annotated[bool, typer.Option("--quick", help=(
+        "Edges and the faithfulness claim only, with small nulls: not the full verification. "
+        "Never exits 0: 3 when everything checked held, 1 when anything failed."))] = False,
 ) -> None:
-    """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""
+    """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails (--quick: 3 or 1)."""
     from circuitspec.errors import CircuitSpecError
     from circuitspec.verification import Options
     from circuitspec.verification import verify as run_verify
@@ -125,7 +128,7 @@ def verify(
         n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
         ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
         n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges, n_random_edge=n_random_edge,
-        robustness=robustness,
+        robustness=robustness, quick=quick,
     )
     from circuitspec.console import print_result, progress_bar
 
@@ -141,6 +144,8 @@ def verify(
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:
         print_result(result, out)
+    if result.mode == "quick":
+        raise typer.Exit(1 if result.failures() else 3)
     raise typer.Exit(0 if result.passed else 1)
 
 

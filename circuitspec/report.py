@@ -57,6 +57,9 @@ def _summary(result: Result) -> str:
     if result.circuit is not None:
         claimed = [s for s in result.circuit.scores().values() if s.verdict is not None]
         text += f"; {sum(s.verdict == 'verified' for s in claimed)} of {len(claimed)} claims verified"
+    if result.mode == "quick":
+        return ("QUICK CHECK, NOT A VERIFICATION (edges and faithfulness only, small nulls; "
+                f"cannot pass): {text}.")
     return ("PASSED: " if result.passed else "FAILED: ") + text + "."
 
 

@@ -364,6 +364,9 @@ class Result:
     work: Mapping[str, float] = field(default_factory=dict)
     """Work per stage in forward-equivalents: token-layers recomputed over those of one full
     forward pass on the run's prompts (:mod:`circuitspec.bridge.work`)."""
+    mode: str = "full"
+    """``full``, or ``quick`` (``verify --quick``: edges and faithfulness only, small nulls;
+    such a result never passes)."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""
@@ -392,6 +395,7 @@ class Result:
             "versions": self.versions.to_json(),
             "timings": {k: _num(v) for k, v in self.timings.items()},
             "work": {k: _num(v) for k, v in self.work.items()},
+            "mode": self.mode,
         }
         if self.robustness is not None:
             d["robustness"] = [r.to_json() for r in self.robustness]
@@ -415,6 +419,7 @@ class Result:
                 {k: v for k, v in (d.get("timings") or {}).items()},
                 None if robustness is None else tuple(RobustnessRow.from_json(x) for x in robustness),
                 {k: v for k, v in (d.get("work") or {}).items()},
+                str(d.get("mode", "full")),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ResultFileError(f"results.json: malformed value ({exc})") from exc
