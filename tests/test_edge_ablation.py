@@ -241,7 +241,7 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
     from circuitspec.results import Result
 
     hyp = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
-    fast = {"n_random": 100, "n_null_edges": 0, "n_bootstrap": 1000, "per_head": False}
+    fast = {"n_random": 100, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 1000, "per_head": False}
     result = cs.verify(hyp, **fast)
     data = json.loads(result.dumps())
     circuit = data["circuit"]
@@ -268,7 +268,7 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
     assert rows["edge level, zero ablation, ratio of means"] == pytest.approx(1.0, abs=1e-5)
     assert Result.from_json(data).circuit.faithfulness_edge_level.value == pytest.approx(1.0, abs=1e-5)
 
-    judged = cs.verify(hyp, ablation_level="edge", robustness=False, n_random_edge=5, **fast)
+    judged = cs.verify(hyp, ablation_level="edge", robustness=False, **{**fast, "n_random_edge": 5})
     assert "null" not in judged.circuit.faithfulness_edge_level.details
     assert judged.circuit.faithfulness_edge_level.verdict == "verified"
     assert judged.circuit.faithfulness.verdict is None
