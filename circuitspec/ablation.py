@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import torch
     from jaxtyping import Float
 
+    from circuitspec.bridge.work import Work
     from circuitspec.dataset import Dataset
     from circuitspec.models import LoadedModel
 
@@ -102,6 +103,7 @@ class AblationRunner:
         *,
         max_tokens: int = 8192,
         resume: bool = True,
+        work: Work | None = None,
     ) -> None:
         from circuitspec.bridge_resume import can_resume
 
@@ -115,6 +117,7 @@ class AblationRunner:
         self.n_layers, self.n_heads = int(cfg.n_layers), int(cfg.n_heads)
         self.all_heads = frozenset((L, h) for L in range(self.n_layers) for h in range(self.n_heads))
         self.n_forward = 0  # forward passes run, for benchmarks
+        self.work = work  # token-layers recomputed, counted per pass
         # A keep-set that ablates every head below layer k, or none, matches the fully
         # ablated or the clean run there: it resumes from that run's residual at k.
         self.resume = resume and can_resume(self.bridge)
@@ -143,6 +146,8 @@ class AblationRunner:
         with torch.no_grad():
             self.bridge.run_with_hooks(tokens, fwd_hooks=hooks)  # type: ignore[arg-type]
         self.n_forward += 1
+        if self.work is not None:
+            self.work.add(tokens.shape[0], tokens.shape[1], self.n_layers)
         return [zs[L] for L in range(self.n_layers)], [mlps[L] for L in range(self.n_layers)]
 
     def _prepare(self) -> list[_Group]:
@@ -390,6 +395,8 @@ class AblationRunner:
             else:
                 logits = self.bridge.run_with_hooks(tokens.repeat(n_k, 1), fwd_hooks=hooks)  # type: ignore[arg-type]
         self.n_forward += 1
+        if self.work is not None:
+            self.work.add(n * n_k, tokens.shape[1], self.n_layers - start)
         logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
         rows = torch.arange(logits.shape[0], device=logits.device)
         diff = logits[rows, group.correct[sl].repeat(n_k)] - logits[rows, group.incorrect[sl].repeat(n_k)]

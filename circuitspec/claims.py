@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from circuitspec import results as R
+from circuitspec.scoring.nulls import MonteCarlo, NullDraws
 
 if TYPE_CHECKING:
     from circuitspec.verification import Verifier
@@ -24,7 +25,8 @@ def runner(v: Verifier, kind: str) -> Any:
     from circuitspec.ablation import AblationRunner
 
     if kind not in v.runners:
-        v.runners[kind] = AblationRunner(v.model, v.dataset, kind)  # type: ignore[arg-type]
+        with v.work.at("ablation_caches"):
+            v.runners[kind] = AblationRunner(v.model, v.dataset, kind, work=v.work)  # type: ignore[arg-type]
     return v.runners[kind]
 
 
@@ -60,15 +62,23 @@ def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:
                              seed=v.seed, level=v.level)
 
 
-def edge_null(v: Verifier, real: float) -> dict[str, Any]:
-    """The edge-level null (``n_random_edge`` random circuits wired like the hypothesis)."""
-    from circuitspec.null import edge_null_distribution
+def edge_null(v: Verifier, real: float) -> NullDraws | None:
+    """The edge-level null: ``n_random_edge`` layer-matched random circuits wired like the
+    hypothesis (the same random circuits as the node-level null's first draws)."""
+    from circuitspec.null import CircuitMaps, edge_null_distribution
 
-    null = edge_null_distribution(runner(v, v.ablation), wires(v), n_random=v.opts.n_random_edge,
-                                  seed=v.seed, real=real)
-    q = null.random_quantiles
-    return {"n": null.n_random, "mean": null.random_mean, "low": q["5"], "high": q["95"],
-            "fraction_beaten": null.fraction_beaten, "p_value": null.p_value}
+    n, run = v.opts.n_random_edge, runner(v, v.ablation)
+    maps = CircuitMaps.of(run, sorted(v.circuit.heads()), v.seed)
+    return edge_null_distribution(run, wires(v), maps, real=real,
+                                  rule=MonteCarlo(n_min=n, n_max=n, batch=n, alpha=1 - v.level))
+
+
+def null_result(draws: NullDraws | None) -> R.NullDistribution | None:
+    """A null's draws as results.json reports them."""
+    if draws is None:
+        return None
+    return R.NullDistribution(draws.mean, draws.low, draws.high, draws.n, draws.real, draws.fraction_beaten,
+                              draws.p_value, "layer_matched", draws.off_layer)
 
 
 def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
@@ -103,9 +113,14 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         circuit_positions=circuit_positions(v),
         runner=runner(v, v.ablation),
     )
-    edge = edge_level(v, v.ablation, judged["edge"])
-    if v.opts.n_random_edge:
-        edge.details["null"] = edge_null(v, edge.value)
+    with v.work.at("edge_level"):
+        edge = edge_level(v, v.ablation, judged["edge"])
+    with v.work.at("edge_level_null"):
+        edge_draws = edge_null(v, edge.value) if v.opts.n_random_edge else None
+    if edge_draws is not None:
+        edge.details["null"] = edge_draws.to_json()
+    if scores.null is not None:
+        scores.faithfulness.details["null"] = scores.null.to_json()
     node = scores.faithfulness
     if claim is not None:  # the level not judged is reported, saying why
         other = f"the faithfulness claim is judged at {v.ablation_level} level; reported for information"
@@ -121,16 +136,12 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
             details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
         return R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details)
 
-    null = None
-    if scores.null is not None:
-        q, n = scores.null.random_quantiles, scores.null
-        null = R.NullDistribution(n.random_mean, q["5"], q["95"], n.n_random, n.real, n.fraction_beaten,
-                                  n.p_value)
     out = R.CircuitScores(
         faithfulness=conv(node),
         completeness=conv(scores.completeness),
         minimality=conv(scores.minimality),
-        null=null,
+        null=null_result(scores.null),
+        null_edge_level=null_result(edge_draws),
         f_model=scores.f_model,
         f_circuit=scores.f_circuit,
         faithfulness_edge_level=conv(edge),
@@ -139,6 +150,36 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
     )
     v.edge_scores[v.ablation] = edge
     return out, scores
+
+
+QUICK_NOTE = "not computed: verify --quick checks the edges and faithfulness only"
+
+
+def quick_scores(v: Verifier) -> R.CircuitScores | None:
+    """``verify --quick``: faithfulness at both levels (judged as in the full run), no
+    completeness, minimality or circuit nulls; the result cannot pass (see ``verify``)."""
+    from circuitspec.scores import faithfulness
+
+    heads = sorted(v.circuit.heads())
+    if not heads:
+        return None
+    claim = v.hyp.claims.faithfulness.min if v.hyp.claims.faithfulness else None
+    run = runner(v, v.ablation)
+    with v.work.at("faithfulness"):
+        node = faithfulness(run, heads, threshold=claim if v.ablation_level == "node" else None,
+                            circuit_positions=circuit_positions(v), n_bootstrap=v.n_boot, seed=v.seed,
+                            level=v.level)
+    with v.work.at("edge_level"):
+        edge = edge_level(v, v.ablation, claim if v.ablation_level == "edge" else None)
+
+    def conv(s: Any) -> R.Score:
+        return R.Score(s.value, tuple(s.ci), s.verdict, s.reason,
+                       dict(s.details, mean_of_per_prompt_ratios=s.per_prompt_mean_ratio))
+
+    skipped = R.Score(None, None, None, QUICK_NOTE)
+    return R.CircuitScores(faithfulness=conv(node), completeness=skipped, minimality=skipped,
+                           f_model=node.details["f_model"], f_circuit=node.details["f_circuit"],
+                           faithfulness_edge_level=conv(edge))
 
 
 def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:

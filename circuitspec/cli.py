@@ -128,15 +128,21 @@ def verify(
         "--ablation-level", help="node | edge: the level the faithfulness claim is judged at.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto | fast | reference")] = "auto",
     n_bootstrap: Annotated[int | None, typer.Option("--n-bootstrap", help="Bootstrap resamples.", **_range("n_bootstrap"))] = None,
-    n_random: Annotated[int, typer.Option("--n-random", help="Random circuits in the faithfulness null.", **_range("n_random"))] = 100,
+    n_random: Annotated[int, typer.Option(
+        "--n-random", help="Layer-matched random circuits in the node-level faithfulness null.",
+        **_range("n_random"))] = 100,
     n_random_edge: Annotated[int, typer.Option(
-        "--n-random-edge", help="Random circuits wired like the hypothesis in the edge-level null (0: none).",
-        **_range("n_random_edge"))] = 0,
-    n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Random sender groups per edge (0: none).",
-                                              **_range("n_null_edges"))] = 10,
+        "--n-random-edge", help="Layer-matched random circuits wired like the hypothesis, edge-level null (0: none).",
+        **_range("n_random_edge"))] = 20,
+    n_null_edges: Annotated[int, typer.Option(
+        "--n-null-edges", help="Layer-matched random sender groups per edge (0: none).",
+        **_range("n_null_edges"))] = 100,
     robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
+    quick: Annotated[bool, typer.Option("--quick", help=(
+        "Edges and the faithfulness claim only, with small nulls: not the full verification. "
+        "Never exits 0: 3 when everything checked held, 1 when anything failed."))] = False,
 ) -> None:
-    """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""
+    """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails (--quick: 3 or 1)."""
     from circuitspec.errors import CircuitSpecError
     from circuitspec.verification import Options
     from circuitspec.verification import verify as run_verify
@@ -153,7 +159,7 @@ def verify(
         n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
         ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
         n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges, n_random_edge=n_random_edge,
-        robustness=robustness,
+        robustness=robustness, quick=quick,
     )
     from circuitspec.console import print_result, progress_bar
 
@@ -169,6 +175,8 @@ def verify(
         typer.echo(json.dumps(result.to_json(), indent=2))
     else:
         print_result(result, out)
+    if result.mode == "quick":
+        raise typer.Exit(1 if result.failures() else 3)
     raise typer.Exit(0 if result.passed else 1)
 
 

@@ -279,6 +279,9 @@ def _run(runner: AblationRunner, group: Any, sl: slice, copies: int, hooks: list
         else:
             out = runner.bridge(group.tokens[sl].repeat(copies, 1), stop_at_layer=stop)
     runner.n_forward += 1
+    if runner.work is not None:
+        tokens = group.tokens[sl]
+        runner.work.add(tokens.shape[0] * copies, tokens.shape[1], (stop or runner.n_layers) - start)
     return out
 
 

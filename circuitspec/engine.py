@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from circuitspec.bridge.work import Work
     from circuitspec.dataset import Dataset
     from circuitspec.models import LoadedModel
 
@@ -153,10 +154,11 @@ class ExactEngine:
 
     name = "reference"
 
-    def __init__(self, model: LoadedModel, dataset: Dataset):
+    def __init__(self, model: LoadedModel, dataset: Dataset, work: Work | None = None):
         self.model = model
         self.bridge = model.bridge
         self.dataset = dataset
+        self.work = work  # token-layers recomputed, counted per pass
         self.n_layers = model.info.n_layers
         self.n_heads = model.info.n_heads
         self.group_size = model.info.group_size
@@ -174,6 +176,8 @@ class ExactEngine:
             logits_c, cache_c = self.bridge.run_with_cache(group.clean, names_filter=wanted)
             logits_r, cache_r = self.bridge.run_with_cache(group.corrupt, names_filter=wanted)
         n = self.n_layers
+        if self.work is not None:
+            self.work.add(2 * group.clean.shape[0], group.clean.shape[1], n)
         return GroupCache(
             z_clean=[cache_c[f"blocks.{i}.attn.hook_z"] for i in range(n)],
             z_corrupt=[cache_r[f"blocks.{i}.attn.hook_z"] for i in range(n)],
@@ -184,6 +188,11 @@ class ExactEngine:
             ld_clean=logit_diff(logits_c, group),
             ld_corrupt=logit_diff(logits_r, group),
         )
+
+    def _stop(self, tokens: Tensor, hooks: list, stop_at_layer: int | None) -> Any:
+        if self.work is not None:
+            self.work.add(tokens.shape[0], tokens.shape[1], stop_at_layer or self.n_layers)
+        return _stop(self.bridge, tokens, hooks, stop_at_layer)
 
     def baselines(self) -> tuple[Tensor, Tensor]:
         """Per-prompt clean and corrupted logit differences, in dataset order."""
@@ -227,17 +236,17 @@ class ExactEngine:
         if semantics == "path":
             hooks = self._sender_hooks(cache, sender, s_mask, freeze_all=True, freeze_mlps=freeze_mlps)
             if receiver.is_logits:
-                return logit_diff(_stop(self.bridge, group.clean, hooks, None), group)
+                return logit_diff(self._stop(group.clean, hooks, None), group)
             captured: dict[int, Tensor] = {}
             for layer in receiver.layers:
                 hooks.append((f"blocks.{layer}.hook_resid_pre", _capture(captured, layer)))
-            _stop(self.bridge, group.clean, hooks, max(receiver.layers) + 1)
+            self._stop(group.clean, hooks, max(receiver.layers) + 1)
             new_input = captured
         else:
             deltas = self._direct_deltas(group, cache, sender, s_mask)
             if receiver.is_logits:
                 hooks = [("ln_final.hook_in", _add(deltas[self.n_layers]))]
-                return logit_diff(_stop(self.bridge, group.clean, hooks, None), group)
+                return logit_diff(self._stop(group.clean, hooks, None), group)
             new_input = {layer: cache.resid_clean[layer] + deltas[layer] for layer in receiver.layers}
         r_mask = position_mask(group, None if receiver.at is None else (receiver.at,), n_pos)
         return self._receive(group, receiver, new_input, r_mask)
@@ -289,7 +298,7 @@ class ExactEngine:
             hooks = self._sender_hooks(cache, only, s_mask, freeze_all=False, freeze_mlps=False)
             captured: dict[int, Tensor] = {}
             hooks.append((f"blocks.{layer}.hook_attn_out", _capture(captured, layer)))
-            _stop(self.bridge, group.clean, hooks, layer + 1)
+            self._stop(group.clean, hooks, layer + 1)
             per_layer.append((layer, captured[layer] - cache.attn_clean[layer]))
         for layer in sender.mlps:
             delta = torch.zeros_like(cache.mlp_clean[layer])
@@ -333,7 +342,7 @@ class ExactEngine:
                 hooks.append((f"blocks.{layer}.attn.hook_z", _merge_copies(heads, batch)))
         if doubled:
             tokens = torch.cat([tokens, tokens])
-        logits = _stop(self.bridge, tokens, hooks, None)
+        logits = self._stop(tokens, hooks, None)
         return logit_diff(logits[:batch], group)
 
 

@@ -57,6 +57,7 @@ from circuitspec.fast_model import RowModel, unsupported_reason
 from circuitspec.fast_passes import FlatCache, Layout, d_plan, pass_c, pass_d
 
 if TYPE_CHECKING:
+    from circuitspec.bridge.work import Work
     from circuitspec.dataset import Dataset
     from circuitspec.models import LoadedModel
 
@@ -76,8 +77,10 @@ class FastEngine:
         max_batch: int = 64,
         max_rows: int = 16384,
         check: bool = True,
+        work: Work | None = None,
     ):
         self.model = model
+        self.work = work  # token-layers recomputed: full passes for the caches, rows for C and D
         self.bridge = model.bridge
         self.dataset = dataset
         self.n_layers = model.info.n_layers
@@ -102,7 +105,7 @@ class FastEngine:
                 reason = self._self_check()
         if reason is not None:
             warnings.warn(f"FastEngine falls back to the exact engine: {reason}", stacklevel=2)
-            self.exact = ExactEngine(model, dataset)
+            self.exact = ExactEngine(model, dataset, work)
 
     # -- caches --------------------------------------------------------------------
     def _build_cache(self) -> None:
@@ -124,6 +127,7 @@ class FastEngine:
         for group, offset in zip(self.groups, self.layout.offsets, strict=True):
             logits_c, cc = self.bridge.run_with_cache(group.clean, names_filter=wanted)
             logits_r, cr = self.bridge.run_with_cache(group.corrupt, names_filter=wanted)
+            self._add(2 * group.clean.shape[0], group.clean.shape[1], n)
             ld_clean.append(logit_diff(logits_c, group))
             ld_corrupt.append(logit_diff(logits_r, group))
             resid = [cc[f"blocks.{i}.hook_resid_pre"] for i in range(n)] + [cc[last]]
@@ -167,6 +171,7 @@ class FastEngine:
         receiver = Receiver(((0, 0),), "q", None)
         new_in = {0: self.cache.resid_pre[0][layout.flat(everywhere)][None]}
         got = pass_d(self.rows, self.cache, receiver, new_in, plan, self.correct[pick], self.incorrect[pick])[0]
+        self._add(plan.src.shape[0], 1, self.n_layers)
         err = (got - self.ld_clean[pick]).abs().max().item()
         return None if err <= 1e-4 else f"row-wise recomputation is off by {err:.2g}"
 
@@ -249,6 +254,8 @@ class FastEngine:
         targets = [self.n_layers] if receiver.is_logits else receiver.layers
         masks = torch.stack([self._mask(s.positions)[flat_rows] for s in senders]).unsqueeze(-1)
         deltas, touched = pass_c(self.rows, self.cache, senders, flat_rows, masks, targets, frozen)
+        first = min(min([L for L, _ in s.heads] + list(s.mlps)) for s in senders)
+        self._add(len(senders) * flat_rows.shape[0], 1, max(targets) - first)
         out = self.ld_clean.expand(len(senders), -1).clone()
         live = [i for i, t in enumerate(touched) if t]
         if not live:
@@ -258,7 +265,12 @@ class FastEngine:
             out[live] = self.rows.answer_diff(new_in[self.n_layers], self.correct, self.incorrect)
         else:
             out[live] = pass_d(self.rows, self.cache, receiver, new_in, plan, self.correct, self.incorrect)
+            self._add(len(live) * plan.src.shape[0], 1, self.n_layers - min(receiver.layers))
         return out
+
+    def _add(self, rows: int, positions: int, layers: int) -> None:
+        if self.work is not None:
+            self.work.add(rows, positions, layers)
 
 
 def _split(group: Group, size: int) -> list[Group]:

@@ -1,123 +1,118 @@
-"""The random-circuit null: how faithful are circuits drawn at random?
+"""The circuit-level nulls: how faithful are layer-matched random circuits?
 
-A faithfulness of 0.9 means little if random circuits of the same size reach 0.8.
-Both levels draw ``n_random`` circuits with as many heads as the hypothesis:
+A faithfulness of 0.9 means little if random circuits of the same shape reach 0.8. Each
+random circuit maps every hypothesis head one-to-one onto a random head of its own layer
+that is not in the hypothesis (:class:`~circuitspec.scoring.nulls.LayerMatched`), so it
+has the hypothesis' layer profile, its group sizes and (with ``circuit_positions``) its
+positions. A uniform draw over all heads would almost never contain the late heads that
+carry the logits, so beating it would say nothing. Both levels use the same maps:
 
-- node level (:func:`null_distribution`): random head sets run normally, every
-  other head ablated;
-- edge level (:func:`edge_null_distribution`): the hypothesis' heads mapped
-  one-to-one onto random heads, keeping its wiring.
+- node level (:func:`null_distribution`): the image heads run normally, every other
+  head is ablated; draws are stacked into batched ablation passes;
+- edge level (:func:`edge_null_distribution`): the hypothesis' wires mapped onto the
+  image heads (the wiring kept); each draw costs an edge-level evaluation (a few passes),
+  so its default count is smaller.
 
-The summary gives the random circuits' mean and 5/50/95 percentiles, the fraction
-the real circuit beats and the p-value ``(1 + #random >= real) / (1 + n)``.
+A random circuit counts against the hypothesis when its faithfulness is at least as
+close to 1 as the real one's (``|1 - f_random| <= |1 - f_real|``), so an overshooting
+circuit is not rewarded; ``p = (1 + b) / (1 + n)``. All draws come from the run seed's
+``circuit`` stream.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from circuitspec.ablation import AblationRunner, Head, Keep
+from circuitspec.edge_ablation import Wire, edge_level_logit_diff
+from circuitspec.scoring.nulls import LayerMatched, MonteCarlo, NullDraws, run_null, stream
 
-if TYPE_CHECKING:
-    from circuitspec.edge_ablation import Wire
-
-__all__ = ["NullSummary", "edge_null_distribution", "null_distribution"]
+__all__ = ["CircuitMaps", "edge_null_distribution", "null_distribution"]
 
 
-@dataclass(frozen=True)
-class NullSummary:
-    """Faithfulness of random circuits of the same size, against the real circuit's."""
+class CircuitMaps:
+    """Layer-matched one-to-one maps of a circuit's heads, drawn on demand and kept, so the
+    node- and edge-level nulls see the same random circuits (the ``i``-th draw of both)."""
 
-    n_random: int
-    n_heads: int
-    real: float
-    random_mean: float
-    random_quantiles: dict[str, float]  # "5", "50", "95" percent
-    fraction_beaten: float
-    p_value: float
-    random: tuple[float, ...] = ()
+    def __init__(self, heads: Sequence[Head], n_layers: int, n_heads: int, seed: int) -> None:
+        self.heads = sorted({(int(L), int(h)) for L, h in heads})
+        self.pool = LayerMatched(n_layers, n_heads, frozenset(self.heads))
+        self.rng = stream(seed, "circuit")
+        self.maps: list[tuple[dict[Head, Head], int]] = []
 
-    @classmethod
-    def of(cls, values: Sequence[float], real: float, n_heads: int) -> NullSummary:
-        arr = np.asarray(values, dtype=float)
-        n = len(arr)
-        q = np.quantile(arr, [0.05, 0.5, 0.95]) if n else [math.nan] * 3
-        return cls(
-            n_random=n,
-            n_heads=n_heads,
-            real=float(real),
-            random_mean=float(arr.mean()) if n else math.nan,
-            random_quantiles={"5": float(q[0]), "50": float(q[1]), "95": float(q[2])},
-            fraction_beaten=float(np.mean(real > arr)) if n else math.nan,
-            p_value=float((1 + np.sum(arr >= real)) / (1 + n)),
-            random=tuple(float(v) for v in arr),
-        )
+    @staticmethod
+    def of(runner: AblationRunner, heads: Sequence[Head], seed: int) -> CircuitMaps:
+        return CircuitMaps(heads, runner.n_layers, runner.n_heads, seed)
 
-    def to_dict(self) -> dict[str, Any]:
-        from circuitspec.scores import _jsonable
+    @property
+    def feasible(self) -> bool:
+        return self.pool.feasible(self.heads)
 
-        return _jsonable(asdict(self))
+    def get(self, i: int) -> tuple[dict[Head, Head], int]:
+        while len(self.maps) <= i:
+            self.maps.append(self.pool.draw(self.heads, self.rng))
+        return self.maps[i]
+
+
+def _closer(real: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda x: np.abs(1 - x) <= abs(1 - real)
 
 
 def null_distribution(
     runner: AblationRunner,
-    circuit: Sequence[Head] | frozenset[Head],
+    maps: CircuitMaps,
     *,
-    n_random: int = 100,
-    seed: int = 0,
-    real: float | None = None,
+    real: float,
+    rule: MonteCarlo,
+    circuit_positions: Mapping[Head, Sequence[str]] | None = None,
     mlp_keep: Sequence[int] | None = None,
-) -> NullSummary:
-    """Faithfulness of ``n_random`` random circuits with as many heads as ``circuit``.
+) -> NullDraws | None:
+    """Node-level faithfulness of layer-matched random circuits; None when the model has
+    too few heads outside the circuit."""
+    if not maps.feasible:
+        return None
+    fm = float(runner.clean.double().mean())
+    done = [0]
 
-    Random circuits run at every position; ``real`` defaults to the circuit's own
-    faithfulness at every position.
-    """
-    size = len(set(circuit))
-    heads = sorted(runner.all_heads)
-    rng = np.random.default_rng(seed)
-    picks = [[heads[j] for j in rng.choice(len(heads), size=size, replace=False)]
-             for _ in range(n_random)]
-    fm = runner.clean.double().numpy().mean()
-    values = runner.run([Keep.of(p, mlp_keep) for p in picks]).double().numpy().mean(1) / fm
-    if real is None:
-        real = float(runner.run([Keep.of(circuit, mlp_keep)])[0].double().mean() / fm)
-    return NullSummary.of(values, real, size)
+    def draw(k: int) -> tuple[np.ndarray, int]:
+        keeps, off = [], 0
+        for i in range(done[0], done[0] + k):
+            image, shifted = maps.get(i)
+            positions = None if circuit_positions is None else {
+                image[h]: p for h, p in circuit_positions.items() if h in image}
+            keeps.append(Keep.of(image.values(), mlp_keep, positions))
+            off += shifted
+        done[0] += k
+        return runner.run(keeps).double().numpy().mean(1) / fm, off
+
+    return run_null(draw, real, _closer(real), rule)
 
 
 def edge_null_distribution(
     runner: AblationRunner,
     wires: Sequence[Wire],
+    maps: CircuitMaps,
     *,
-    n_random: int = 20,
-    seed: int = 0,
-    real: float | None = None,
-) -> NullSummary:
-    """Edge-level faithfulness of random circuits wired like ``wires``.
-
-    Each random circuit maps the circuit's heads one-to-one onto heads drawn uniformly
-    from the model and keeps every wire between the images (a pair that lands in the
-    wrong layer order carries nothing, as in any wire); ``real`` defaults to the
-    circuit's own. Each sample costs a few passes, so the default count is small.
-    """
-    from circuitspec.edge_ablation import Wire, edge_level_logit_diff
-
-    heads = sorted({h for w in wires for h in (*w.senders, *w.receivers)})
-    pool = sorted(runner.all_heads)
-    rng = np.random.default_rng(seed)
+    real: float,
+    rule: MonteCarlo,
+) -> NullDraws | None:
+    """Edge-level faithfulness of layer-matched random circuits wired like ``wires``."""
+    if not maps.feasible:
+        return None
     fm = float(runner.clean.double().mean())
-    values = []
-    for _ in range(n_random):
-        image = dict(zip(heads, (pool[j] for j in rng.choice(len(pool), len(heads), replace=False)),
-                         strict=True))
-        moved = [Wire(tuple(image[h] for h in w.senders), tuple(image[h] for h in w.receivers), w.via,
-                      w.positions) for w in wires]
-        values.append(float(edge_level_logit_diff(runner, moved).double().mean()) / fm)
-    if real is None:
-        real = float(edge_level_logit_diff(runner, wires).double().mean()) / fm
-    return NullSummary.of(values, real, len(heads))
+    done = [0]
+
+    def draw(k: int) -> tuple[np.ndarray, int]:
+        values, off = [], 0
+        for i in range(done[0], done[0] + k):
+            image, shifted = maps.get(i)
+            moved = [Wire(tuple(image[h] for h in w.senders), tuple(image[h] for h in w.receivers), w.via,
+                          w.positions) for w in wires]
+            values.append(float(edge_level_logit_diff(runner, moved).double().mean()) / fm)
+            off += shifted
+        done[0] += k
+        return np.asarray(values), off
+
+    return run_null(draw, real, _closer(real), rule)

@@ -62,6 +62,7 @@ class HypothesisItem(pytest.Item):
         opts = Options(n_prompts=self.config.getoption("--circuitspec-n-prompts"))
         if self.config.getoption("--circuitspec-quick"):
             opts.n_random, opts.n_null_edges, opts.n_bootstrap, opts.robustness = 10, 0, 200, False
+            opts.n_random_edge = 0
         result = verify(self.path, options=opts)
         self.user_properties.append(("passed", result.passed))
         if not result.passed:

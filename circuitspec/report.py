@@ -21,7 +21,7 @@ from pathlib import Path
 
 from circuitspec.atomic import atomic_write_text, staged_dir
 from circuitspec.output.interactive import render_interactive
-from circuitspec.results import EdgeResult, Result
+from circuitspec.results import EdgeResult, NullDistribution, Result
 
 __all__ = ["html_body", "render_html", "render_markdown", "render_report_page", "write_outputs",
            "write_report"]
@@ -59,7 +59,16 @@ def _summary(result: Result) -> str:
     if result.circuit is not None:
         claimed = [s for s in result.circuit.scores().values() if s.verdict is not None]
         text += f"; {sum(s.verdict == 'verified' for s in claimed)} of {len(claimed)} claims verified"
+    if result.mode == "quick":
+        return ("QUICK CHECK, NOT A VERIFICATION (edges and faithfulness only, small nulls; "
+                f"cannot pass): {text}.")
     return ("PASSED: " if result.passed else "FAILED: ") + text + "."
+
+
+def _null_cell(null: NullDistribution | None) -> str:
+    if null is None:
+        return "-"
+    return f"[{_num(null.low)}, {_num(null.high)}] ({null.n}), p = {_num(null.p_value)}"
 
 
 def _blocks(result: Result) -> list[_Block]:
@@ -91,10 +100,11 @@ def _blocks(result: Result) -> list[_Block]:
     out += [_Block("h2", "Edges"),
             _Block("p", "effect = (M_patched - M_clean) / (M_clean - M_corrupt): 0 is no effect, "
                    "-1 the whole clean-to-corrupt gap."),
-            _Block("table", header=("edge", "effect [95% CI]", "expected", "verdict", "reason"),
+            _Block("table", header=("edge", "effect [95% CI]", "expected", "null band (n), p", "verdict",
+                                    "reason"),
                    rows=tuple((_edge_title(e), _with_ci(e.effect, e.ci),
                                f"{e.expect.sign or 'any'}, |effect| ≥ {_num(e.expect.min_effect, 2)}",
-                               e.verdict, e.reason) for e in result.edges))]
+                               _null_cell(e.null), e.verdict, e.reason) for e in result.edges))]
     heads = tuple((_edge_title(e), h.head, _with_ci(h.effect, h.ci))
                   for e in result.edges for h in e.per_head)
     if heads:
@@ -107,15 +117,19 @@ def _blocks(result: Result) -> list[_Block]:
                      for k, s in c.scores().items())
         out += [_Block("h2", "Circuit scores"),
                 _Block("table", header=("score", "value [95% CI]", "verdict", "reason"), rows=rows)]
-        beaten = ("" if c.null is None or c.null.fraction_beaten is None else
-                  f"; the circuit beats {_num(100 * c.null.fraction_beaten, 0)} % of them, "
-                  f"p = {_num(c.null.p_value)}")
+        nulls = tuple((level, str(n.n), _num(n.mean), f"[{_num(n.low)}, {_num(n.high)}]",
+                       _num(None if n.fraction_beaten is None else 100 * n.fraction_beaten, 0),
+                       _num(n.p_value))
+                      for level, n in (("node", c.null), ("edge", c.null_edge_level)) if n is not None)
+        if nulls:
+            out += [_Block("p", "Layer-matched random circuits: every head mapped onto a random head of "
+                           "its own layer outside the hypothesis (at edge level, wired like it); a "
+                           "random circuit counts against the hypothesis when its faithfulness is at "
+                           "least as close to 1; p = (1 + that count) / (1 + n)."),
+                    _Block("table", header=("level", "n", "mean", "95% band", "% beaten", "p"), rows=nulls)]
         extra = [f"F(M) = {_num(c.f_model)}" if c.f_model is not None else "",
                  f"F(C) = {_num(c.f_circuit)}" if c.f_circuit is not None else "",
-                 f"F(∅) = {_with_ci(c.f_empty, c.f_empty_ci)} (every head ablated)" if c.f_empty is not None else "",
-                 (f"random circuits of the same size: mean {_num(c.null.mean)}, "
-                  f"[{_num(c.null.low)}, {_num(c.null.high)}] over {c.null.n}{beaten}")
-                 if c.null is not None else ""]
+                 f"F(∅) = {_with_ci(c.f_empty, c.f_empty_ci)} (every head ablated)" if c.f_empty is not None else ""]
         for name, score in c.scores().items():
             ratio = score.details.get("mean_of_per_prompt_ratios")
             if ratio is not None:
@@ -141,9 +155,29 @@ def _blocks(result: Result) -> list[_Block]:
     out += [_Block("h2", "Run"),
             _Block("table", header=("setting", "value"),
                    rows=tuple((k, str(x)) for k, x in s.to_json().items())
-                   + tuple((f"version: {k}", str(x)) for k, x in v.to_json().items())
-                   + tuple((f"time: {k}", f"{_num(x, 2)} s") for k, x in result.timings.items()))]
+                   + tuple((f"version: {k}", str(x)) for k, x in v.to_json().items()))]
+    out += _cost(result)
     return out
+
+
+def _cost(result: Result) -> list[_Block]:
+    """Where the run's time and work went, stage by stage."""
+    stages = list(dict.fromkeys([*result.timings, *result.work]))
+    if not stages:
+        return []
+    def secs(x: float | None) -> str:
+        return "-" if x is None else f"{_num(x, 2)} s"
+
+    rows = tuple((k, secs(result.timings.get(k)), _num(result.work.get(k), 2) if k in result.work else "-")
+                 for k in stages)
+    total = (sum(x for x in result.timings.values() if x is not None),
+             sum(x for x in result.work.values() if x is not None))
+    return [_Block("h2", "Cost"),
+            _Block("p", "Wall time and work per stage. Work is in forward-equivalents: token-layers "
+                   "recomputed divided by those of one full forward pass over the run's prompts "
+                   "(a stage nested in another is counted once, in itself)."),
+            _Block("table", header=("stage", "seconds", "forward-equivalents"),
+                   rows=rows + (("total", secs(total[0]), _num(total[1], 2)),))]
 
 
 # --- Markdown -------------------------------------------------------------------------------

@@ -130,7 +130,12 @@ class NullDistribution:
     fraction_beaten: float | None = None
     """Fraction of the samples that ``real`` exceeds."""
     p_value: float | None = None
-    """(1 + #samples >= real) / (1 + n)."""
+    """(1 + #samples at least as extreme as real) / (1 + n)."""
+    kind: str | None = None
+    """How the samples were drawn: ``layer_matched`` (random heads of the same layers, outside
+    the hypothesis; see :mod:`circuitspec.scoring.nulls`)."""
+    off_layer: int | None = None
+    """Heads, over all samples, placed outside their layer because it had too few spare heads."""
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"mean": _num(self.mean), "low": _num(self.low), "high": _num(self.high),
@@ -138,14 +143,20 @@ class NullDistribution:
         for key in ("real", "fraction_beaten", "p_value"):
             if getattr(self, key) is not None:
                 d[key] = _num(getattr(self, key))
+        if self.kind is not None:
+            d["kind"] = self.kind
+        if self.off_layer is not None:
+            d["off_layer"] = self.off_layer
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None) -> NullDistribution | None:
         if d is None:
             return None
+        off = d.get("off_layer")
         return cls(_num(d.get("mean")), _num(d.get("low")), _num(d.get("high")), int(_req(d, "n", "null")),
-                   _num(d.get("real")), _num(d.get("fraction_beaten")), _num(d.get("p_value")))
+                   _num(d.get("real")), _num(d.get("fraction_beaten")), _num(d.get("p_value")),
+                   d.get("kind"), None if off is None else int(off))
 
 
 @dataclass(frozen=True)
@@ -248,7 +259,8 @@ class CircuitScores:
     minimality: Score
     """Smallest relative drop from removing one circuit node; large means no node is idle."""
     null: NullDistribution | None = None
-    """Faithfulness of random circuits of the same size, if computed."""
+    """Node-level faithfulness of layer-matched random circuits (each head mapped onto a random
+    head of its layer outside the hypothesis), if computed."""
     f_model: float | None = None
     """F(M): metric of the full model under the same ablation setup."""
     f_circuit: float | None = None
@@ -260,6 +272,8 @@ class CircuitScores:
     """F(∅): metric with every head ablated, the floor both faithfulness levels start from."""
     f_empty_ci: Interval | None = None
     """Bootstrap interval of ``f_empty``."""
+    null_edge_level: NullDistribution | None = None
+    """Edge-level faithfulness of layer-matched random circuits wired like the hypothesis."""
 
     def scores(self) -> dict[str, Score]:
         """The scores by name, in report order (edge-level faithfulness when it was computed)."""
@@ -272,6 +286,8 @@ class CircuitScores:
         d: dict[str, Any] = {k: s.to_json() for k, s in self.scores().items()}
         if self.null is not None:
             d["null"] = self.null.to_json()
+        if self.null_edge_level is not None:
+            d["null_edge_level"] = self.null_edge_level.to_json()
         d["f_model"], d["f_circuit"] = _num(self.f_model), _num(self.f_circuit)
         if self.f_empty is not None:
             d["f_empty"], d["f_empty_ci"] = _num(self.f_empty), _ci_json(self.f_empty_ci)
@@ -286,7 +302,8 @@ class CircuitScores:
                    f_model=_num(d.get("f_model")), f_circuit=_num(d.get("f_circuit")),
                    faithfulness_edge_level=None if edge is None else Score.from_json(
                        edge, "circuit.faithfulness_edge_level"),
-                   f_empty=_num(d.get("f_empty")), f_empty_ci=_ci(d.get("f_empty_ci")))
+                   f_empty=_num(d.get("f_empty")), f_empty_ci=_ci(d.get("f_empty_ci")),
+                   null_edge_level=NullDistribution.from_json(d.get("null_edge_level")))
 
 
 @dataclass(frozen=True)
@@ -341,9 +358,16 @@ class Result:
     settings: Settings
     versions: Versions
     timings: Mapping[str, float] = field(default_factory=dict)
-    """Wall-clock seconds per stage, e.g. ``{"load_model": 3.1, "edges": 12.4}``."""
+    """Wall-clock seconds per stage, e.g. ``{"load_model": 3.1, "edges": 12.4}``; a stage inside
+    another (``edge_nulls`` inside ``edges``) is not counted again in the outer one."""
     robustness: tuple[RobustnessRow, ...] | None = None
     """The robustness panel, if one was run."""
+    work: Mapping[str, float] = field(default_factory=dict)
+    """Work per stage in forward-equivalents: token-layers recomputed over those of one full
+    forward pass on the run's prompts (:mod:`circuitspec.bridge.work`)."""
+    mode: str = "full"
+    """``full``, or ``quick`` (``verify --quick``: edges and faithfulness only, small nulls;
+    such a result never passes)."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""
@@ -371,6 +395,8 @@ class Result:
             "passed": bool(self.passed), "settings": self.settings.to_json(),
             "versions": self.versions.to_json(),
             "timings": {k: _num(v) for k, v in self.timings.items()},
+            "work": {k: _num(v) for k, v in self.work.items()},
+            "mode": self.mode,
         }
         if self.robustness is not None:
             d["robustness"] = [r.to_json() for r in self.robustness]
@@ -407,6 +433,8 @@ class Result:
             part("versions", Versions.from_json, _req(d, "versions", r)),
             part("timings", lambda t: dict((t or {}).items()), d.get("timings")),
             None if robustness is None else items("robustness", RobustnessRow.from_json, robustness),
+            part("work", lambda t: dict((t or {}).items()), d.get("work")),
+            str(d.get("mode", "full")),
         )
 
     def dumps(self) -> str:

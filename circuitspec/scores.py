@@ -13,8 +13,9 @@ C the hypothesised circuit.
 - minimality: every head v should matter: for some K, |F(C \\ (K + v)) - F(C \\ K)| is
   large. Each head's score is the largest such change relative to F(M) over the K tried;
   the circuit's score is its weakest head's.
-- null: the faithfulness of random circuits with as many heads, to show the circuit
-  beats chance (p-value = (1 + #random >= real) / (1 + n)).
+- null: the faithfulness of layer-matched random circuits (each head mapped onto a random
+  head of its layer outside the circuit, :mod:`circuitspec.null`), to show the circuit beats
+  chance (p-value = (1 + #random at least as close to 1) / (1 + n)).
 
 Every score carries a bootstrap CI over prompts, computed from per-prompt values that are
 evaluated once, and a verdict against the claimed threshold. The worst K and the weakest
@@ -26,13 +27,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from circuitspec.ablation import AblationKind, AblationRunner, Head, Keep
-from circuitspec.null import NullSummary, null_distribution
+from circuitspec.null import CircuitMaps, null_distribution
+from circuitspec.scoring.nulls import MonteCarlo, NullDraws
 from circuitspec.stats import bootstrap_ci, bootstrap_paired_ci, bootstrap_ratio_ci, verdict
 
 if TYPE_CHECKING:
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CircuitScores",
-    "NullSummary",
+    "NullDraws",
     "Score",
     "completeness",
     "evaluate_circuit",
@@ -94,7 +97,7 @@ class CircuitScores:
     f_model: float
     f_circuit: float
     f_empty: float
-    null: NullSummary | None
+    null: NullDraws | None
     ablation: str
     n_prompts: int
     n_forward: int  # forward passes the runner has made (setup included)
@@ -114,6 +117,11 @@ def _judge(ci: tuple[float, float], threshold: float | None, direction: str, wha
     if threshold is None:
         return None, f"no {what} claim was made; reported for information"
     return verdict(ci, threshold, direction)  # type: ignore[arg-type]
+
+
+def _stage(runner: AblationRunner, name: str) -> AbstractContextManager[None]:
+    """Count the runner's work (if it counts) under stage ``name``."""
+    return nullcontext() if runner.work is None else runner.work.at(name)
 
 
 def _circuit(groups: Groups) -> frozenset[Head]:
@@ -347,14 +355,19 @@ def evaluate_circuit(
         raise ValueError("the circuit has no heads; name at least one head in a node group")
     opts: dict[str, Any] = {"circuit_positions": circuit_positions, "mlp_keep": mlp_keep,
             "n_bootstrap": n_bootstrap, "seed": seed, "level": level}
-    faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
-    comp, k_sets = _completeness(runner, groups, threshold=completeness_max_gap, n_subsets=n_subsets,
-                        greedy_steps=greedy_steps, minimality_random=minimality_random,
-                        **opts)
-    mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)  # type: ignore[arg-type]
-    null = null_distribution(runner, circuit, n_random=n_random, seed=seed, mlp_keep=mlp_keep,
-                             real=faith.value if circuit_positions is None else None)
-    empty = runner.run([Keep.of((), mlp_keep)])[0].double().numpy()
+    with _stage(runner, "faithfulness"):
+        faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
+        empty = runner.run([Keep.of((), mlp_keep)])[0].double().numpy()
+    with _stage(runner, "completeness"):
+        comp, k_sets = _completeness(runner, groups, threshold=completeness_max_gap, n_subsets=n_subsets,
+                                     greedy_steps=greedy_steps, minimality_random=minimality_random, **opts)
+    with _stage(runner, "minimality"):
+        mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)  # type: ignore[arg-type]
+    with _stage(runner, "null"):
+        null = null_distribution(
+            runner, CircuitMaps.of(runner, sorted(circuit), seed), real=faith.value,
+            rule=MonteCarlo(n_min=n_random, n_max=n_random, batch=n_random, alpha=1 - level),
+            circuit_positions=circuit_positions, mlp_keep=mlp_keep) if n_random else None
     return CircuitScores(
         faithfulness=faith,
         completeness=comp,
@@ -363,7 +376,7 @@ def evaluate_circuit(
         f_circuit=faith.details["f_circuit"],
         f_empty=float(empty.mean()),
         f_empty_ci=bootstrap_ci(empty, n_resamples=n_bootstrap, seed=seed, level=level),
-        null=null if n_random else None,
+        null=null,
         ablation=runner.ablation,
         n_prompts=len(dataset),
         n_forward=runner.n_forward,

@@ -45,7 +45,7 @@ def llama_dir(tiny_model_dirs):
     return tiny_model_dirs["llama"]
 
 
-FAST = {"n_random": 10, "n_null_edges": 0, "n_bootstrap": 200, "robustness": False}
+FAST = {"n_random": 10, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 200, "robustness": False}
 
 
 def test_verify_api_true_hypothesis_passes(tmp_path, llama_dir):
@@ -175,10 +175,13 @@ def test_smollm2_hypothesis_verifies_end_to_end(smollm2):
     root = Path(__file__).resolve().parent.parent
     result = cs.verify(
         root / "hypotheses" / "ioi_smollm2_135m.yaml", smollm2,
-        n_prompts=16, n_random=10, n_null_edges=3, n_bootstrap=500, robustness=False,
+        n_prompts=16, n_random=10, n_random_edge=5, n_null_edges=100, n_bootstrap=500, robustness=False,
         n_subsets=5, greedy_steps=1,
     )
     verdicts = {e.name: e.verdict for e in result.edges}
     assert all(v == "verified" for v in verdicts.values()), verdicts
+    for e in result.edges:  # 100 layer-matched sender groups per edge, each beaten
+        assert e.null is not None and e.null.n >= 100 and e.null.kind == "layer_matched"
+        assert e.null.p_value is not None and e.null.p_value <= 0.05
     assert result.metric.clean > 3.0 > result.metric.corrupt
     assert result.circuit is not None and result.passed, result.failures()

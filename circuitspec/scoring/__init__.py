@@ -1,1 +1,2 @@
-"""Circuit scores that follow other benchmarks' definitions (MIB's edge-level faithfulness)."""
+"""Scoring: the statistics that turn patched and ablated runs into verdicts (nulls), and circuit
+scores that follow other benchmarks' definitions (MIB's edge-level faithfulness)."""

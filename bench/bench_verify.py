@@ -1,0 +1,208 @@
+"""Benchmark: the whole default ``verify`` against a naive implementation of the same statistics.
+
+    .venv/bin/python bench/bench_verify.py [--hypothesis hypotheses/ioi_smollm2_135m.yaml] [--n N]
+        [--naive-sweeps K] [--naive-keeps K]
+
+The fast run is ``circuitspec.verify``'s own stages (engine caches, edges with their
+per-head breakdown and layer-matched nulls, circuit scores with both circuit nulls, the
+robustness panel), run here step by step so that every patched sender and every ablated
+keep-set it evaluates is recorded with its stage. The naive implementation then recomputes
+the same senders and keep-sets with nothing shared: each patched sender is the notebook's
+four full passes (``bench_patching.naive_edge``), each keep-set one full forward over every
+prompt with its ablated heads' ``hook_z`` replaced and the full logits computed. With
+``--naive-sweeps`` / ``--naive-keeps`` the naive side runs on the first K of each stage only
+(spread over the stage) and its time is extrapolated per stage from the mean per item.
+Edge-level faithfulness and its null are not keep-sets; they are reported fast-only.
+
+Printed: per stage the fast seconds and forward-equivalents, the naive estimate and the
+ratio; the largest difference in F values (mean logit difference / F(M)) between the two;
+peak RSS; the total in forward-equivalents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_patching import naive_patch  # noqa: E402
+
+from circuitspec import claims  # noqa: E402
+from circuitspec.ablation import AblationRunner, Keep  # noqa: E402
+from circuitspec.models import load_model  # noqa: E402
+from circuitspec.spec import check_against_model, load_hypothesis  # noqa: E402
+from circuitspec.tasks import hypothesis_dataset  # noqa: E402
+from circuitspec.verification import Options, Verifier  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def spread(items: list, k: int | None) -> list:
+    if k is None or k >= len(items):
+        return items
+    if k <= 0:
+        return []
+    return [items[round(j * (len(items) - 1) / max(1, k - 1))] for j in range(k)]
+
+
+@torch.no_grad()
+def naive_keep(runner: AblationRunner, keep: Keep) -> torch.Tensor:
+    """One full forward per length group, heads outside ``keep`` replaced at ``hook_z``."""
+    bridge, ds = runner.bridge, runner.dataset
+    kept = runner.all_heads if keep.heads is None else keep.heads
+    out = torch.empty(len(ds))
+    for idx in ds.length_groups():
+        tokens = torch.tensor([ds.clean[i] for i in idx])
+        hooks = []
+        for layer in range(runner.n_layers):
+            drop = [h for h in range(runner.n_heads) if (layer, h) not in kept]
+            if not drop:
+                continue
+            repl = torch.stack([runner.z_replacement(i, layer) for i in idx])
+
+            def hook(z, hook, drop=drop, repl=repl):
+                z = z.clone()
+                z[:, :, drop] = repl[:, :, drop].to(z.dtype)
+                return z
+
+            hooks.append((f"blocks.{layer}.attn.hook_z", hook))
+        logits = bridge.run_with_hooks(tokens, fwd_hooks=hooks)
+        end = torch.tensor([ds.positions["END"][i] for i in idx])
+        rows = torch.arange(len(idx))
+        last = logits[rows, end]
+        out[torch.tensor(idx)] = (last[rows, torch.tensor([ds.correct[i] for i in idx])]
+                                  - last[rows, torch.tensor([ds.incorrect[i] for i in idx])]).float()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hypothesis", default=str(ROOT / "hypotheses" / "ioi_smollm2_135m.yaml"))
+    ap.add_argument("--n", type=int, default=None, help="n_prompts (default: the file's)")
+    ap.add_argument("--naive-sweeps", type=int, default=None, help="naive patches per stage (default: all)")
+    ap.add_argument("--naive-keeps", type=int, default=None, help="naive keep-sets per stage (default: all)")
+    args = ap.parse_args()
+
+    hyp = load_hypothesis(args.hypothesis)
+    model = load_model(hyp.model_spec.name, revision=hyp.model_spec.revision)
+    check_against_model(hyp, model.info)
+    torch.manual_seed(hyp.task.seed or 0)
+    ds = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos,
+                            n_prompts=args.n)
+    print(f"{hyp.name}: {len(ds)} prompts, threads={torch.get_num_threads()}")
+    opts = Options(n_prompts=args.n)
+    rss0 = peak_rss_mib()
+
+    # --- the fast run, recording what each stage evaluates ------------------------------------
+    start = time.perf_counter()
+    v = Verifier(hyp, model, ds, opts)
+    work = v.work
+    sweeps: list[tuple[str, object, object, torch.Tensor]] = []  # stage, sender, receiver, values
+    inner = v._sweep
+
+    def recorded_sweep(senders, receiver, semantics=None):
+        rows = inner(senders, receiver, semantics)
+        if semantics in (None, v.semantics):
+            sweeps.extend((work.stage, s, receiver, torch.as_tensor(r)) for s, r in zip(senders, rows, strict=True))
+        return rows
+
+    v._sweep = recorded_sweep  # type: ignore[method-assign]
+    keeps: list[tuple[str, str, Keep]] = []  # stage, ablation kind, keep-set (first evaluation)
+
+    def runner_for(kind: str) -> AblationRunner:
+        with work.at("ablation_caches"):
+            run = AblationRunner(model, ds, kind, work=work)  # type: ignore[arg-type]
+        evaluate = run.run
+
+        def recorded(specs):
+            for k in specs:
+                k = k if isinstance(k, Keep) else Keep.of(k)
+                key = run._key(k)
+                if key not in run._memo:
+                    keeps.append((work.stage, kind, key))
+            return evaluate(specs)
+
+        run.run = recorded  # type: ignore[method-assign]
+        return run
+
+    for kind in ("mean", "resample", "zero"):
+        v.runners[kind] = runner_for(kind)
+    with torch.no_grad():
+        with work.at("edges"):
+            edges = [v.edge(e) for e in v.circuit.edges]
+        with work.at("circuit_scores"):
+            _, raw = claims.circuit_scores(v)
+        with work.at("robustness"):
+            claims.robustness(v, edges, raw)
+    fast_total = time.perf_counter() - start
+    rss_fast = peak_rss_mib()
+    fe = work.forward_equivalents()
+    print(f"fast verify: {fast_total:.1f} s, {work.total:.1f} forward-equivalents, peak RSS {rss_fast:.0f} MiB "
+          f"(+{rss_fast - rss0:.0f} over the loaded model)")
+
+    # --- the naive implementation on the same senders and keep-sets --------------------------------
+    clean, corrupt = v.clean.mean(), v.corrupt.mean()
+    by_stage: dict[str, list] = defaultdict(list)
+    for stage, sender, receiver, values in sweeps:
+        by_stage[stage].append(("sweep", sender, receiver, values))
+    skipped = 0
+    for stage, kind, keep in keeps:
+        if keep.positions or keep.mlps is not None:  # naive_keep ablates whole heads only
+            skipped += 1
+            continue
+        by_stage[stage].append(("keep", kind, keep, None))
+    worst = 0.0
+    naive_total = 0.0
+    print(f"\n{'stage':<18} {'items':>6} {'naive run':>9} {'fast s':>8} {'fast f-e':>9} {'naive s (est)':>14} "
+          f"{'ratio':>7} {'max |dF|':>9}")
+    for stage in dict.fromkeys([*work.seconds, *by_stage]):
+        items = by_stage.get(stage, [])
+        sw = [x for x in items if x[0] == "sweep"]
+        kp = [x for x in items if x[0] == "keep"]
+        chosen = spread(sw, args.naive_sweeps) + spread(kp, args.naive_keeps)
+        t0 = time.perf_counter()
+        per_item: dict[str, list[float]] = {"sweep": [], "keep": []}
+        diff = 0.0
+        for what, a, b, values in chosen:
+            t = time.perf_counter()
+            if what == "sweep":
+                got = naive_patch(model, v.engine, a, b).double()
+                # effects, in units of the clean-corrupt gap, the scale edges are judged on
+                diff = max(diff, abs(float((got.mean() - values.double().mean()) / (clean - corrupt))))
+            else:
+                run = v.runners[a]
+                got = naive_keep(run, b).double()
+                fm = float(run.clean.double().mean())
+                diff = max(diff, abs(float(got.mean() - run._memo[b].double().mean())) / abs(fm))
+            per_item[what].append(time.perf_counter() - t)
+        spent = time.perf_counter() - t0
+        est = sum(len(group) * (sum(ts) / len(ts)) for group, ts in ((sw, per_item["sweep"]), (kp, per_item["keep"]))
+                  if ts)
+        fast_s = work.seconds.get(stage, 0.0)
+        worst = max(worst, diff)
+        naive_total += est
+        ratio = f"{est / fast_s:7.1f}" if chosen and fast_s else "      -"
+        print(f"{stage:<18} {len(items):>6} {len(chosen):>9} {fast_s:8.2f} {fe.get(stage, 0.0):9.2f} "
+              f"{est if chosen else float('nan'):14.1f} {ratio} {diff if chosen else float('nan'):9.2e}")
+        del spent
+    if skipped:
+        print(f"({skipped} keep-sets with per-position heads or MLP knock-outs had no naive run)")
+    print(f"\ntotal: fast {fast_total:.1f} s, naive (estimated over the stages it covers) {naive_total:.1f} s, "
+          f"ratio {naive_total / fast_total:.1f}x; largest difference in F {worst:.2e} "
+          f"({'within' if worst <= 1e-4 else 'OVER'} 1e-4); fast work {work.total:.1f} forward-equivalents; "
+          f"peak RSS {peak_rss_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The bridge: running the model's forward passes, and what they cost."""

@@ -1,0 +1,230 @@
+"""Layer-matched nulls: drawing, the Monte Carlo p-value, the sequential rule, per-edge nulls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import circuitspec as cs
+from circuitspec.scoring.edge_null import judge_with_null
+from circuitspec.scoring.nulls import LayerMatched, MonteCarlo, NullDraws, p_value, run_null, stream
+
+
+def test_p_value_has_the_plus_one_correction():
+    assert p_value(0, 100) == 1 / 101
+    assert p_value(4, 19) == 5 / 20
+
+
+def test_layer_matched_draws_stay_in_their_layer_and_outside_the_hypothesis():
+    excluded = frozenset({(1, 0), (1, 1), (2, 3)})
+    pool = LayerMatched(n_layers=3, n_heads=4, excluded=excluded)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        image, off = pool.draw([(1, 0), (1, 1), (2, 3)], rng)
+        assert off == 0
+        assert sorted(image) == [(1, 0), (1, 1), (2, 3)]
+        assert {image[(1, 0)], image[(1, 1)]} == {(1, 2), (1, 3)}  # the only spare heads of layer 1
+        assert image[(2, 3)][0] == 2 and image[(2, 3)] not in excluded
+        seen.add(image[(2, 3)])
+    assert seen == {(2, 0), (2, 1), (2, 2)}  # every spare head of layer 2 gets drawn
+
+
+def test_a_layer_short_of_spare_heads_borrows_from_the_nearest_layer_below_the_receiver():
+    # Layer 1 has one spare head (L1H3) for two senders: the other comes from layer 0 or 2,
+    # equally near; ties go to the lower layer, and with below=2 layer 2 is out anyway.
+    pool = LayerMatched(n_layers=3, n_heads=4, excluded=frozenset({(1, 0), (1, 1), (1, 2)}))
+    rng = np.random.default_rng(1)
+    for below in (None, 2):
+        image, off = pool.draw([(1, 0), (1, 1)], rng, below=below)
+        assert off == 1
+        layers = sorted(h[0] for h in image.values())
+        assert layers == [0, 1] and (1, 3) in image.values()
+    assert not LayerMatched(2, 2, frozenset()).feasible([(0, 0), (0, 1), (1, 0)], below=1)
+
+
+def test_streams_are_per_name_and_reproducible():
+    a = stream(0, "edge:x").integers(1 << 30, size=4)
+    assert (a == stream(0, "edge:x").integers(1 << 30, size=4)).all()
+    assert not (a == stream(0, "edge:y").integers(1 << 30, size=4)).all()
+    assert not (a == stream(1, "edge:x").integers(1 << 30, size=4)).all()
+
+
+def test_run_null_counts_extremes_and_takes_the_band():
+    values = np.arange(100, dtype=float)  # 0..99
+    calls = []
+
+    def draw(k):
+        calls.append(k)
+        return values[:k], 0
+
+    null = run_null(draw, 94.5, lambda x: x >= 94.5, MonteCarlo(n_min=100, n_max=100))
+    assert calls == [100]
+    assert null.n == 100 and null.extreme == 5  # 95..99
+    assert null.p_value == 6 / 101
+    assert null.low == pytest.approx(np.quantile(values, 0.025))
+    assert null.high == pytest.approx(np.quantile(values, 0.975))
+    assert null.fraction_beaten == pytest.approx(0.95)
+
+
+def test_sequential_rule_stops_once_the_decision_is_settled():
+    rule = MonteCarlo(n_min=100, n_max=1000, batch=100, alpha=0.05)
+    # After 100 draws with 60 extreme, even 900 clean draws give p = 61/1001 > 0.05: stop.
+    assert rule.decided(60, 100)
+    # With 0 extreme, 900 more draws could all be extreme: not settled until
+    # (1 + 0 + 1000 - n) / 1001 <= 0.05, i.e. 1001 - n <= 50.05, n >= 951.
+    assert not rule.decided(0, 950) and rule.decided(0, 951)
+    assert not rule.decided(0, 50)  # never before n_min
+    stream_of = iter(np.ones(10_000))
+
+    def draw(k):
+        return np.array([next(stream_of) for _ in range(k)]), 0
+
+    null = run_null(draw, 0.5, lambda x: x >= 0.5, rule)  # every draw extreme
+    assert null.n == 100 and null.p_value == 1.0
+
+
+def test_the_verdict_needs_the_interval_beyond_the_band_and_a_small_p():
+    null = NullDraws(tuple(np.linspace(-0.1, 0.1, 99)), -0.5, 0, -0.095, 0.095)
+    assert judge_with_null("verified", "", (-0.6, -0.2), null, "negative", 0.05)[0] == "verified"
+    # The point clears the band but the interval reaches into it.
+    assert judge_with_null("verified", "", (-0.6, -0.09), null, "negative", 0.05)[0] == "inconclusive"
+    # "any": either side of the band.
+    assert judge_with_null("verified", "", (0.2, 0.3), null, "any", 0.05)[0] == "verified"
+    assert judge_with_null("verified", "", (0.2, 0.3), null, "negative", 0.05)[0] == "inconclusive"
+    # A refuted edge stays refuted; a large p-value blocks verification.
+    assert judge_with_null("refuted", "", (-0.6, -0.2), null, "negative", 0.05)[0] == "refuted"
+    weak = NullDraws(null.values, -0.5, 30, -0.095, 0.095)
+    assert judge_with_null("verified", "", (-0.6, -0.2), weak, "negative", 0.05)[0] == "inconclusive"
+
+
+# --- on a tiny model ----------------------------------------------------------------------------
+
+
+def _planted(src: Path, dst: Path, writers: set[tuple[int, int]]) -> Path:
+    """The tiny Llama with every head's W_O zeroed except ``writers``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(src)
+    cfg = model.config
+    dh = cfg.hidden_size // cfg.num_attention_heads
+    with torch.no_grad():
+        for L, layer in enumerate(model.model.layers):
+            for h in range(cfg.num_attention_heads):
+                if (L, h) not in writers:
+                    layer.self_attn.o_proj.weight[:, h * dh : (h + 1) * dh] = 0
+    model.save_pretrained(dst)
+    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+    return dst
+
+
+def _hypothesis(path: Path, model_dir: Path) -> Path:
+    path.write_text(f"""name: planted
+model: {model_dir}
+task: {{kind: ioi, n_prompts: 8, seed: 0, corruption: abc}}
+nodes:
+  writers: {{role: name_mover, heads: [L1H0, L1H1]}}
+  other: {{role: other, heads: [L2H3]}}
+edges:
+  - {{from: writers, to: logits, at: END, expect: {{sign: any, min_effect: 0.0}}}}
+  - {{from: writers, to: other, via: q, at: END, expect: {{sign: any, min_effect: 0.0}}}}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def planted_dir(tiny_model_dirs, tmp_path_factory):
+    return _planted(tiny_model_dirs["llama"], tmp_path_factory.mktemp("planted"), {(1, 0), (1, 1), (2, 3)})
+
+
+def test_a_sender_that_is_the_only_writer_gets_p_one_over_n_plus_one(tmp_path, planted_dir, monkeypatch):
+    from circuitspec.verification import Verifier
+
+    groups: list[tuple[tuple[int, int], ...]] = []
+    sweep = Verifier._sweep
+
+    def spy(self, senders, receiver, semantics=None):
+        groups.extend(s.heads for s in senders)
+        return sweep(self, senders, receiver, semantics)
+
+    monkeypatch.setattr(Verifier, "_sweep", spy)
+    result = cs.verify(_hypothesis(tmp_path / "h.yaml", planted_dir), scores=False, robustness=False,
+                       n_bootstrap=200)
+    for edge in result.edges:
+        null = edge.null
+        assert null is not None and null.kind == "layer_matched"
+        assert null.n == 100
+        # No random group writes anything, so no null effect reaches the real one's size.
+        assert abs(edge.effect) > 1e-3
+        assert null.p_value == pytest.approx(1 / 101)
+        assert max(abs(null.low), abs(null.high)) < 1e-4
+        data = edge.to_json()["null"]
+        assert {"n", "kind", "low", "high", "p_value"} <= set(data)
+    # Layer 1's only spare heads are L1H2 and L1H3: every random group is exactly those.
+    random_groups = [g for g in groups if g != ((1, 0), (1, 1)) and len(g) == 2]
+    assert len(random_groups) == 200
+    assert set(random_groups) == {((1, 2), (1, 3))}
+
+
+# --- circuit-level nulls --------------------------------------------------------------------
+
+
+def test_node_and_edge_level_nulls_use_layer_matched_circuits(tiny_models):
+    from test_scores import ioi_dataset
+
+    from circuitspec.ablation import AblationRunner
+    from circuitspec.edge_ablation import Wire, edge_level_logit_diff
+    from circuitspec.null import CircuitMaps, edge_null_distribution, null_distribution
+
+    model = tiny_models["gpt2"]
+    runner = AblationRunner(model, ioi_dataset(model.tokenizer, n=8))
+    heads = [(2, 0), (2, 1), (1, 3), (0, 2)]
+    fm = float(runner.clean.double().mean())
+    real = float(runner.logit_diff(heads).double().mean()) / fm
+    maps = CircuitMaps(heads, 3, 4, seed=0)
+    null = null_distribution(runner, maps, real=real, rule=MonteCarlo(n_min=100, n_max=100))
+    assert null is not None and null.n == 100 and null.off_layer == 0
+    values = np.array(null.values)
+    for i in range(100):
+        image = maps.get(i)[0]
+        assert all(image[h][0] == h[0] and image[h] not in heads for h in heads)
+        assert len(set(image.values())) == 4
+    for i in (0, 1, 57):  # a few draws recomputed from their keep-sets
+        keep = maps.get(i)[0].values()
+        assert values[i] == pytest.approx(float(runner.logit_diff(keep).double().mean()) / fm, abs=1e-6)
+    b = int(np.sum(np.abs(1 - values) <= abs(1 - real)))
+    assert null.p_value == pytest.approx((1 + b) / 101)
+    # The same seed draws the same circuits; the edge level maps the wires onto them.
+    wires = [Wire(((0, 2),), ((1, 3),), "v"), Wire(((1, 3),), ((2, 0), (2, 1)), "q"), Wire(((2, 0), (2, 1)))]
+    edge_real = float(edge_level_logit_diff(runner, wires).double().mean()) / fm
+    edge = edge_null_distribution(runner, wires, CircuitMaps(heads, 3, 4, seed=0), real=edge_real,
+                                  rule=MonteCarlo(n_min=3, n_max=3, batch=3))
+    assert edge is not None and edge.n == 3
+    for i in range(3):
+        m = maps.get(i)[0]
+        moved = [Wire(tuple(m[h] for h in w.senders), tuple(m[h] for h in w.receivers), w.via) for w in wires]
+        expect = float(edge_level_logit_diff(runner, moved).double().mean()) / fm
+        assert edge.values[i] == pytest.approx(expect, abs=1e-6)
+    assert not CircuitMaps([(L, h) for L in range(3) for h in range(4)], 3, 4, 0).feasible
+
+
+def test_verify_reports_both_circuit_nulls(tmp_path, planted_dir):
+    hyp = _hypothesis(tmp_path / "h.yaml", planted_dir)
+    hyp.write_text(hyp.read_text() + "claims:\n  faithfulness: {min: 0.8}\n")
+    result = cs.verify(hyp, n_null_edges=0, robustness=False, n_bootstrap=200, n_subsets=2,
+                       greedy_steps=1)
+    data = result.to_json()["circuit"]
+    node, edge = data["null"], data["null_edge_level"]
+    assert node["kind"] == edge["kind"] == "layer_matched"
+    assert node["n"] == 100 and edge["n"] == 20  # the defaults
+    # Only the circuit's heads write: the circuit is the model (faithfulness 1), and every
+    # random circuit (heads with W_O = 0) is as good as none, so none comes as close to 1.
+    assert result.circuit.faithfulness.value == pytest.approx(1.0, abs=1e-5)
+    assert node["p_value"] == pytest.approx(1 / 101) and node["fraction_beaten"] == 1.0
+    assert data["faithfulness"]["details"]["null"]["n"] == 100
+    assert data["faithfulness_edge_level"]["details"]["null"]["n"] == 20
+    again = cs.Result.from_json(result.to_json())
+    assert again.circuit.null_edge_level is not None and again.circuit.null_edge_level.n == 20
