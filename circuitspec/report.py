@@ -60,6 +60,15 @@ def _summary(result: Result) -> str:
     return ("PASSED: " if result.passed else "FAILED: ") + text + "."
 
 
+def _levels_text(result: Result) -> str:
+    """What each faithfulness level tests, and which one the claim was judged at."""
+    return ("Node level (`faithfulness`) ablates every head outside the circuit and lets circuit "
+            "heads read each other freely: it depends only on *which heads* are in the circuit, "
+            "not on the edges. Edge level (`faithfulness_edge_level`) lets clean signal travel "
+            "between circuit heads only along the hypothesis' edges: it tests the *wiring*. "
+            f"The faithfulness claim was judged at **{result.settings.ablation_level} level**.")
+
+
 def _blocks(result: Result) -> list[_Block]:
     m, t = result.model, result.task
     out = [
@@ -103,7 +112,7 @@ def _blocks(result: Result) -> list[_Block]:
     if c is not None:
         rows = tuple((k, _with_ci(s.value, s.ci), s.verdict or "not claimed", s.reason)
                      for k, s in c.scores().items())
-        out += [_Block("h2", "Circuit scores"),
+        out += [_Block("h2", "Circuit scores"), _Block("p", _levels_text(result)),
                 _Block("table", header=("score", "value [95% CI]", "verdict", "reason"), rows=rows)]
         beaten = ("" if c.null is None or c.null.fraction_beaten is None else
                   f"; the circuit beats {_num(100 * c.null.fraction_beaten, 0)} % of them, "

@@ -204,9 +204,11 @@ class Hypothesis(_Strict):
     """How heads outside the circuit are knocked out for the circuit scores."""
     ablation_scope: Literal["all_positions", "circuit_positions"] = "all_positions"
     """circuit_positions: circuit heads also ablated away from the positions edges use."""
-    ablation_level: Literal["node", "edge"] = "node"
+    ablation_level: Literal["node", "edge"] | None = None
     """Level the faithfulness claim is judged at: node (heads outside the circuit ablated) or
-    edge (only the listed edges carry signal between heads); both are reported."""
+    edge (only the listed edges carry signal between heads); both are reported. Omitted: edge
+    when the hypothesis has edges between groups (the wiring is then part of the claim),
+    node otherwise."""
     claims: Claims = Claims()
     """Circuit-level claims."""
 
@@ -232,6 +234,13 @@ class Hypothesis(_Strict):
     def problem(self, loc: Loc, message: str) -> Problem:
         """A Problem located at the YAML node for ``loc`` (or its nearest ancestor)."""
         return locate(loc, message, self._locations)
+
+    def judged_level(self) -> str:
+        """The level the faithfulness claim is judged at: the file's ``ablation_level``, else
+        edge when some edge runs between two groups (not only into the logits), else node."""
+        if self.ablation_level is not None:
+            return self.ablation_level
+        return "edge" if any(e.receiver != "logits" for e in self.edges) else "node"
 
     def circuit(self) -> Circuit:
         """The frozen runtime graph this file describes."""

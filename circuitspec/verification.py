@@ -132,7 +132,7 @@ class Verifier:
         self.circuit = hyp.circuit()
         self.semantics = options.semantics or hyp.semantics
         self.ablation = options.ablation or hyp.ablation
-        self.ablation_level = options.ablation_level or hyp.ablation_level
+        self.ablation_level = options.ablation_level or hyp.judged_level()
         if self.ablation_level not in ("node", "edge"):
             raise CircuitSpecError(f"ablation level {self.ablation_level!r}: choose node or edge")
         self.runners: dict[str, Any] = {}  # ablation kind -> AblationRunner, shared by the scores

@@ -243,7 +243,7 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
 
     hyp = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
     fast = {"n_random": 100, "n_null_edges": 0, "n_bootstrap": 1000, "per_head": False}
-    result = cs.verify(hyp, **fast)
+    result = cs.verify(hyp, ablation_level="node", **fast)
     data = json.loads(result.dumps())
     circuit = data["circuit"]
     edge, node = circuit["faithfulness_edge_level"], circuit["faithfulness"]
