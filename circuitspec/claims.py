@@ -24,8 +24,23 @@ def runner(v: Verifier, kind: str) -> Any:
     from circuitspec.ablation import AblationRunner
 
     if kind not in v.runners:
-        v.runners[kind] = AblationRunner(v.model, v.dataset, kind)  # type: ignore[arg-type]
+        pool = v.mean_pool() if kind == "mean" else None
+        v.runners[kind] = AblationRunner(v.model, v.dataset, kind, mean_pool=pool)  # type: ignore[arg-type]
     return v.runners[kind]
+
+
+def pool_gate(v: Verifier, score: R.Score) -> R.Score:
+    """A mean-ablation claim judged on an insufficient pool (too small, or not disjoint from
+    the scored prompts) cannot be verified: it becomes inconclusive, saying why."""
+    from dataclasses import replace
+
+    pool = v._mean_pool
+    if v.ablation != "mean" or pool is None or pool.sufficient or score.verdict != "verified":
+        return score
+    why = (f"the mean-ablation pool is insufficient ({pool.n} prompts, smallest mean over "
+           f"{min(pool.counts.values()) if pool.counts else 0}, disjoint: {pool.disjoint}), so a "
+           "mean-ablation claim cannot be verified")
+    return replace(score, verdict="inconclusive", reason=f"{score.reason} But {why}.")
 
 
 def circuit_positions(v: Verifier) -> dict[tuple[int, int], list[str]] | None:
@@ -119,7 +134,7 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         details = dict(s.details)
         if s.per_prompt_mean_ratio is not None:
             details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
-        return R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details)
+        return pool_gate(v, R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details))
 
     null = None
     if scores.null is not None:

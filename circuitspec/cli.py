@@ -109,6 +109,11 @@ def verify(
         "--n-random-edge", help="Random circuits wired like the hypothesis in the edge-level null (0: none).")] = 0,
     n_null_edges: Annotated[int, typer.Option("--n-null-edges", help="Random sender groups per edge (0: none).")] = 10,
     robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
+    mean_pool_min: Annotated[int | None, typer.Option(
+        "--mean-pool-min", min=1,
+        help="Pool prompts per mean-ablation mean (default 50; under 20 a mean claim cannot verify).")] = None,
+    mean_pool_seed: Annotated[int | None, typer.Option(
+        "--mean-pool-seed", help="Seed of the separate mean-ablation pool (default: seed + 7919).")] = None,
 ) -> None:
     """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""
     from circuitspec.errors import CircuitSpecError
@@ -125,7 +130,7 @@ def verify(
         n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
         ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
         n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges, n_random_edge=n_random_edge,
-        robustness=robustness,
+        robustness=robustness, mean_pool_min=mean_pool_min, mean_pool_seed=mean_pool_seed,
     )
     from circuitspec.console import print_result, progress_bar
 

@@ -52,6 +52,8 @@ class Options:
     greedy_steps: int = 2  # greedy search for the worst K
     minimality_random: int = 0  # random K reused by minimality (each costs a run per head)
     n_null_edges: int = 10  # random sender groups per edge
+    mean_pool_min: int | None = None  # pool prompts per mean (default mean_pool.DEFAULT_PER_MEAN)
+    mean_pool_seed: int | None = None  # the pool's generator seed (default: the run's seed + 7919)
     per_head: bool = True
     robustness: bool = True
     scores: bool = True
@@ -142,12 +144,26 @@ class Verifier:
         self.level = hyp.claims.confidence
         self.seed = options.seed if options.seed is not None else (hyp.task.seed or 0)
         self.timings: dict[str, float] = {}
+        self._mean_pool: Any = None
         start = time.perf_counter()
         self.engine = make_engine(model, dataset, options.engine)
         self.timings["caches"] = time.perf_counter() - start
         clean, corrupt = self.engine.baselines()
         self.clean = clean.double().numpy()
         self.corrupt = corrupt.double().numpy()
+
+    def mean_pool(self) -> Any:
+        """The separate pool mean ablation takes its means from, built on first use."""
+        from circuitspec.mean_pool import DEFAULT_PER_MEAN, build_mean_pool, pool_seed
+
+        if self._mean_pool is None:
+            start = time.perf_counter()
+            seed = self.opts.mean_pool_seed if self.opts.mean_pool_seed is not None else pool_seed(self.seed)
+            self._mean_pool = build_mean_pool(
+                self.model, self.dataset, generate=self.hyp.task.kind == "ioi", seed=seed,
+                per_template_min=self.opts.mean_pool_min or DEFAULT_PER_MEAN)
+            self.timings["mean_pool"] = time.perf_counter() - start
+        return self._mean_pool
 
     # -- edges -------------------------------------------------------------------------
     def _sweep(self, senders: list[Sender], receiver: Receiver, semantics: str | None = None) -> np.ndarray:
@@ -283,7 +299,6 @@ def verify(
 
     with torch.no_grad():
         verifier = Verifier(hyp, model, dataset, opts)
-        timings.update(verifier.timings)
         start = time.perf_counter()
         edges = []
         for i, edge in enumerate(verifier.circuit.edges):
@@ -306,6 +321,7 @@ def verify(
             robustness = claims.robustness(verifier, edges, raw)
             timings["robustness"] = time.perf_counter() - start
 
+    timings.update(verifier.timings)
     return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings)
 
 
@@ -349,6 +365,7 @@ def assemble(
         settings=R.Settings(
             verifier.semantics, verifier.ablation, verifier.freeze_mlps, verifier.engine.name, verifier.n_boot,
             verifier.ablation_level, hyp.ablation_scope,
+            None if verifier._mean_pool is None else verifier._mean_pool.info(),
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},

@@ -21,6 +21,7 @@ from circuitspec.edge_ablation import (
     edge_level_logit_diff,
     wires_from_circuit,
 )
+from circuitspec.mean_pool import build_mean_pool, pool_seed
 from circuitspec.null import edge_null_distribution
 from circuitspec.spec import Circuit, Edge, Node
 
@@ -291,7 +292,10 @@ def test_circuit_positions_scope_reaches_both_levels(tmp_path, tiny_model_dirs, 
     hyp = load_hypothesis(path)
     model = tiny_models["llama"]
     ds = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos)
-    runner = AblationRunner(model, ds, "mean")
+    # verify's mean ablation takes its means from a separate pool (seeded from the run's seed).
+    pool = build_mean_pool(model, ds, generate=True, seed=pool_seed(0))
+    assert result.settings.mean_pool == pool.info()
+    runner = AblationRunner(model, ds, "mean", mean_pool=pool)
     heads = sorted(hyp.circuit().heads())
     node = runner.logit_diff(heads, circuit_positions={h: ["END"] for h in heads}).double()
     fm = runner.clean.double()

@@ -87,3 +87,75 @@ def test_logits_only_hypothesis_is_judged_at_node_level(tmp_path, tiny_model_dir
     assert hyp.judged_level() == "node"  # no edge between groups: no wiring to test
     explicit = hyp.model_copy(update={"ablation_level": "edge"})
     assert explicit.judged_level() == "edge"
+
+
+# --- mean ablation from a separate pool ---------------------------------------------------
+
+
+def _ioi(model, n: int, seed: int = 0):
+    from circuitspec.ioi import build_ioi
+
+    return build_ioi(model.tokenizer, n_prompts=n, seed=seed, corruption="abc", prepend_bos=False)
+
+
+CIRCUIT = [(0, 1), (1, 0), (1, 3), (2, 2)]
+
+
+def test_mean_pool_is_separate_large_and_independent_of_n_prompts(tiny_models):
+    from circuitspec.ablation import AblationRunner
+    from circuitspec.mean_pool import build_mean_pool
+
+    model = tiny_models["llama"]
+    k = 12
+    small, large = _ioi(model, k), _ioi(model, 2 * k)
+    assert large.clean[:k] == small.clean[:k]  # the generator is prefix-stable
+    pools = [build_mean_pool(model, ds, generate=True, seed=99, per_template_min=30) for ds in (small, large)]
+    for pool, ds in zip(pools, (small, large), strict=True):
+        assert set(pool.counts) == {len(t) for t in ds.clean}
+        assert min(pool.counts.values()) >= 30 and pool.sufficient and pool.disjoint
+        info = pool.info()
+        assert info["n"] == pool.n and info["seed"] == 99 and info["per_template_min"] == 30
+    values = [AblationRunner(model, ds, "mean", mean_pool=pool).logit_diff(CIRCUIT)
+              for ds, pool in zip((small, large), pools, strict=True)]
+    # The first K prompts score the same whether K or 2K prompts are scored.
+    assert values[1][:k].tolist() == pytest.approx(values[0].tolist(), abs=1e-6)
+    # The in-sample means of before moved with N on the very same prompts (the test has teeth).
+    old = [AblationRunner(model, ds, "mean").logit_diff(CIRCUIT) for ds in (small, large)]
+    assert old[1][:k].tolist() != pytest.approx(old[0].tolist(), abs=1e-4)
+
+
+def test_pool_mean_is_the_average_over_its_own_prompts(tiny_models):
+    """An independent slow reference: every pool prompt run alone, its z averaged by length."""
+    import torch
+
+    from circuitspec.ioi import build_ioi
+    from circuitspec.mean_pool import build_mean_pool
+
+    model = tiny_models["llama"]
+    ds = _ioi(model, 6)
+    pool = build_mean_pool(model, ds, generate=True, seed=5, per_template_min=20)
+    length = len(ds.clean[0])
+    gen = build_ioi(model.tokenizer, n_prompts=2000, seed=5, corruption="abc", prepend_bos=False)
+    rows = [t for t in gen.corrupt if len(t) == length and t not in set(ds.corrupt)][:20]
+    zs = []
+    for toks in rows:
+        _, cache = model.bridge.run_with_cache(torch.tensor([toks]))
+        zs.append(cache["blocks.1.attn.hook_z"][0])
+    torch.testing.assert_close(pool.mean_for(length)[0][1], torch.stack(zs).mean(0), atol=1e-5, rtol=0)
+
+
+def test_a_too_small_pool_cannot_verify_a_mean_claim(tmp_path, tiny_model_dirs):
+    path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
+    ok = cs.verify(path, **QUICK)
+    pool = ok.settings.mean_pool
+    assert pool["sufficient"] and pool["n"] >= 50 and pool["per_template_min"] == 50
+    assert pool["seed"] is not None and pool["seed"] != ok.task.seed and pool["disjoint"]
+    assert ok.circuit.faithfulness_edge_level.verdict == "verified"
+    small = cs.verify(path, mean_pool_min=5, **QUICK)
+    assert not small.settings.mean_pool["sufficient"]
+    score = small.circuit.faithfulness_edge_level
+    assert score.value == pytest.approx(1.0, abs=1e-5)  # the complete graph is the model anyway
+    assert score.verdict == "inconclusive" and "pool is insufficient" in score.reason
+    assert not small.passed
+    data = json.loads(small.dumps())
+    assert data["settings"]["mean_pool"]["sufficient"] is False
