@@ -134,7 +134,7 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         details = dict(s.details)
         if s.per_prompt_mean_ratio is not None:
             details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
-        return pool_gate(v, R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details))
+        return pool_gate(v, R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details, s.per_prompt))
 
     null = None
     if scores.null is not None:

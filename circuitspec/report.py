@@ -124,6 +124,11 @@ def _blocks(result: Result) -> list[_Block]:
                   f"[{_num(c.null.low)}, {_num(c.null.high)}] over {c.null.n}{beaten}")
                  if c.null is not None else ""]
         for name, score in c.scores().items():
+            pw = score.details.get("power")
+            if pw and pw.get("n_prompts_needed") is not None:
+                extra.append(f"{name}: interval half-width {_num(pw['half_width'])} with "
+                             f"{pw['n_prompts']} prompts; a ±{pw['target_half_width']} interval "
+                             f"would need about {pw['n_prompts_needed']} prompts")
             ratio = score.details.get("mean_of_per_prompt_ratios")
             if ratio is not None:
                 extra.append(f"{name}, mean of per-prompt ratios: "

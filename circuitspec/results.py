@@ -62,15 +62,27 @@ class MetricResult:
     """Bootstrap interval of ``clean``."""
     corrupt_ci: Interval | None = None
     """Bootstrap interval of ``corrupt``."""
+    per_prompt: Mapping[str, Any] | None = None
+    """Per-prompt values: ``clean`` and ``corrupt`` metric, ``template`` id, so every
+    interval can be recomputed from the file."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "clean": _num(self.clean), "corrupt": _num(self.corrupt),
-                "clean_ci": _ci_json(self.clean_ci), "corrupt_ci": _ci_json(self.corrupt_ci)}
+        d: dict[str, Any] = {"name": self.name, "clean": _num(self.clean), "corrupt": _num(self.corrupt),
+             "clean_ci": _ci_json(self.clean_ci), "corrupt_ci": _ci_json(self.corrupt_ci)}
+        if self.per_prompt is not None:
+            d["per_prompt"] = _per_prompt_json(self.per_prompt)
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> MetricResult:
         return cls(_req(d, "name", "metric"), _num(_req(d, "clean", "metric")),
-                   _num(_req(d, "corrupt", "metric")), _ci(d.get("clean_ci")), _ci(d.get("corrupt_ci")))
+                   _num(_req(d, "corrupt", "metric")), _ci(d.get("clean_ci")), _ci(d.get("corrupt_ci")),
+                   d.get("per_prompt"))
+
+
+def _per_prompt_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Lists of per-prompt numbers (non-finite as null); integer lists (template ids) kept."""
+    return {k: [v if isinstance(v, int) else _num(v) for v in seq] for k, seq in values.items()}
 
 
 # --- edges ----------------------------------------------------------------------------------
@@ -175,6 +187,8 @@ class EdgeResult:
     """Each sender head patched alone."""
     null: NullDistribution | None = None
     """Effects of random sender groups of the same size, if computed."""
+    per_prompt: tuple[float | None, ...] | None = None
+    """The patched metric on each prompt (same order as ``metric.per_prompt``)."""
 
     @property
     def name(self) -> str:
@@ -192,6 +206,8 @@ class EdgeResult:
         }
         if self.null is not None:
             d["null"] = self.null.to_json()
+        if self.per_prompt is not None:
+            d["per_prompt"] = [_num(x) for x in self.per_prompt]
         return d
 
     @classmethod
@@ -204,6 +220,7 @@ class EdgeResult:
             d.get("reason", ""), Expectation.from_json(d.get("expect") or {}),
             tuple(HeadEffect.from_json(h) for h in d.get("per_head", ())),
             NullDistribution.from_json(d.get("null")),
+            None if d.get("per_prompt") is None else tuple(_num(x) for x in d["per_prompt"]),
         )
 
 
@@ -224,16 +241,21 @@ class Score:
     """One sentence on why the verdict was reached."""
     details: Mapping[str, Any] = field(default_factory=dict)
     """Score-specific extras (JSON values), e.g. the worst subset K for completeness."""
+    per_prompt: Mapping[str, Any] | None = None
+    """Faithfulness: ``{circuit: [F(C) per prompt], model: [F(M) per prompt]}``."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": _num(self.value), "ci": _ci_json(self.ci), "verdict": self.verdict,
-                "reason": self.reason, "details": dict(self.details)}
+        d: dict[str, Any] = {"value": _num(self.value), "ci": _ci_json(self.ci), "verdict": self.verdict,
+             "reason": self.reason, "details": dict(self.details)}
+        if self.per_prompt is not None:
+            d["per_prompt"] = _per_prompt_json(self.per_prompt)
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], where: str) -> Score:
         return cls(_num(_req(d, "value", where)), _ci(d.get("ci")),
                    _verdict(d.get("verdict"), where, optional=True), d.get("reason", ""),
-                   dict(d.get("details") or {}))
+                   dict(d.get("details") or {}), d.get("per_prompt"))
 
 
 @dataclass(frozen=True)

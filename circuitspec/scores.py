@@ -79,6 +79,7 @@ class Score:
     reason: str
     per_prompt_mean_ratio: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    per_prompt: dict[str, list[float]] | None = None  # ratio scores: {circuit: F(C), model: F(M)}
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -166,8 +167,18 @@ def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: s
     boot: dict[str, Any] = {"n_resamples": n_bootstrap, "seed": seed, "level": level}
     details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
                "f_model_ci": bootstrap_ci(fm, **boot), "f_circuit_ci": bootstrap_ci(fc, **boot),
-               "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot)}
-    return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details)
+               "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot),
+               "power": power(ci, len(fc))}
+    return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details,
+                 {"circuit": fc.tolist(), "model": fm.tolist()})
+
+
+def power(ci: tuple[float, float], n: int, target: float = 0.1) -> dict[str, Any]:
+    """The interval half-width reached with ``n`` prompts, and about how many prompts a
+    +-``target`` interval would need (half-widths shrink as 1/sqrt(n))."""
+    half = (ci[1] - ci[0]) / 2
+    need = math.ceil(n * (half / target) ** 2) if math.isfinite(half) else None
+    return {"half_width": half, "n_prompts": n, "target_half_width": target, "n_prompts_needed": need}
 
 
 def _gap_stat(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -225,6 +225,7 @@ class Verifier:
             expect=R.Expectation(edge.sign, edge.min_effect),
             per_head=tuple(per_head),
             null=null,
+            per_prompt=tuple(patched.tolist()),
         )
 
     def _null_senders(self, sender: Sender, receiver: Receiver) -> list[Sender]:
@@ -358,6 +359,8 @@ def assemble(
             float(verifier.corrupt.mean()),
             bootstrap_ci(verifier.clean, **boot),
             bootstrap_ci(verifier.corrupt, **boot),
+            {"clean": verifier.clean.tolist(), "corrupt": verifier.corrupt.tolist(),
+             "template": list(dataset.template)},
         ),
         edges=tuple(edges),
         circuit=circuit,

@@ -159,3 +159,45 @@ def test_a_too_small_pool_cannot_verify_a_mean_claim(tmp_path, tiny_model_dirs):
     assert not small.passed
     data = json.loads(small.dumps())
     assert data["settings"]["mean_pool"]["sufficient"] is False
+
+
+# --- per-prompt values ----------------------------------------------------------------------
+
+
+def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, tiny_model_dirs):
+    import numpy as np
+
+    from circuitspec.results import Result
+    from circuitspec.stats import bootstrap_ratio_ci
+
+    path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], WRONG)
+    result = cs.verify(path, n_random=0, n_null_edges=0, n_bootstrap=300, robustness=False)
+    data = json.loads(result.dumps())
+    pp = data["metric"]["per_prompt"]
+    clean, corrupt = np.array(pp["clean"]), np.array(pp["corrupt"])
+    assert len(clean) == len(corrupt) == len(pp["template"]) == data["task"]["n_prompts"] == 24
+    assert all(isinstance(t, int) for t in pp["template"])
+    assert data["metric"]["clean"] == pytest.approx(clean.mean()) and data["metric"]["corrupt"] == pytest.approx(corrupt.mean())
+    for edge in data["edges"]:
+        patched = np.array(edge["per_prompt"])
+        assert edge["metric_patched"] == pytest.approx(patched.mean())
+        effect = (patched.mean() - clean.mean()) / (clean.mean() - corrupt.mean())
+        assert edge["effect"] == pytest.approx(effect, rel=1e-9, abs=1e-12)
+    for level in ("faithfulness", "faithfulness_edge_level"):
+        score = data["circuit"][level]
+        fc, fm = np.array(score["per_prompt"]["circuit"]), np.array(score["per_prompt"]["model"])
+        assert score["value"] == pytest.approx(fc.mean() / fm.mean(), rel=1e-9)
+        assert fm.tolist() == pytest.approx(clean.tolist(), abs=1e-4)  # F(M) is the clean run
+        assert score["details"]["mean_of_per_prompt_ratios"] == pytest.approx(np.mean(fc / fm), rel=1e-9)
+        n_boot = data["settings"]["n_bootstrap"]
+        assert score["ci"] == pytest.approx(list(bootstrap_ratio_ci(fc, fm, n_resamples=n_boot, seed=0)))
+        power = score["details"]["power"]
+        half = (score["ci"][1] - score["ci"][0]) / 2
+        assert power["half_width"] == pytest.approx(half) and power["n_prompts"] == 24
+        assert power["n_prompts_needed"] == int(np.ceil(24 * (half / 0.1) ** 2))
+    # The per-prompt values survive a round trip through the file.
+    again = Result.from_json(data)
+    assert again.edges[0].per_prompt == pytest.approx(tuple(data["edges"][0]["per_prompt"]))
+    assert again.circuit.faithfulness.per_prompt["circuit"] == pytest.approx(
+        data["circuit"]["faithfulness"]["per_prompt"]["circuit"])
+    assert json.loads(again.dumps()) == data
