@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from circuitspec import results as R
 
 if TYPE_CHECKING:
@@ -86,6 +88,29 @@ def edge_null(v: Verifier, real: float) -> dict[str, Any]:
             "fraction_beaten": null.fraction_beaten, "p_value": null.p_value}
 
 
+def two_sided(v: Verifier, score: Any, empty: Any, band: tuple[float, float | None] | None) -> Any:
+    """A faithfulness score with the normalised (F(C) - F(empty)) / (F(M) - F(empty)) beside it
+    (its interval resamples the three per-prompt arrays jointly), judged against ``band``
+    (min, max) when this is the level the claim is judged at."""
+    from dataclasses import replace
+
+    from circuitspec.stats import band_verdict, bootstrap_paired_ci
+
+    fc, fm = (np.asarray(score.per_prompt[k], dtype=np.float64) for k in ("circuit", "model"))
+    value = float((fc.mean() - empty.mean()) / (fm.mean() - empty.mean()))
+    ci = bootstrap_paired_ci([fc, empty, fm], lambda c, e, m: (c.mean(1) - e.mean(1)) / (m.mean(1) - e.mean(1)),
+                             n_resamples=v.n_boot, seed=v.seed, level=v.level)
+    details = dict(score.details) | {"normalised": {"value": value, "ci": ci}}
+    if band is not None:
+        details["band"] = list(band)
+    per_prompt = dict(score.per_prompt) | {"empty": empty.tolist()}
+    out = replace(score, details=details, per_prompt=per_prompt)
+    if band is None:
+        return out
+    word, reason = band_verdict(score.ci, *band)
+    return replace(out, verdict=word, reason=reason)
+
+
 def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
     """Faithfulness (both levels, judged at the hypothesis' level), completeness,
     minimality and the null, as results.json reports them; also the raw scores."""
@@ -128,6 +153,10 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
             edge = replace(edge, reason=other)
         else:
             node = replace(node, reason=other)
+    band = claims.faithfulness.band if claims.faithfulness else None
+    empty = runner(v, v.ablation).run([()])[0].double().numpy()
+    node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
+    edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
     scores = replace(scores, faithfulness=node)
 
     def conv(s: Any) -> R.Score:

@@ -129,6 +129,10 @@ def _blocks(result: Result) -> list[_Block]:
                 extra.append(f"{name}: interval half-width {_num(pw['half_width'])} with "
                              f"{pw['n_prompts']} prompts; a ±{pw['target_half_width']} interval "
                              f"would need about {pw['n_prompts_needed']} prompts")
+            norm = score.details.get("normalised")
+            if norm:
+                extra.append(f"{name}, normalised (F(C) - F(∅)) / (F(M) - F(∅)): "
+                             f"{_with_ci(norm['value'], norm['ci'])}")
             ratio = score.details.get("mean_of_per_prompt_ratios")
             if ratio is not None:
                 extra.append(f"{name}, mean of per-prompt ratios: "

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from circuitspec.errors import HypothesisError, Problem
 from circuitspec.spec_checks import Loc, compose_located, locate, pydantic_problems
@@ -143,8 +151,26 @@ class EdgeSpec(_Strict):
 
 
 class Bound(_Strict):
+    """A two-sided band for F(C)/F(M): the circuit should neither fall short nor overshoot."""
+
     min: float = Field(gt=0, le=2)
     """Lower bound on F(C)/F(M), in (0, 2]."""
+    max: float | None = Field(default=None, gt=0)
+    """Upper bound on F(C)/F(M); omitted: 2 - min (|1 - F(C)/F(M)| <= 1 - min, as MIB
+    judges |1 - f|), or no upper bound when min >= 1."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bound:
+        if self.max is not None and self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be larger than min ({self.min})")
+        return self
+
+    @property
+    def band(self) -> tuple[float, float | None]:
+        """(min, max) with the default max applied."""
+        if self.max is not None:
+            return self.min, self.max
+        return self.min, (2.0 - self.min if self.min < 1 else None)
 
 
 class GapBound(_Strict):

@@ -26,6 +26,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_paired_ci",
     "bootstrap_ratio_ci",
+    "band_verdict",
     "verdict",
 ]
 
@@ -165,3 +166,25 @@ def verdict(
     if bad:
         return "refuted", f"{interval} lies entirely outside the claim: {claim}."
     return "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
+
+
+def band_verdict(ci: tuple[float, float], low: float, high: float | None) -> tuple[str, str]:
+    """``(word, reason)`` for a score claimed to lie in ``[low, high]`` (``high`` None: no
+    upper end): verified when the whole interval lies inside the band, refuted when it lies
+    wholly outside it (below ``low`` or above ``high``), inconclusive otherwise."""
+    if high is None:
+        return verdict(ci, low, "at_least")
+    lo, hi = float(ci[0]), float(ci[1])
+    interval = f"CI [{_fmt(lo)}, {_fmt(hi)}]"
+    claim = f"between {_fmt(low)} and {_fmt(high)}"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive", f"{interval} is not finite, so it cannot be compared with the band {claim}"
+    if lo > hi:
+        raise ValueError(f"CI bounds out of order: {ci}")
+    if low <= lo and hi <= high:
+        return "verified", f"{interval} lies entirely within the claim: {claim}."
+    if hi < low:
+        return "refuted", f"{interval} lies entirely below the claim: {claim}."
+    if lo > high:
+        return "refuted", f"{interval} lies entirely above the claim: {claim} (the circuit overshoots)."
+    return "inconclusive", f"{interval} straddles an end of the claim: {claim}."

@@ -201,3 +201,55 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
     assert again.circuit.faithfulness.per_prompt["circuit"] == pytest.approx(
         data["circuit"]["faithfulness"]["per_prompt"]["circuit"])
     assert json.loads(again.dumps()) == data
+
+
+# --- two-sided claims -------------------------------------------------------------------------
+
+
+def test_band_verdict_by_hand():
+    from circuitspec.stats import band_verdict
+
+    assert band_verdict((0.85, 1.1), 0.8, 1.2)[0] == "verified"
+    assert band_verdict((1.25, 1.4), 0.8, 1.2)[0] == "refuted"  # overshoots
+    assert "overshoots" in band_verdict((1.25, 1.4), 0.8, 1.2)[1]
+    assert band_verdict((0.5, 0.7), 0.8, 1.2)[0] == "refuted"
+    assert band_verdict((1.1, 1.3), 0.8, 1.2)[0] == "inconclusive"
+    assert band_verdict((0.7, 1.3), 0.8, 1.2)[0] == "inconclusive"
+    assert band_verdict((1.5, 1.7), 0.8, None)[0] == "verified"  # one-sided on request
+
+
+def test_default_upper_end_mirrors_the_lower_one():
+    from circuitspec.spec import Bound
+
+    assert Bound(min=0.8).band == pytest.approx((0.8, 1.2))
+    assert Bound(min=0.8, max=1.1).band == (0.8, 1.1)
+    assert Bound(min=1.0).band == (1.0, None)
+    with pytest.raises(ValueError, match="larger than min"):
+        Bound(min=0.9, max=0.8)
+
+
+def test_an_overshooting_circuit_fails_a_two_sided_claim(tmp_path, tiny_model_dirs):
+    import numpy as np
+
+    # The complete graph gives faithfulness exactly 1: above a band that ends at 0.9.
+    path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
+    path.write_text(path.read_text().replace("faithfulness: {min: 0.9}", "faithfulness: {min: 0.5, max: 0.9}"))
+    over = cs.verify(path, **QUICK)
+    score = over.circuit.faithfulness_edge_level
+    assert score.value == pytest.approx(1.0, abs=1e-5)
+    assert score.verdict == "refuted" and "overshoots" in score.reason and not over.passed
+    assert score.details["band"] == [0.5, 0.9]
+    # Normalised faithfulness beside it, recomputed from the per-prompt values in the file.
+    data = json.loads(over.dumps())
+    for level in ("faithfulness", "faithfulness_edge_level"):
+        s = data["circuit"][level]
+        fc, fm, fe = (np.array(s["per_prompt"][k]) for k in ("circuit", "model", "empty"))
+        norm = s["details"]["normalised"]
+        assert norm["value"] == pytest.approx((fc.mean() - fe.mean()) / (fm.mean() - fe.mean()), rel=1e-9)
+        assert norm["ci"][0] <= norm["value"] <= norm["ci"][1]
+        assert fe.mean() == pytest.approx(data["circuit"]["f_empty"], rel=1e-6)
+    # A one-sided file {min: 0.5} gets the mirrored upper end 1.5, which 1.0 lies within.
+    path.write_text(path.read_text().replace("{min: 0.5, max: 0.9}", "{min: 0.5}"))
+    ok = cs.verify(path, **QUICK)
+    assert ok.circuit.faithfulness_edge_level.verdict == "verified"
+    assert ok.circuit.faithfulness_edge_level.details["band"] == [0.5, 1.5]
