@@ -90,6 +90,21 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
+def _template_ids(text: str | None) -> list[int] | None:
+    """``--held-out-templates 0,3,17`` -> [0, 3, 17]; a clear error for anything else."""
+    from circuitspec.errors import CircuitSpecError
+
+    if text is None:
+        return None
+    try:
+        ids = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CircuitSpecError(f"--held-out-templates {text!r}: give template ids 0-29, e.g. 0,3,17") from None
+    if not ids or any(not 0 <= i <= 29 for i in ids):
+        raise CircuitSpecError(f"--held-out-templates {text!r}: template ids lie in 0-29")
+    return ids
+
+
 @app.command()
 def verify(
     hypothesis: Annotated[Path, typer.Argument(help="The hypothesis YAML file.")],
@@ -114,6 +129,11 @@ def verify(
         help="Pool prompts per mean-ablation mean (default 50; under 20 a mean claim cannot verify).")] = None,
     mean_pool_seed: Annotated[int | None, typer.Option(
         "--mean-pool-seed", help="Seed of the separate mean-ablation pool (default: seed + 7919).")] = None,
+    in_sample: Annotated[bool, typer.Option(
+        "--in-sample", help="Accept verification prompts that overlap the hypothesis' discovery prompts.")] = False,
+    held_out_templates: Annotated[str | None, typer.Option(
+        "--held-out-templates",
+        help="Comma-separated IOI template ids (0-29) to verify on, e.g. ones discovery did not use.")] = None,
 ) -> None:
     """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""
     from circuitspec.errors import CircuitSpecError
@@ -131,6 +151,7 @@ def verify(
         ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
         n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges, n_random_edge=n_random_edge,
         robustness=robustness, mean_pool_min=mean_pool_min, mean_pool_seed=mean_pool_seed,
+        in_sample=in_sample, templates=_template_ids(held_out_templates),
     )
     from circuitspec.console import print_result, progress_bar
 
@@ -179,10 +200,14 @@ def _explore_inputs(
         hyp = load_hypothesis(hypothesis)
         spec = hyp.model_spec
         loaded = load_model(spec.name, revision=spec.revision, device=spec.device, dtype=spec.dtype)
-        overrides = {k: v for k, v in (("n_prompts", n_prompts), ("seed", seed)) if v is not None}
+        overrides: dict[str, Any] = {k: v for k, v in (("n_prompts", n_prompts), ("seed", seed)) if v is not None}
+        if hyp.discovery is not None and not overrides:
+            # Re-exploring a hypothesis looks at the prompts it was found on, not the held-out ones.
+            d = hyp.discovery
+            overrides = {"n_prompts": d.n_prompts, "seed": d.seed, "templates": d.templates}
         dataset = hypothesis_dataset(hyp, loaded.tokenizer,
                                      default_prepend_bos=loaded.info.default_prepend_bos, **overrides)
-        return loaded, dataset, spec.name, seed if seed is not None else hyp.task.seed
+        return loaded, dataset, spec.name, overrides.get("seed", hyp.task.seed)
     if model is None:
         raise CircuitSpecError("give a MODEL (alias, Hugging Face id or folder) or --hypothesis FILE")
     if task != "ioi":

@@ -52,6 +52,10 @@ def print_result(result: Result, out: Path | None = None) -> None:
         f"{result.task.n_prompts} prompts, logit diff clean {m.clean:.3f}, corrupted {m.corrupt:.3f} "
         f"({result.settings.semantics} semantics, {result.settings.engine} engine)"
     )
+    if result.held_out_info is not None:
+        label = {True: "[green]held out[/green]", False: "[red]in-sample[/red]",
+                 None: "[dim]held out: unknown[/dim]"}[result.held_out]
+        console.print(f"{label}: {result.held_out_info.get('reason', '')}")
     edges = Table(title="edges (effect = (M_patched - M_clean) / (M_clean - M_corrupt))")
     for col in ("edge", "effect", "95% CI", "null", "verdict"):
         edges.add_column(col)

@@ -85,6 +85,9 @@ def _blocks(result: Result) -> list[_Block]:
                       + (f" {t.notes}" if t.notes else "")
                       + (f" Hypothesis file: `{result.hypothesis.path}`." if result.hypothesis.path
                          else "")))
+    if result.held_out_info is not None:
+        word = {True: "yes", False: "**no, in-sample**", None: "unknown"}[result.held_out]
+        out.append(_Block("p", f"Held-out prompts: {word}. {result.held_out_info.get('reason', '')}."))
     out.append(_Block("figure", SVG_NAME))
 
     mt = result.metric

@@ -365,11 +365,22 @@ class Result:
     """Wall-clock seconds per stage, e.g. ``{"load_model": 3.1, "edges": 12.4}``."""
     robustness: tuple[RobustnessRow, ...] | None = None
     """The robustness panel, if one was run."""
+    held_out: bool | None = None
+    """Whether the verification prompts are disjoint from the discovery prompts the
+    hypothesis records (``None``: it records none); an in-sample run passes only with
+    ``--in-sample``."""
+    held_out_info: Mapping[str, Any] | None = None
+    """The held-out check: ``overlap``, ``n_discovery``, ``templates_disjoint``, ``in_sample``,
+    ``reason``."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""
-        out = [Failure(f"edge {e.name}", e.verdict, e.reason)
-               for e in self.edges if e.verdict != "verified"]
+        out = []
+        info = self.held_out_info or {}
+        if self.held_out is False and not info.get("in_sample"):
+            out.append(Failure("held-out prompts", "inconclusive", str(info.get("reason", ""))))
+        out += [Failure(f"edge {e.name}", e.verdict, e.reason)
+                for e in self.edges if e.verdict != "verified"]
         if self.circuit is not None:
             out += [Failure(f"claim {k}", s.verdict, s.reason)
                     for k, s in self.circuit.scores().items()
@@ -395,6 +406,8 @@ class Result:
         }
         if self.robustness is not None:
             d["robustness"] = [r.to_json() for r in self.robustness]
+        if self.held_out_info is not None:
+            d["held_out"], d["held_out_info"] = self.held_out, dict(self.held_out_info)
         return d
 
     @classmethod
@@ -414,6 +427,7 @@ class Result:
                 Versions.from_json(_req(d, "versions", r)),
                 {k: v for k, v in (d.get("timings") or {}).items()},
                 None if robustness is None else tuple(RobustnessRow.from_json(x) for x in robustness),
+                d.get("held_out"), d.get("held_out_info"),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ResultFileError(f"results.json: malformed value ({exc})") from exc

@@ -113,6 +113,21 @@ class TaskSpec(_Strict):
     """A JSONL file of prompt pairs, relative to the hypothesis file (kind: prompts)."""
     builtin: Literal["notebook"] | None = None
     """A packaged prompt set: notebook = the eight prompts of the Pythia IOI notebook."""
+    templates: list[Annotated[int, Field(ge=0, le=29)]] | None = Field(default=None, min_length=1)
+    """IOI template ids to draw from (0-14 BABA, 15-29 their ABBA mirrors); omitted: all.
+    Templates kept apart from ``discovery.templates`` make a held-out-by-template test."""
+
+
+class DiscoverySpec(_Strict):
+    """How the circuit was found: the prompts its heads and edges were chosen on. ``verify``
+    checks that its own prompts are disjoint from these (``results.json`` ``held_out``)."""
+
+    seed: int
+    """Seed of the IOI generator the discovery ran on."""
+    n_prompts: int = Field(ge=1)
+    """How many prompts the discovery used (the first n of that seed)."""
+    templates: list[Annotated[int, Field(ge=0, le=29)]] | None = Field(default=None, min_length=1)
+    """Template ids the discovery drew from; omitted: all."""
 
 
 class NodeSpec(_Strict):
@@ -214,6 +229,8 @@ class Hypothesis(_Strict):
     """A model reference, or a mapping {name, revision, dtype, device}."""
     task: TaskSpec
     """Which prompts to test on."""
+    discovery: DiscoverySpec | None = None
+    """How the circuit was found (written by ``suggest``); verify must use other prompts."""
     prepend_bos: bool | None = None
     """Prepend the BOS token; omitted: the model family's default."""
     metric: Literal["logit_diff"] = "logit_diff"

@@ -117,14 +117,16 @@ def build_dataset(
     prepend_bos: bool,
     n_prompts: int | None = None,
     seed: int | None = None,
+    templates: list[int] | None = None,
 ) -> Dataset:
-    """Tokenize a task into paired prompts; ``n_prompts``/``seed`` override the task's."""
+    """Tokenize a task into paired prompts; ``n_prompts``/``seed``/``templates`` override the task's."""
     n = n_prompts if n_prompts is not None else task.n_prompts
     seed = seed if seed is not None else task.seed
     if task.kind == "ioi":
         return build_ioi(
             tokenizer, n_prompts=n or DEFAULT_IOI_PROMPTS, seed=seed,
             corruption=task.corruption or "abc", prepend_bos=prepend_bos,
+            templates=templates if templates is not None else task.templates,
         )
     records = prompt_records(task)
     if n is not None:

@@ -22,6 +22,7 @@ import numpy as np
 from circuitspec import claims
 from circuitspec import results as R
 from circuitspec.errors import CircuitSpecError
+from circuitspec.held_out import HeldOut, held_out_status
 
 if TYPE_CHECKING:
     from circuitspec.dataset import Dataset
@@ -54,6 +55,8 @@ class Options:
     n_null_edges: int = 10  # random sender groups per edge
     mean_pool_min: int | None = None  # pool prompts per mean (default mean_pool.DEFAULT_PER_MEAN)
     mean_pool_seed: int | None = None  # the pool's generator seed (default: the run's seed + 7919)
+    in_sample: bool = False  # accept verification prompts that overlap the discovery prompts
+    templates: list[int] | None = None  # IOI template ids to verify on (overrides task.templates)
     per_head: bool = True
     robustness: bool = True
     scores: bool = True
@@ -295,8 +298,9 @@ def verify(
     check_against_model(hyp, model.info)
     dataset = hypothesis_dataset(
         hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos,
-        n_prompts=opts.n_prompts, seed=opts.seed,
+        n_prompts=opts.n_prompts, seed=opts.seed, templates=opts.templates,
     )
+    held = held_out_status(hyp, dataset, model.tokenizer, in_sample=opts.in_sample, templates=opts.templates)
 
     with torch.no_grad():
         verifier = Verifier(hyp, model, dataset, opts)
@@ -323,7 +327,7 @@ def verify(
             timings["robustness"] = time.perf_counter() - start
 
     timings.update(verifier.timings)
-    return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings)
+    return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings, held)
 
 
 def assemble(
@@ -335,6 +339,7 @@ def assemble(
     circuit: R.CircuitScores | None,
     robustness: tuple[R.RobustnessRow, ...] | None,
     timings: dict[str, float],
+    held: HeldOut | None = None,
 ) -> R.Result:
     from circuitspec.stats import bootstrap_ci
 
@@ -345,9 +350,12 @@ def assemble(
     claimed = [e.verdict for e in edges]
     if circuit is not None:
         claimed += [s.verdict for s in circuit.scores().values() if s.verdict is not None]
-    passed = all(word == "verified" for word in claimed)
+    passed = all(word == "verified" for word in claimed) and not (held is not None and held.blocks)
     info = model.info
     notes = ", ".join(f"{k}={v}" for k, v in dataset.notes.items()) if dataset.notes else None
+    if hyp.task.n_prompts is not None and len(dataset) != hyp.task.n_prompts:
+        notes = (notes + "; " if notes else "") + (
+            f"ran on {len(dataset)} prompts where the file says n_prompts: {hyp.task.n_prompts}")
     boot: dict[str, Any] = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level}
     return R.Result(
         hypothesis=R.HypothesisInfo(hyp.name, hyp.source, hyp.description, nodes),
@@ -373,4 +381,6 @@ def assemble(
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},
         robustness=robustness,
+        held_out=None if held is None else held.held_out,
+        held_out_info=None if held is None else held.info(),
     )

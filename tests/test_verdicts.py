@@ -253,3 +253,64 @@ def test_an_overshooting_circuit_fails_a_two_sided_claim(tmp_path, tiny_model_di
     ok = cs.verify(path, **QUICK)
     assert ok.circuit.faithfulness_edge_level.verdict == "verified"
     assert ok.circuit.faithfulness_edge_level.details["band"] == [0.5, 1.5]
+
+
+# --- held out by construction --------------------------------------------------------------
+
+
+def _with_discovery(path: Path, *, task_seed: int, templates: str = "") -> Path:
+    text = path.read_text().replace("seed: 0, corruption: abc}", f"seed: {task_seed}, corruption: abc{templates}}}")
+    path.write_text(text + "discovery: {seed: 0, n_prompts: 16}\n")
+    return path
+
+
+def test_an_in_sample_run_cannot_pass_without_in_sample(tmp_path, tiny_model_dirs):
+    model_dir = tiny_model_dirs["llama"]
+    quick = QUICK | {"n_prompts": 12}
+    # Same seed as discovery: the generator is prefix-stable, so these are discovery prompts.
+    same = _with_discovery(_write(tmp_path / "same.yaml", model_dir, RIGHT), task_seed=0)
+    result = cs.verify(same, **quick)
+    assert result.circuit.faithfulness_edge_level.verdict == "verified"  # every claim holds...
+    assert result.held_out is False and result.held_out_info["overlap"] == 12
+    assert not result.passed  # ...but in-sample
+    assert result.failures()[0].what == "held-out prompts" and "in-sample" in result.failures()[0].reason
+    data = json.loads(result.dumps())
+    assert data["held_out"] is False and data["passed"] is False
+    allowed = cs.verify(same, in_sample=True, **quick)
+    assert allowed.held_out is False and allowed.held_out_info["in_sample"]
+    assert "held-out prompts" not in [f.what for f in allowed.failures()]
+    run = subprocess.run([*CLI, "verify", str(same), "--json", "--n-prompts", "12", "--n-random", "0",
+                          "--n-null-edges", "0", "--n-bootstrap", "300", "--no-robustness"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and json.loads(run.stdout)["held_out"] is False, run.stderr
+    # Another seed: disjoint from the discovery prompts.
+    other = _with_discovery(_write(tmp_path / "other.yaml", model_dir, RIGHT), task_seed=1)
+    held = cs.verify(other, **quick)
+    assert held.held_out is True and held.held_out_info["overlap"] == 0
+    assert "held-out prompts" not in [f.what for f in held.failures()]
+
+
+def test_held_out_templates(tmp_path, tiny_model_dirs):
+    from circuitspec.held_out import held_out_status
+    from circuitspec.models import load_model
+    from circuitspec.tasks import hypothesis_dataset
+
+    model = load_model(str(tiny_model_dirs["llama"]))
+    path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
+    path.write_text(path.read_text().replace("seed: 0, corruption: abc}", "seed: 3, corruption: abc, templates: [5, 20]}")
+                    + "discovery: {seed: 0, n_prompts: 16, templates: [0, 1, 2, 15, 16, 17]}\n")
+    hyp = cs.load_hypothesis(path)
+    ds = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=False)
+    assert set(ds.template) == {5, 20}
+    status = held_out_status(hyp, ds, model.tokenizer, in_sample=False)
+    assert status.held_out is True and status.templates_disjoint is True
+    # --held-out-templates overrides the file's templates; one shared template is not disjoint.
+    ds2 = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=False, templates=[1, 7])
+    assert set(ds2.template) <= {1, 7}
+    assert held_out_status(hyp, ds2, model.tokenizer, in_sample=False, templates=[1, 7]).templates_disjoint is False
+    # A file without discovery cannot be checked: held_out is unknown, and does not block.
+    plain = cs.load_hypothesis(_write(tmp_path / "plain.yaml", tiny_model_dirs["llama"], RIGHT))
+    unknown = held_out_status(plain, ds, model.tokenizer, in_sample=False)
+    assert unknown.held_out is None and not unknown.blocks
+    bad = subprocess.run([*CLI, "verify", str(path), "--held-out-templates", "3,99"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "0-29" in bad.stderr + bad.stdout

@@ -180,8 +180,9 @@ def test_smollm2_hypothesis_end_to_end(smollm2):
     result = cs.verify(
         root / "hypotheses" / "ioi_smollm2_135m.yaml", smollm2,
         n_prompts=16, n_random=10, n_null_edges=3, n_bootstrap=500, robustness=False,
-        n_subsets=5, greedy_steps=1,
+        n_subsets=5, greedy_steps=1, mean_pool_min=20,
     )
+    assert result.held_out is True  # task seed 1, discovery seed 0
     verdicts = {e.name: e.verdict for e in result.edges}
     assert all(v == "verified" for v in verdicts.values()), verdicts
     assert result.metric.clean > 3.0 > result.metric.corrupt
@@ -189,4 +190,4 @@ def test_smollm2_hypothesis_end_to_end(smollm2):
     node, edge = result.circuit.faithfulness, result.circuit.faithfulness_edge_level
     assert node.value > 0.8 and edge.value < 0.8, (node, edge)
     assert edge.verdict != "verified" and not result.passed
-    assert [f.what for f in result.failures()] == ["claim faithfulness_edge_level"], result.failures()
+    assert "claim faithfulness_edge_level" in [f.what for f in result.failures()], result.failures()
