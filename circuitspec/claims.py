@@ -122,7 +122,9 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
     groups = {name: list(node.heads) for name, node in v.circuit.nodes.items() if node.heads}
     if not groups:
         return None, None
-    claim = claims.faithfulness.min if claims.faithfulness else None
+    resolved = claims.resolved()
+    faith_bound = resolved["faithfulness"][0]
+    claim = faith_bound.min if faith_bound is not None else None
     judged = {"node": claim if v.ablation_level == "node" else None,
               "edge": claim if v.ablation_level == "edge" else None}
     scores = evaluate_circuit(
@@ -131,8 +133,8 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         groups,
         ablation=v.ablation,  # type: ignore[arg-type]
         faithfulness_min=judged["node"],
-        completeness_max_gap=claims.completeness.max_gap if claims.completeness else None,
-        minimality_min=claims.minimality.min if claims.minimality else None,
+        completeness_max_gap=None if resolved["completeness"][0] is None else resolved["completeness"][0].max_gap,
+        minimality_min=None if resolved["minimality"][0] is None else resolved["minimality"][0].min,
         n_random=v.opts.n_random,
         n_subsets=v.opts.n_subsets,
         greedy_steps=v.opts.greedy_steps,
@@ -153,14 +155,18 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
             edge = replace(edge, reason=other)
         else:
             node = replace(node, reason=other)
-    band = claims.faithfulness.band if claims.faithfulness else None
+    band = faith_bound.band if faith_bound is not None else None
     empty = runner(v, v.ablation).run([()])[0].double().numpy()
     node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
     edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
     scores = replace(scores, faithfulness=node)
 
-    def conv(s: Any) -> R.Score:
+    def conv(s: Any, source: str | None = None) -> R.Score:
         details = dict(s.details)
+        if source is not None:
+            details["claim"] = source
+            if source == "off":
+                s = replace(s, reason="turned off in the hypothesis file; reported for information")
         if s.per_prompt_mean_ratio is not None:
             details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
         return pool_gate(v, R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details, s.per_prompt))
@@ -170,14 +176,16 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         q, n = scores.null.random_quantiles, scores.null
         null = R.NullDistribution(n.random_mean, q["5"], q["95"], n.n_random, n.real, n.fraction_beaten,
                                   n.p_value)
+    level_source = {lvl: resolved["faithfulness"][1] if v.ablation_level == lvl else "reported"
+                    for lvl in ("node", "edge")}
     out = R.CircuitScores(
-        faithfulness=conv(node),
-        completeness=conv(scores.completeness),
-        minimality=conv(scores.minimality),
+        faithfulness=conv(node, level_source["node"]),
+        completeness=conv(scores.completeness, resolved["completeness"][1]),
+        minimality=conv(scores.minimality, resolved["minimality"][1]),
         null=null,
         f_model=scores.f_model,
         f_circuit=scores.f_circuit,
-        faithfulness_edge_level=conv(edge),
+        faithfulness_edge_level=conv(edge, level_source["edge"]),
         f_empty=scores.f_empty,
         f_empty_ci=scores.f_empty_ci,
     )

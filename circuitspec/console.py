@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from circuitspec.report import score_label
+
 if TYPE_CHECKING:
     from circuitspec.results import Result
 
@@ -69,10 +71,13 @@ def print_result(result: Result, out: Path | None = None) -> None:
         for col in ("score", "value", "95% CI", "verdict"):
             scores.add_column(col)
         for name, s in result.circuit.scores().items():
-            word = s.verdict or "reported"
+            word: str = s.verdict or "reported"
             style = STYLE.get(s.verdict, "dim")
             value = "" if s.value is None else f"{s.value:.3f}"
-            scores.add_row(name, value, _ci(s.ci), f"[{style}]{word}[/{style}]")
+            source = s.details.get("claim")
+            if source in ("claimed", "default", "off"):
+                word = f"{s.verdict or 'off'} ({source})"
+            scores.add_row(score_label(name), value, _ci(s.ci), f"[{style}]{word}[/{style}]")
         console.print(scores)
     failures = result.failures()
     for failure in failures:

@@ -51,12 +51,39 @@ def _edge_title(e: EdgeResult) -> str:
     return f"{e.sender} → {e.receiver}" + (f" ({where})" if where else "")
 
 
+SCORE_LABELS = {"faithfulness": "faithfulness (node level)", "faithfulness_edge_level":
+                "faithfulness (edge level)", "completeness": "incompleteness gap",
+                "minimality": "minimality"}
+
+
+def score_label(name: str) -> str:
+    """What a score is called on the page: ``completeness`` is an *incompleteness* gap
+    (larger is worse), so it is printed as one."""
+    return SCORE_LABELS.get(name, name)
+
+
+def headline_scores(result: Result) -> list[str]:
+    """Every judged or turned-off score with its verdict and where its bar came from
+    (claimed in the file, a default, or off); the faithfulness level not judged is left out."""
+    out = []
+    for name, score in (result.circuit.scores().items() if result.circuit else ()):
+        source = score.details.get("claim")
+        if score.verdict is None and source != "off":
+            continue
+        word = "off" if source == "off" else f"{score.verdict} ({source or 'claimed'})"
+        out.append(f"{score_label(name)} {_num(score.value)}: {word}")
+    return out
+
+
 def _summary(result: Result) -> str:
     n_ok = sum(e.verdict == "verified" for e in result.edges)
     text = f"{n_ok} of {len(result.edges)} edges verified"
-    if result.circuit is not None:
-        claimed = [s for s in result.circuit.scores().values() if s.verdict is not None]
-        text += f"; {sum(s.verdict == 'verified' for s in claimed)} of {len(claimed)} claims verified"
+    scores = headline_scores(result)
+    if scores:
+        text += "; " + "; ".join(scores)
+    if result.held_out is False:
+        text += "; in-sample prompts" + ("" if (result.held_out_info or {}).get("in_sample") else
+                                          " (cannot pass without --in-sample)")
     return ("PASSED: " if result.passed else "FAILED: ") + text + "."
 
 
@@ -113,7 +140,10 @@ def _blocks(result: Result) -> list[_Block]:
 
     c = result.circuit
     if c is not None:
-        rows = tuple((k, _with_ci(s.value, s.ci), s.verdict or "not claimed", s.reason)
+        rows = tuple((score_label(k), _with_ci(s.value, s.ci),
+                      (s.verdict or ("off" if s.details.get("claim") == "off" else "reported"))
+                      + (f" ({s.details['claim']})" if s.details.get("claim") in ("claimed", "default") else ""),
+                      s.reason)
                      for k, s in c.scores().items())
         out += [_Block("h2", "Circuit scores"), _Block("p", _levels_text(result)),
                 _Block("table", header=("score", "value [95% CI]", "verdict", "reason"), rows=rows)]

@@ -205,17 +205,56 @@ class EdgeClaims(_Strict):
     """Default expected sign for every edge."""
 
 
+CLAIM_NAMES = ("faithfulness", "completeness", "minimality")
+
+
 class Claims(_Strict):
-    """Circuit-level claims, as in Wang et al. 2022 section 4; all optional."""
+    """Circuit-level claims, as in Wang et al. 2022 section 4. A claim left out is judged
+    against its default (:data:`DEFAULT_CLAIMS`); ``completeness: off`` turns one off."""
 
     faithfulness: Bound | None = None
+    """F(C)/F(M) within [min, max]; omitted: the default band 0.8-1.2."""
     completeness: GapBound | None = None
+    """Incompleteness gap at most max_gap; omitted: the default 0.15 (Wang et al.'s scale)."""
     minimality: MinimalityBound | None = None
+    """Every head's relative drop at least min; omitted: the default 0.02."""
+    off: list[Literal["faithfulness", "completeness", "minimality"]] = []
+    """Claims turned off (``completeness: off`` lands here): reported, never judged."""
     edges: EdgeClaims | None = None
     confidence: float = Field(default=0.95, gt=0, lt=1)
     """Confidence level of the bootstrap intervals."""
     n_bootstrap: int = Field(default=1000, ge=10)
     """Bootstrap resamples over prompts."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _turned_off(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        off = [k for k in CLAIM_NAMES if data.get(k) in ("off", False)]
+        if not off:
+            return data
+        rest = {k: v for k, v in data.items() if k not in off}
+        return rest | {"off": sorted(set(rest.get("off", [])) | set(off))}
+
+    def resolved(self) -> dict[str, tuple[Any, str]]:
+        """Each circuit claim as judged: ``(bound or None, "claimed" | "default" | "off")``."""
+        out: dict[str, tuple[Any, str]] = {}
+        for name in CLAIM_NAMES:
+            given = getattr(self, name)
+            if name in self.off:
+                out[name] = (None, "off")
+            elif given is not None:
+                out[name] = (given, "claimed")
+            else:
+                out[name] = (DEFAULT_CLAIMS[name], "default")
+        return out
+
+
+DEFAULT_CLAIMS: dict[str, Any] = {"faithfulness": Bound(min=0.8, max=1.2),
+                                  "completeness": GapBound(max_gap=0.15),
+                                  "minimality": MinimalityBound(min=0.02)}
+"""What a claim left out of the file is judged against."""
 
 
 class Hypothesis(_Strict):

@@ -314,3 +314,45 @@ def test_held_out_templates(tmp_path, tiny_model_dirs):
     assert unknown.held_out is None and not unknown.blocks
     bad = subprocess.run([*CLI, "verify", str(path), "--held-out-templates", "3,99"], capture_output=True, text=True)
     assert bad.returncode == 2 and "0-29" in bad.stderr + bad.stdout
+
+
+# --- no silent claims -----------------------------------------------------------------------
+
+
+def test_unclaimed_scores_are_judged_against_stated_defaults(tmp_path, tiny_model_dirs):
+    from circuitspec.report import render_markdown
+    from circuitspec.spec import DEFAULT_CLAIMS
+
+    assert DEFAULT_CLAIMS["completeness"].max_gap == 0.15 and DEFAULT_CLAIMS["minimality"].min == 0.02
+    path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
+    result = cs.verify(path, **QUICK)
+    c = result.circuit
+    # The whole model is the circuit: the incompleteness gap is exactly 0, within the default.
+    assert c.completeness.value == pytest.approx(0.0, abs=1e-9)
+    assert c.completeness.verdict == "verified" and c.completeness.details["claim"] == "default"
+    assert c.completeness.details["threshold"] == 0.15
+    assert c.minimality.verdict is not None and c.minimality.details["claim"] == "default"
+    assert c.faithfulness_edge_level.details["claim"] == "claimed"
+    md = render_markdown(result)
+    headline = md.splitlines()[2]
+    assert "incompleteness gap 0.000: verified (default)" in headline
+    assert f"minimality {c.minimality.value:.3f}: {c.minimality.verdict} (default)" in headline
+    assert "faithfulness (edge level) 1.000: verified (claimed)" in headline
+    if c.minimality.verdict != "verified":  # a default claim counts like a written one
+        assert not result.passed and "claim minimality" in [f.what for f in result.failures()]
+
+
+def test_a_claim_is_off_only_when_the_file_says_so(tmp_path, tiny_model_dirs):
+    from circuitspec.report import render_markdown
+
+    path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
+    path.write_text(path.read_text().replace("claims:\n", "claims:\n  minimality: off\n  completeness: off\n"))
+    hyp = cs.load_hypothesis(path)
+    assert hyp.claims.off == ["completeness", "minimality"]
+    result = cs.verify(path, **QUICK)
+    for name in ("completeness", "minimality"):
+        score = getattr(result.circuit, name)
+        assert score.verdict is None and score.details["claim"] == "off" and "turned off" in score.reason
+    assert "claim minimality" not in [f.what for f in result.failures()]
+    headline = render_markdown(result).splitlines()[2]
+    assert "incompleteness gap 0.000: off;" in headline and "minimality" in headline
