@@ -74,7 +74,7 @@ def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:
     from circuitspec.edge_ablation import edge_faithfulness
 
     return edge_faithfulness(runner(v, kind), wires(v), threshold=threshold, n_bootstrap=v.n_boot,
-                             seed=v.seed, level=v.level)
+                             seed=v.seed, level=v.level, clusters=v.clusters)
 
 
 def edge_null(v: Verifier, real: float) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def two_sided(v: Verifier, score: Any, empty: Any, band: tuple[float, float | No
     fc, fm = (np.asarray(score.per_prompt[k], dtype=np.float64) for k in ("circuit", "model"))
     value = float((fc.mean() - empty.mean()) / (fm.mean() - empty.mean()))
     ci = bootstrap_paired_ci([fc, empty, fm], lambda c, e, m: (c.mean(1) - e.mean(1)) / (m.mean(1) - e.mean(1)),
-                             n_resamples=v.n_boot, seed=v.seed, level=v.level)
+                             n_resamples=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
     details = dict(score.details) | {"normalised": {"value": value, "ci": ci}}
     if band is not None:
         details["band"] = list(band)
@@ -144,6 +144,7 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         level=v.level,
         circuit_positions=circuit_positions(v),
         runner=runner(v, v.ablation),
+        clusters=v.clusters,
     )
     edge = edge_level(v, v.ablation, judged["edge"])
     if v.opts.n_random_edge:
@@ -209,7 +210,7 @@ def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> t
             node = raw_scores.faithfulness
         else:
             node = faithfulness(runner(v, kind), heads, circuit_positions=circuit_positions(v),
-                                n_bootstrap=v.n_boot, seed=v.seed, level=v.level)
+                                n_bootstrap=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
         edge = v.edge_scores.get(kind) or edge_level(v, kind, None)
         for level, score, shown in (("", node, main), ("edge level, ", edge, {})):
             rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, shown))

@@ -134,6 +134,8 @@ def verify(
     held_out_templates: Annotated[str | None, typer.Option(
         "--held-out-templates",
         help="Comma-separated IOI template ids (0-29) to verify on, e.g. ones discovery did not use.")] = None,
+    bootstrap: Annotated[str, typer.Option(
+        "--bootstrap", help="template (resample templates as clusters, default) | prompt")] = "template",
 ) -> None:
     """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails."""
     from circuitspec.errors import CircuitSpecError
@@ -142,6 +144,7 @@ def verify(
 
     choices = {"semantics": (semantics, ("path", "direct")), "ablation": (ablation, ("mean", "resample", "zero")),
                "ablation-level": (ablation_level, ("node", "edge")),
+               "bootstrap": (bootstrap, ("template", "prompt")),
                "engine": (engine, ("auto", "fast", "reference"))}
     for flag, (value, allowed) in choices.items():
         if value is not None and value not in allowed:
@@ -151,7 +154,7 @@ def verify(
         ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
         n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges, n_random_edge=n_random_edge,
         robustness=robustness, mean_pool_min=mean_pool_min, mean_pool_seed=mean_pool_seed,
-        in_sample=in_sample, templates=_template_ids(held_out_templates),
+        in_sample=in_sample, templates=_template_ids(held_out_templates), bootstrap=bootstrap,
     )
     from circuitspec.console import print_result, progress_bar
 

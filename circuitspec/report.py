@@ -140,7 +140,8 @@ def _blocks(result: Result) -> list[_Block]:
 
     c = result.circuit
     if c is not None:
-        rows = tuple((score_label(k), _with_ci(s.value, s.ci),
+        rows = tuple((score_label(k), _with_ci(s.value, s.ci)
+                      + (" (post-selection)" if s.details.get("post_selection") else ""),
                       (s.verdict or ("off" if s.details.get("claim") == "off" else "reported"))
                       + (f" ({s.details['claim']})" if s.details.get("claim") in ("claimed", "default") else ""),
                       s.reason)

@@ -141,6 +141,8 @@ class Settings:
     mean_pool: Mapping[str, Any] | None = None
     """How the mean-ablation means were made (``n``, ``per_template_min``, ``seed``,
     ``built``, ``sufficient``...); ``None`` when no mean ablation ran."""
+    bootstrap_unit: str = "prompt"
+    """What the bootstrap resamples: ``template`` (whole templates, as clusters) or ``prompt``."""
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -152,7 +154,8 @@ class Settings:
         required = {k: _req(d, k, "settings") for k in
                     ("semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap")}
         return cls(**required, ablation_level=d.get("ablation_level", "node"),
-                   ablation_scope=d.get("ablation_scope", "all_positions"), mean_pool=d.get("mean_pool"))
+                   ablation_scope=d.get("ablation_scope", "all_positions"), mean_pool=d.get("mean_pool"),
+                   bootstrap_unit=d.get("bootstrap_unit", "prompt"))
 
 
 @dataclass(frozen=True)

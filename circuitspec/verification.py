@@ -57,6 +57,7 @@ class Options:
     mean_pool_seed: int | None = None  # the pool's generator seed (default: the run's seed + 7919)
     in_sample: bool = False  # accept verification prompts that overlap the discovery prompts
     templates: list[int] | None = None  # IOI template ids to verify on (overrides task.templates)
+    bootstrap: str = "template"  # template: resample templates as clusters; prompt: single prompts
     per_head: bool = True
     robustness: bool = True
     scores: bool = True
@@ -109,15 +110,32 @@ def effect_of(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray) -> fl
 
 
 def effect_ci(
-    patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, *, n: int, seed: int, level: float
+    patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, *, n: int, seed: int, level: float,
+    clusters: Sequence[int] | None = None,
 ) -> tuple[float, float]:
-    """Bootstrap interval of the effect, resampling prompts jointly."""
+    """Bootstrap interval of the effect, resampling prompts (or ``clusters`` of them) jointly."""
     from circuitspec.stats import bootstrap_paired_ci
 
     def stat(p: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
         return (p.mean(1) - c.mean(1)) / (c.mean(1) - r.mean(1))
 
-    return bootstrap_paired_ci([patched, clean, corrupt], stat, n_resamples=n, seed=seed, level=level)
+    return bootstrap_paired_ci([patched, clean, corrupt], stat, n_resamples=n, seed=seed, level=level,
+                               clusters=clusters)
+
+
+MIN_CLUSTERS = 8  # fewer templates than this make a cluster bootstrap unreliable
+
+
+def bootstrap_clusters(dataset: Dataset, unit: str, kind: str) -> tuple[list[int] | None, str]:
+    """The cluster labels the bootstrap resamples (the template of each prompt), and the unit
+    used: prompt-level when asked, for custom prompts (no templates), or with too few templates."""
+    if unit not in ("template", "prompt"):
+        raise CircuitSpecError(f"bootstrap unit {unit!r}: choose template or prompt")
+    if unit == "prompt" or kind != "ioi":
+        return None, "prompt"
+    if len(set(dataset.template)) < MIN_CLUSTERS:
+        return None, f"prompt (only {len(set(dataset.template))} templates, fewer than {MIN_CLUSTERS})"
+    return list(dataset.template), "template"
 
 
 class Verifier:
@@ -146,6 +164,7 @@ class Verifier:
         self.n_boot = options.n_bootstrap or hyp.claims.n_bootstrap
         self.level = hyp.claims.confidence
         self.seed = options.seed if options.seed is not None else (hyp.task.seed or 0)
+        self.clusters, self.bootstrap_unit = bootstrap_clusters(dataset, options.bootstrap, hyp.task.kind)
         self.timings: dict[str, float] = {}
         self._mean_pool: Any = None
         start = time.perf_counter()
@@ -179,7 +198,8 @@ class Verifier:
 
     def _effect_with_ci(self, patched: np.ndarray) -> tuple[float, tuple[float, float]]:
         value = effect_of(patched, self.clean, self.corrupt)
-        ci = effect_ci(patched, self.clean, self.corrupt, n=self.n_boot, seed=self.seed, level=self.level)
+        ci = effect_ci(patched, self.clean, self.corrupt, n=self.n_boot, seed=self.seed, level=self.level,
+                       clusters=self.clusters)
         return value, ci
 
     def edge(self, edge: Edge) -> R.EdgeResult:
@@ -356,7 +376,8 @@ def assemble(
     if hyp.task.n_prompts is not None and len(dataset) != hyp.task.n_prompts:
         notes = (notes + "; " if notes else "") + (
             f"ran on {len(dataset)} prompts where the file says n_prompts: {hyp.task.n_prompts}")
-    boot: dict[str, Any] = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level}
+    boot: dict[str, Any] = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level,
+                            "clusters": verifier.clusters}
     return R.Result(
         hypothesis=R.HypothesisInfo(hyp.name, hyp.source, hyp.description, nodes),
         model=R.ModelInfo(model.reference, info.name, model.revision, info.n_layers, info.n_heads, info.n_kv_heads),
@@ -377,6 +398,7 @@ def assemble(
             verifier.semantics, verifier.ablation, verifier.freeze_mlps, verifier.engine.name, verifier.n_boot,
             verifier.ablation_level, hyp.ablation_scope,
             None if verifier._mean_pool is None else verifier._mean_pool.info(),
+            verifier.bootstrap_unit,
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},

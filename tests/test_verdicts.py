@@ -190,7 +190,9 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
         assert fm.tolist() == pytest.approx(clean.tolist(), abs=1e-4)  # F(M) is the clean run
         assert score["details"]["mean_of_per_prompt_ratios"] == pytest.approx(np.mean(fc / fm), rel=1e-9)
         n_boot = data["settings"]["n_bootstrap"]
-        assert score["ci"] == pytest.approx(list(bootstrap_ratio_ci(fc, fm, n_resamples=n_boot, seed=0)))
+        assert data["settings"]["bootstrap_unit"] == "template"  # templates resampled as clusters
+        assert score["ci"] == pytest.approx(list(bootstrap_ratio_ci(fc, fm, n_resamples=n_boot, seed=0,
+                                                                    clusters=pp["template"])))
         power = score["details"]["power"]
         half = (score["ci"][1] - score["ci"][0]) / 2
         assert power["half_width"] == pytest.approx(half) and power["n_prompts"] == 24
@@ -356,3 +358,52 @@ def test_a_claim_is_off_only_when_the_file_says_so(tmp_path, tiny_model_dirs):
     assert "claim minimality" not in [f.what for f in result.failures()]
     headline = render_markdown(result).splitlines()[2]
     assert "incompleteness gap 0.000: off;" in headline and "minimality" in headline
+
+
+# --- honest intervals -------------------------------------------------------------------------
+
+
+def test_cluster_bootstrap_resamples_whole_templates():
+    import numpy as np
+
+    from circuitspec.stats import bootstrap_ci, bootstrap_paired_ci
+
+    values = np.array([1.0, 1.0, 1.0, 5.0])
+    # Two clusters drawn with replacement: {0,0} -> mean 1, {1,1} -> 5, one of each -> 8/4 = 2.
+    # Each pure draw has probability 1/4, so the 2.5 % and 97.5 % quantiles are 1 and 5.
+    low, high = bootstrap_ci(values, n_resamples=2000, seed=1, clusters=[0, 0, 0, 1])
+    assert (low, high) == (1.0, 5.0)
+    seen = set()
+    bootstrap_paired_ci([values], lambda x: seen.update(x.mean(1).tolist()) or x.mean(1),
+                        n_resamples=200, seed=2, clusters=[0, 0, 0, 1])
+    assert seen == {1.0, 2.0, 5.0}
+    # The prompt bootstrap instead treats the three 1s as independent: other means appear.
+    assert bootstrap_ci(values, n_resamples=2000, seed=1) != (1.0, 5.0)
+
+
+def test_non_finite_resamples_make_the_interval_and_the_verdict_inconclusive():
+    import numpy as np
+
+    from circuitspec.scores import ratio_score
+    from circuitspec.stats import bootstrap_ratio_ci, nonfinite_resamples
+
+    fc, fm = np.array([1.0, 1.0, 1.0]), np.array([0.0, 0.0, 3.0])
+    # A resample of the two zero denominators only (probability 8/27) divides by zero.
+    bad = nonfinite_resamples([fc, fm], lambda a, b: a.mean(1) / b.mean(1), n_resamples=1000, seed=0)
+    assert 200 < bad < 400
+    assert all(np.isnan(bootstrap_ratio_ci(fc, fm, n_resamples=1000, seed=0)))
+    score = ratio_score(fc, fm, 0.8, "faithfulness", n_bootstrap=1000, seed=0, level=0.95)
+    assert score.verdict == "inconclusive" and score.details["nonfinite_resamples"] == bad
+    assert f"{bad} of 1000 resamples" in score.reason
+
+
+def test_verify_resamples_templates_by_default_and_prompts_on_request(tmp_path, tiny_model_dirs):
+    path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], WRONG)
+    by_template = cs.verify(path, **QUICK)
+    by_prompt = cs.verify(path, bootstrap="prompt", **QUICK)
+    assert by_template.settings.bootstrap_unit == "template" and by_prompt.settings.bootstrap_unit == "prompt"
+    assert by_template.edges[0].effect == by_prompt.edges[0].effect
+    assert by_template.edges[0].ci != by_prompt.edges[0].ci
+    for result in (by_template, by_prompt):
+        assert "post-selection" in result.circuit.completeness.reason
+        assert result.circuit.minimality.details["post_selection"] is True
