@@ -101,6 +101,8 @@ def two_sided(v: Verifier, score: Any, empty: Any, band: tuple[float, float | No
     ci = bootstrap_paired_ci([fc, empty, fm], lambda c, e, m: (c.mean(1) - e.mean(1)) / (m.mean(1) - e.mean(1)),
                              n_resamples=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
     details = dict(score.details) | {"normalised": {"value": value, "ci": ci}}
+    if v.hyp.task.kind == "ioi":
+        details["by_order"] = by_order(v, fc, fm)
     if band is not None:
         details["band"] = list(band)
     per_prompt = dict(score.per_prompt) | {"empty": empty.tolist()}
@@ -109,6 +111,24 @@ def two_sided(v: Verifier, score: Any, empty: Any, band: tuple[float, float | No
         return out
     word, reason = band_verdict(score.ci, *band)
     return replace(out, verdict=word, reason=reason)
+
+
+def by_order(v: Verifier, fc: Any, fm: Any) -> dict[str, Any]:
+    """Faithfulness on the BABA and the ABBA prompts apart (they behave differently), each with
+    its own interval, from the same per-prompt values."""
+    from circuitspec.ioi import BABA_TEMPLATES
+    from circuitspec.stats import bootstrap_ratio_ci
+
+    templates = np.asarray(v.dataset.template)
+    out: dict[str, Any] = {}
+    for name, mask in (("BABA", templates < len(BABA_TEMPLATES)), ("ABBA", templates >= len(BABA_TEMPLATES))):
+        if not mask.any():
+            continue
+        clusters = None if v.clusters is None else templates[mask].tolist()
+        out[name] = {"n": int(mask.sum()), "value": float(fc[mask].mean() / fm[mask].mean()),
+                     "ci": bootstrap_ratio_ci(fc[mask], fm[mask], n_resamples=v.n_boot, seed=v.seed,
+                                              level=v.level, clusters=clusters)}
+    return out
 
 
 def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:

@@ -81,13 +81,16 @@ def validate(
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of hypothesis files."""
+def schema(
+    results: Annotated[bool, typer.Option("--results", help="The schema of results.json instead.")] = False,
+) -> None:
+    """Print the JSON Schema of hypothesis files (or of results.json)."""
     import json
 
+    from circuitspec.results_schema import results_json_schema
     from circuitspec.spec import json_schema
 
-    typer.echo(json.dumps(json_schema(), indent=2))
+    typer.echo(json.dumps(results_json_schema() if results else json_schema(), indent=2))
 
 
 def _template_ids(text: str | None) -> list[int] | None:

@@ -167,6 +167,10 @@ def _blocks(result: Result) -> list[_Block]:
             if norm:
                 extra.append(f"{name}, normalised (F(C) - F(∅)) / (F(M) - F(∅)): "
                              f"{_with_ci(norm['value'], norm['ci'])}")
+            split = score.details.get("by_order") or {}
+            if split:
+                extra.append(f"{name} by prompt order: " + ", ".join(
+                    f"{k} {_with_ci(x['value'], x['ci'])} (n = {x['n']})" for k, x in split.items()))
             ratio = score.details.get("mean_of_per_prompt_ratios")
             if ratio is not None:
                 extra.append(f"{name}, mean of per-prompt ratios: "

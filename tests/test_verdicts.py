@@ -188,6 +188,11 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
         fc, fm = np.array(score["per_prompt"]["circuit"]), np.array(score["per_prompt"]["model"])
         assert score["value"] == pytest.approx(fc.mean() / fm.mean(), rel=1e-9)
         assert fm.tolist() == pytest.approx(clean.tolist(), abs=1e-4)  # F(M) is the clean run
+        order = np.array(pp["template"]) < 15  # BABA templates are 0-14, their ABBA mirrors 15-29
+        split = score["details"]["by_order"]
+        assert split["BABA"]["n"] == order.sum() and split["ABBA"]["n"] == (~order).sum()
+        assert split["BABA"]["value"] == pytest.approx(fc[order].mean() / fm[order].mean(), rel=1e-9)
+        assert split["ABBA"]["value"] == pytest.approx(fc[~order].mean() / fm[~order].mean(), rel=1e-9)
         assert score["details"]["mean_of_per_prompt_ratios"] == pytest.approx(np.mean(fc / fm), rel=1e-9)
         n_boot = data["settings"]["n_bootstrap"]
         assert data["settings"]["bootstrap_unit"] == "template"  # templates resampled as clusters
@@ -203,6 +208,20 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
     assert again.circuit.faithfulness.per_prompt["circuit"] == pytest.approx(
         data["circuit"]["faithfulness"]["per_prompt"]["circuit"])
     assert json.loads(again.dumps()) == data
+    # The file validates against the published results schema, which names the new fields.
+    import jsonschema
+
+    from circuitspec.results_schema import results_json_schema
+
+    schema = results_json_schema()
+    jsonschema.validate(data, schema)
+    props = schema["properties"]
+    assert {"held_out", "metric", "settings"} <= set(props)
+    assert "mean_pool" in props["settings"]["properties"] and "per_prompt" in props["metric"]["properties"]
+    broken = json.loads(json.dumps(data))
+    broken["settings"]["ablation_level"] = "sideways"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
 
 
 # --- two-sided claims -------------------------------------------------------------------------
