@@ -214,6 +214,16 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
     return out, scores
 
 
+def panel_verdict(v: Verifier, score: Any) -> tuple[Any, str | None]:
+    """A robustness row's interval and its verdict against the faithfulness band (None when
+    faithfulness is off), so a setting under which the claim fails shows it."""
+    from circuitspec.stats import band_verdict
+
+    bound = v.hyp.claims.resolved()["faithfulness"][0]
+    ci = tuple(score.ci)
+    return ci, None if bound is None else band_verdict(ci, *bound.band)[0]  # type: ignore[arg-type]
+
+
 def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
     """Faithfulness (node and edge level) under every ablation and aggregation; edge
     effects under both semantics."""
@@ -232,10 +242,15 @@ def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> t
             node = faithfulness(runner(v, kind), heads, circuit_positions=circuit_positions(v),
                                 n_bootstrap=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
         edge = v.edge_scores.get(kind) or edge_level(v, kind, None)
-        for level, score, shown in (("", node, main), ("edge level, ", edge, {})):
-            rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, shown))
+        # Path patching does not ablate, so the edge effects are not repeated on these rows;
+        # each faithfulness is measured under this ablation and judged against the band.
+        for level, score in (("", node), ("edge level, ", edge)):
+            ci, word = panel_verdict(v, score)
+            rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, {}, ci,
+                                        word))  # type: ignore[arg-type]
             rows.append(R.RobustnessRow(f"{level}{kind} ablation, mean of per-prompt ratios",
-                                        score.per_prompt_mean_ratio, {}))
+                                        score.per_prompt_mean_ratio, {},
+                                        score.details.get("mean_of_per_prompt_ratios_ci")))
     for semantics in ("path", "direct"):
         effects: dict[str, float | None] = dict(main)
         if semantics != v.semantics:

@@ -186,8 +186,8 @@ def _blocks(result: Result) -> list[_Block]:
     if result.robustness:
         names = list(dict.fromkeys(k for r in result.robustness for k in r.edge_effects))
         out += [_Block("h2", "Robustness"),
-                _Block("table", header=("setting", "faithfulness", *names),
-                       rows=tuple((r.setting, _num(r.faithfulness),
+                _Block("table", header=("setting", "faithfulness [95% CI]", "verdict", *names),
+                       rows=tuple((r.setting, _with_ci(r.faithfulness, r.ci), r.verdict or "",
                                    *(_num(r.edge_effects.get(n)) for n in names))
                                   for r in result.robustness))]
 

@@ -320,15 +320,25 @@ class RobustnessRow:
     """Faithfulness under this setting."""
     edge_effects: Mapping[str, float | None] = field(default_factory=dict)
     """Effect per edge, keyed by :attr:`EdgeResult.name`."""
+    ci: Interval | None = None
+    """Bootstrap interval of ``faithfulness`` under this setting."""
+    verdict: Verdict | None = None
+    """``faithfulness`` judged against the hypothesis' band under this setting."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"setting": self.setting, "faithfulness": _num(self.faithfulness),
-                "edge_effects": {k: _num(v) for k, v in self.edge_effects.items()}}
+        d: dict[str, Any] = {"setting": self.setting, "faithfulness": _num(self.faithfulness),
+                             "edge_effects": {k: _num(v) for k, v in self.edge_effects.items()}}
+        if self.ci is not None:
+            d["ci"] = _ci_json(self.ci)
+        if self.verdict is not None:
+            d["verdict"] = self.verdict
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> RobustnessRow:
         return cls(_req(d, "setting", "robustness[]"), _num(d.get("faithfulness")),
-                   {k: _num(v) for k, v in (d.get("edge_effects") or {}).items()})
+                   {k: _num(v) for k, v in (d.get("edge_effects") or {}).items()},
+                   _ci(d.get("ci")), _verdict(d.get("verdict"), "robustness[]", optional=True))
 
 @dataclass(frozen=True)
 class Failure:

@@ -426,3 +426,19 @@ def test_verify_resamples_templates_by_default_and_prompts_on_request(tmp_path, 
     for result in (by_template, by_prompt):
         assert "post-selection" in result.circuit.completeness.reason
         assert result.circuit.minimality.details["post_selection"] is True
+
+
+def test_robustness_rows_re_measure_with_intervals_and_verdicts(tmp_path, tiny_model_dirs):
+    path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
+    result = cs.verify(path, **(QUICK | {"robustness": True}))
+    rows = {r.setting: r for r in result.robustness}
+    for kind in ("mean", "resample", "zero"):
+        for level in ("", "edge level, "):
+            row = rows[f"{level}{kind} ablation, ratio of means"]
+            assert row.ci is not None and row.verdict in ("verified", "refuted", "inconclusive")
+            assert row.edge_effects == {}  # path patching does not ablate: nothing copied
+    # The complete graph is the model under every ablation: verified in the 0.9-1.1 band.
+    zero = rows["edge level, zero ablation, ratio of means"]
+    assert zero.faithfulness == pytest.approx(1.0, abs=1e-5) and zero.verdict == "verified"
+    data = json.loads(result.dumps())
+    assert {"ci", "verdict"} <= set(data["robustness"][0])
