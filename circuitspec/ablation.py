@@ -4,8 +4,10 @@ A *keep-set* names the attention heads (and optionally MLP layers) that run norm
 every other head has its output replaced at ``hook_z`` (the per-query-head attention
 output before ``W_O``), at every position, by
 
-- ``mean``: the head's z averaged over the corrupted prompts of the same template, per
-  position (Wang et al. 2022, section 4; the corrupted set is the ABC distribution);
+- ``mean``: the head's z averaged per position over a separate pool of corrupted (ABC)
+  prompts (``mean_pool``, see :mod:`circuitspec.mean_pool`; what ``verify`` uses), or,
+  without a pool, over the corrupted prompts of the same template in the dataset
+  (Wang et al. 2022, section 4; the corrupted set is the ABC distribution);
 - ``resample``: the head's z on the paired corrupted prompt (as ACDC does);
 - ``zero``: zero.
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
     from circuitspec.bridge.work import Work
     from circuitspec.dataset import Dataset
+    from circuitspec.mean_pool import MeanPool
     from circuitspec.models import LoadedModel
 
 __all__ = ["AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
@@ -104,6 +107,7 @@ class AblationRunner:
         max_tokens: int = 8192,
         resume: bool = True,
         work: Work | None = None,
+        mean_pool: MeanPool | None = None,
     ) -> None:
         from circuitspec.bridge_resume import can_resume
 
@@ -113,6 +117,9 @@ class AblationRunner:
         self.dataset = dataset
         self.ablation = ablation
         self.max_tokens = max_tokens
+        # With a pool, mean ablation takes its means from it (mean_pool.py), not from the
+        # scored prompts' own corrupted partners.
+        self.mean_pool = mean_pool if ablation == "mean" else None
         cfg = self.bridge.cfg
         self.n_layers, self.n_heads = int(cfg.n_layers), int(cfg.n_heads)
         self.all_heads = frozenset((L, h) for L in range(self.n_layers) for h in range(self.n_heads))
@@ -156,11 +163,11 @@ class AblationRunner:
         ds, dev = self.dataset, self._device()
         groups = ds.length_groups()
         corrupt: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-        if self.ablation != "zero":
+        if self.ablation == "resample" or (self.ablation == "mean" and self.mean_pool is None):
             for gi, idx in enumerate(groups):
                 toks = torch.tensor([ds.corrupt[i] for i in idx], dtype=torch.long, device=dev)
                 corrupt[gi] = self._chunked_capture(toks)
-        means = self._template_means(groups, corrupt) if self.ablation == "mean" else {}
+        means = self._template_means(groups, corrupt) if corrupt and self.ablation == "mean" else {}
         out = []
         for gi, idx in enumerate(groups):
             n, length = len(idx), len(ds.clean[idx[0]])
@@ -169,6 +176,10 @@ class AblationRunner:
                 z_repl, mlp_repl = [zero] * self.n_layers, [zero] * self.n_layers
             elif self.ablation == "resample":
                 z_repl, mlp_repl = corrupt[gi]
+            elif self.mean_pool is not None:
+                zs, ms = self.mean_pool.mean_for(length)
+                z_repl = [z.to(dev).expand(n, *z.shape) for z in zs]
+                mlp_repl = [m.to(dev).expand(n, *m.shape) for m in ms]
             else:
                 tids = [ds.template[i] for i in idx]
                 z_repl = [torch.stack([means[t][0][L] for t in tids]) for L in range(self.n_layers)]

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from circuitspec import results as R
 from circuitspec.scoring.nulls import MonteCarlo, NullDraws
 
@@ -25,9 +27,25 @@ def runner(v: Verifier, kind: str) -> Any:
     from circuitspec.ablation import AblationRunner
 
     if kind not in v.runners:
+        pool = v.mean_pool() if kind == "mean" else None
         with v.work.at("ablation_caches"):
-            v.runners[kind] = AblationRunner(v.model, v.dataset, kind, work=v.work)  # type: ignore[arg-type]
+            v.runners[kind] = AblationRunner(v.model, v.dataset, kind, work=v.work,  # type: ignore[arg-type]
+                                             mean_pool=pool)
     return v.runners[kind]
+
+
+def pool_gate(v: Verifier, score: R.Score) -> R.Score:
+    """A mean-ablation claim judged on an insufficient pool (too small, or not disjoint from
+    the scored prompts) cannot be verified: it becomes inconclusive, saying why."""
+    from dataclasses import replace
+
+    pool = v._mean_pool
+    if v.ablation != "mean" or pool is None or pool.sufficient or score.verdict != "verified":
+        return score
+    why = (f"the mean-ablation pool is insufficient ({pool.n} prompts, smallest mean over "
+           f"{min(pool.counts.values()) if pool.counts else 0}, disjoint: {pool.disjoint}), so a "
+           "mean-ablation claim cannot be verified")
+    return replace(score, verdict="inconclusive", reason=f"{score.reason} But {why}.")
 
 
 def circuit_positions(v: Verifier) -> dict[tuple[int, int], list[str]] | None:
@@ -59,7 +77,7 @@ def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:
     from circuitspec.edge_ablation import edge_faithfulness
 
     return edge_faithfulness(runner(v, kind), wires(v), threshold=threshold, n_bootstrap=v.n_boot,
-                             seed=v.seed, level=v.level)
+                             seed=v.seed, level=v.level, clusters=v.clusters)
 
 
 def edge_null(v: Verifier, real: float) -> NullDraws | None:
@@ -81,6 +99,49 @@ def null_result(draws: NullDraws | None) -> R.NullDistribution | None:
                               draws.p_value, "layer_matched", draws.off_layer)
 
 
+def two_sided(v: Verifier, score: Any, empty: Any, band: tuple[float, float | None] | None) -> Any:
+    """A faithfulness score with the normalised (F(C) - F(empty)) / (F(M) - F(empty)) beside it
+    (its interval resamples the three per-prompt arrays jointly), judged against ``band``
+    (min, max) when this is the level the claim is judged at."""
+    from dataclasses import replace
+
+    from circuitspec.stats import band_verdict, bootstrap_paired_ci
+
+    fc, fm = (np.asarray(score.per_prompt[k], dtype=np.float64) for k in ("circuit", "model"))
+    value = float((fc.mean() - empty.mean()) / (fm.mean() - empty.mean()))
+    ci = bootstrap_paired_ci([fc, empty, fm], lambda c, e, m: (c.mean(1) - e.mean(1)) / (m.mean(1) - e.mean(1)),
+                             n_resamples=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
+    details = dict(score.details) | {"normalised": {"value": value, "ci": ci}}
+    if v.hyp.task.kind == "ioi":
+        details["by_order"] = by_order(v, fc, fm)
+    if band is not None:
+        details["band"] = list(band)
+    per_prompt = dict(score.per_prompt) | {"empty": empty.tolist()}
+    out = replace(score, details=details, per_prompt=per_prompt)
+    if band is None:
+        return out
+    word, reason = band_verdict(score.ci, *band)
+    return replace(out, verdict=word, reason=reason)
+
+
+def by_order(v: Verifier, fc: Any, fm: Any) -> dict[str, Any]:
+    """Faithfulness on the BABA and the ABBA prompts apart (they behave differently), each with
+    its own interval, from the same per-prompt values."""
+    from circuitspec.ioi import BABA_TEMPLATES
+    from circuitspec.stats import bootstrap_ratio_ci
+
+    templates = np.asarray(v.dataset.template)
+    out: dict[str, Any] = {}
+    for name, mask in (("BABA", templates < len(BABA_TEMPLATES)), ("ABBA", templates >= len(BABA_TEMPLATES))):
+        if not mask.any():
+            continue
+        clusters = None if v.clusters is None else templates[mask].tolist()
+        out[name] = {"n": int(mask.sum()), "value": float(fc[mask].mean() / fm[mask].mean()),
+                     "ci": bootstrap_ratio_ci(fc[mask], fm[mask], n_resamples=v.n_boot, seed=v.seed,
+                                              level=v.level, clusters=clusters)}
+    return out
+
+
 def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
     """Faithfulness (both levels, judged at the hypothesis' level), completeness,
     minimality and the null, as results.json reports them; also the raw scores."""
@@ -92,7 +153,9 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
     groups = {name: list(node.heads) for name, node in v.circuit.nodes.items() if node.heads}
     if not groups:
         return None, None
-    claim = claims.faithfulness.min if claims.faithfulness else None
+    resolved = claims.resolved()
+    faith_bound = resolved["faithfulness"][0]
+    claim = faith_bound.min if faith_bound is not None else None
     judged = {"node": claim if v.ablation_level == "node" else None,
               "edge": claim if v.ablation_level == "edge" else None}
     scores = evaluate_circuit(
@@ -101,8 +164,8 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         groups,
         ablation=v.ablation,  # type: ignore[arg-type]
         faithfulness_min=judged["node"],
-        completeness_max_gap=claims.completeness.max_gap if claims.completeness else None,
-        minimality_min=claims.minimality.min if claims.minimality else None,
+        completeness_max_gap=None if resolved["completeness"][0] is None else resolved["completeness"][0].max_gap,
+        minimality_min=None if resolved["minimality"][0] is None else resolved["minimality"][0].min,
         n_random=v.opts.n_random,
         n_subsets=v.opts.n_subsets,
         greedy_steps=v.opts.greedy_steps,
@@ -112,6 +175,7 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         level=v.level,
         circuit_positions=circuit_positions(v),
         runner=runner(v, v.ablation),
+        clusters=v.clusters,
     )
     with v.work.at("edge_level"):
         edge = edge_level(v, v.ablation, judged["edge"])
@@ -128,23 +192,33 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
             edge = replace(edge, reason=other)
         else:
             node = replace(node, reason=other)
+    band = faith_bound.band if faith_bound is not None else None
+    empty = runner(v, v.ablation).run([()])[0].double().numpy()
+    node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
+    edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
     scores = replace(scores, faithfulness=node)
 
-    def conv(s: Any) -> R.Score:
+    def conv(s: Any, source: str | None = None) -> R.Score:
         details = dict(s.details)
+        if source is not None:
+            details["claim"] = source
+            if source == "off":
+                s = replace(s, reason="turned off in the hypothesis file; reported for information")
         if s.per_prompt_mean_ratio is not None:
             details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
-        return R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details)
+        return pool_gate(v, R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details, s.per_prompt))
 
+    level_source = {lvl: resolved["faithfulness"][1] if v.ablation_level == lvl else "reported"
+                    for lvl in ("node", "edge")}
     out = R.CircuitScores(
-        faithfulness=conv(node),
-        completeness=conv(scores.completeness),
-        minimality=conv(scores.minimality),
+        faithfulness=conv(node, level_source["node"]),
+        completeness=conv(scores.completeness, resolved["completeness"][1]),
+        minimality=conv(scores.minimality, resolved["minimality"][1]),
         null=null_result(scores.null),
         null_edge_level=null_result(edge_draws),
         f_model=scores.f_model,
         f_circuit=scores.f_circuit,
-        faithfulness_edge_level=conv(edge),
+        faithfulness_edge_level=conv(edge, level_source["edge"]),
         f_empty=scores.f_empty,
         f_empty_ci=scores.f_empty_ci,
     )
@@ -156,30 +230,46 @@ QUICK_NOTE = "not computed: verify --quick checks the edges and faithfulness onl
 
 
 def quick_scores(v: Verifier) -> R.CircuitScores | None:
-    """``verify --quick``: faithfulness at both levels (judged as in the full run), no
-    completeness, minimality or circuit nulls; the result cannot pass (see ``verify``)."""
+    """``verify --quick``: faithfulness at both levels, judged against the same band and at
+    the same level as the full run, with no completeness, minimality or circuit nulls; the
+    result cannot pass (see ``verify``)."""
     from circuitspec.scores import faithfulness
 
     heads = sorted(v.circuit.heads())
     if not heads:
         return None
-    claim = v.hyp.claims.faithfulness.min if v.hyp.claims.faithfulness else None
+    bound = v.hyp.claims.resolved()["faithfulness"][0]
+    claim = bound.min if bound is not None else None
+    band = bound.band if bound is not None else None
     run = runner(v, v.ablation)
     with v.work.at("faithfulness"):
         node = faithfulness(run, heads, threshold=claim if v.ablation_level == "node" else None,
                             circuit_positions=circuit_positions(v), n_bootstrap=v.n_boot, seed=v.seed,
-                            level=v.level)
+                            level=v.level, clusters=v.clusters)
+        empty = run.run([()])[0].double().numpy()
     with v.work.at("edge_level"):
         edge = edge_level(v, v.ablation, claim if v.ablation_level == "edge" else None)
+    node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
+    edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
 
     def conv(s: Any) -> R.Score:
-        return R.Score(s.value, tuple(s.ci), s.verdict, s.reason,
-                       dict(s.details, mean_of_per_prompt_ratios=s.per_prompt_mean_ratio))
+        details = dict(s.details, mean_of_per_prompt_ratios=s.per_prompt_mean_ratio)
+        return pool_gate(v, R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details, s.per_prompt))
 
     skipped = R.Score(None, None, None, QUICK_NOTE)
     return R.CircuitScores(faithfulness=conv(node), completeness=skipped, minimality=skipped,
                            f_model=node.details["f_model"], f_circuit=node.details["f_circuit"],
                            faithfulness_edge_level=conv(edge))
+
+
+def panel_verdict(v: Verifier, score: Any) -> tuple[Any, str | None]:
+    """A robustness row's interval and its verdict against the faithfulness band (None when
+    faithfulness is off), so a setting under which the claim fails shows it."""
+    from circuitspec.stats import band_verdict
+
+    bound = v.hyp.claims.resolved()["faithfulness"][0]
+    ci = tuple(score.ci)
+    return ci, None if bound is None else band_verdict(ci, *bound.band)[0]  # type: ignore[arg-type]
 
 
 def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
@@ -198,12 +288,17 @@ def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> t
             node = raw_scores.faithfulness
         else:
             node = faithfulness(runner(v, kind), heads, circuit_positions=circuit_positions(v),
-                                n_bootstrap=v.n_boot, seed=v.seed, level=v.level)
+                                n_bootstrap=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
         edge = v.edge_scores.get(kind) or edge_level(v, kind, None)
-        for level, score, shown in (("", node, main), ("edge level, ", edge, {})):
-            rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, shown))
+        # Path patching does not ablate, so the edge effects are not repeated on these rows;
+        # each faithfulness is measured under this ablation and judged against the band.
+        for level, score in (("", node), ("edge level, ", edge)):
+            ci, word = panel_verdict(v, score)
+            rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, {}, ci,
+                                        word))  # type: ignore[arg-type]
             rows.append(R.RobustnessRow(f"{level}{kind} ablation, mean of per-prompt ratios",
-                                        score.per_prompt_mean_ratio, {}))
+                                        score.per_prompt_mean_ratio, {},
+                                        score.details.get("mean_of_per_prompt_ratios_ci")))
     for semantics in ("path", "direct"):
         effects: dict[str, float | None] = dict(main)
         if semantics != v.semantics:

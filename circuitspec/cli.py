@@ -100,9 +100,12 @@ def validate(
 @app.command()
 def schema(
     sweep_file: Annotated[bool, typer.Option("--sweep", help="The schema of sweep files instead.")] = False,
+    results: Annotated[bool, typer.Option("--results", help="The schema of results.json instead.")] = False,
 ) -> None:
-    """Print the JSON Schema of hypothesis files (or of sweep files)."""
+    """Print the JSON Schema of hypothesis files (or of sweep files, or of results.json)."""
     import json
+
+    from circuitspec.results_schema import results_json_schema
 
     if sweep_file:
         from circuitspec.sweep.spec import json_schema as sweep_schema
@@ -111,7 +114,22 @@ def schema(
         return
     from circuitspec.spec import json_schema
 
-    typer.echo(json.dumps(json_schema(), indent=2))
+    typer.echo(json.dumps(results_json_schema() if results else json_schema(), indent=2))
+
+
+def _template_ids(text: str | None) -> list[int] | None:
+    """``--held-out-templates 0,3,17`` -> [0, 3, 17]; a clear error for anything else."""
+    from circuitspec.errors import CircuitSpecError
+
+    if text is None:
+        return None
+    try:
+        ids = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CircuitSpecError(f"--held-out-templates {text!r}: give template ids 0-29, e.g. 0,3,17") from None
+    if not ids or any(not 0 <= i <= 29 for i in ids):
+        raise CircuitSpecError(f"--held-out-templates {text!r}: template ids lie in 0-29")
+    return ids
 
 
 @app.command()
@@ -141,6 +159,19 @@ def verify(
     quick: Annotated[bool, typer.Option("--quick", help=(
         "Edges and the faithfulness claim only, with small nulls: not the full verification. "
         "Never exits 0: 3 when everything checked held, 1 when anything failed."))] = False,
+    mean_pool_min: Annotated[int | None, typer.Option(
+        "--mean-pool-min", min=1,
+        help="Pool prompts per mean-ablation mean (default 50; under 20 a mean claim cannot verify).")] = None,
+    mean_pool_seed: Annotated[int | None, typer.Option(
+        "--mean-pool-seed", help="Seed of the separate mean-ablation pool (default: seed + 7919).",
+        **_range("seed"))] = None,
+    in_sample: Annotated[bool, typer.Option(
+        "--in-sample", help="Accept verification prompts that overlap the hypothesis' discovery prompts.")] = False,
+    held_out_templates: Annotated[str | None, typer.Option(
+        "--held-out-templates",
+        help="Comma-separated IOI template ids (0-29) to verify on, e.g. ones discovery did not use.")] = None,
+    bootstrap: Annotated[str, typer.Option(
+        "--bootstrap", help="template (resample templates as clusters, default) | prompt")] = "template",
 ) -> None:
     """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails (--quick: 3 or 1)."""
     from circuitspec.errors import CircuitSpecError
@@ -149,6 +180,7 @@ def verify(
 
     choices = {"semantics": (semantics, ("path", "direct")), "ablation": (ablation, ("mean", "resample", "zero")),
                "ablation-level": (ablation_level, ("node", "edge")),
+               "bootstrap": (bootstrap, ("template", "prompt")),
                "engine": (engine, ("auto", "fast", "reference"))}
     for flag, (value, allowed) in choices.items():
         if value is not None and value not in allowed:
@@ -159,7 +191,8 @@ def verify(
         n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
         ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
         n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges, n_random_edge=n_random_edge,
-        robustness=robustness, quick=quick,
+        robustness=robustness, quick=quick, mean_pool_min=mean_pool_min, mean_pool_seed=mean_pool_seed,
+        in_sample=in_sample, templates=_template_ids(held_out_templates), bootstrap=bootstrap,
     )
     from circuitspec.console import print_result, progress_bar
 
@@ -218,10 +251,14 @@ def _explore_inputs(
         hyp = load_hypothesis(hypothesis)
         spec = hyp.model_spec
         loaded = load_model(spec.name, revision=spec.revision, device=spec.device, dtype=spec.dtype)
-        overrides = {k: v for k, v in (("n_prompts", n_prompts), ("seed", seed)) if v is not None}
+        overrides: dict[str, Any] = {k: v for k, v in (("n_prompts", n_prompts), ("seed", seed)) if v is not None}
+        if hyp.discovery is not None and not overrides:
+            # Re-exploring a hypothesis looks at the prompts it was found on, not the held-out ones.
+            d = hyp.discovery
+            overrides = {"n_prompts": d.n_prompts, "seed": d.seed, "templates": d.templates}
         dataset = hypothesis_dataset(hyp, loaded.tokenizer,
                                      default_prepend_bos=loaded.info.default_prepend_bos, **overrides)
-        return loaded, dataset, spec.name, seed if seed is not None else hyp.task.seed
+        return loaded, dataset, spec.name, overrides.get("seed", hyp.task.seed)
     if model is None:
         raise CircuitSpecError("give a MODEL (alias, Hugging Face id or folder) or --hypothesis FILE")
     if task != "ioi":

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from circuitspec.report import score_label
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -97,6 +99,10 @@ def print_result(result: Result, out: Path | None = None) -> None:
         f"{result.task.n_prompts} prompts, logit diff clean {m.clean:.3f}, corrupted {m.corrupt:.3f} "
         f"({result.settings.semantics} semantics, {result.settings.engine} engine)"
     )
+    if result.held_out_info is not None:
+        label = {True: "[green]held out[/green]", False: "[red]in-sample[/red]",
+                 None: "[dim]held out: unknown[/dim]"}[result.held_out]
+        console.print(f"{label}: {result.held_out_info.get('reason', '')}")
     edges = Table(title="edges (effect = (M_patched - M_clean) / (M_clean - M_corrupt))")
     for col in ("edge", "effect", "95% CI", "null", "verdict"):
         edges.add_column(col)
@@ -110,10 +116,13 @@ def print_result(result: Result, out: Path | None = None) -> None:
         for col in ("score", "value", "95% CI", "verdict"):
             scores.add_column(col)
         for name, s in result.circuit.scores().items():
-            word = s.verdict or "reported"
+            word: str = s.verdict or "reported"
             style = STYLE.get(s.verdict, "dim")
             value = "" if s.value is None else f"{s.value:.3f}"
-            scores.add_row(name, value, _ci(s.ci), f"[{style}]{word}[/{style}]")
+            source = s.details.get("claim")
+            if source in ("claimed", "default", "off"):
+                word = f"{s.verdict or 'off'} ({source})"
+            scores.add_row(score_label(name), value, _ci(s.ci), f"[{style}]{word}[/{style}]")
         console.print(scores)
     failures = result.failures()
     for failure in failures:

@@ -374,6 +374,7 @@ def edge_faithfulness(
     n_bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: Sequence[int] | None = None,
 ) -> Score:
     """Edge-level F(C) / F(M) with its bootstrap CI and verdict; the per-prompt-ratio mean beside it.
 
@@ -384,6 +385,6 @@ def edge_faithfulness(
     fm = runner.clean.double().numpy()
     fc = edge_level_logit_diff(runner, wires).double().numpy()
     score = ratio_score(fc, fm, threshold, "edge-level faithfulness", n_bootstrap=n_bootstrap,
-                        seed=seed, level=level)
+                        seed=seed, level=level, clusters=clusters)
     score.details.update({"level": "edge", "n_wires": len(wires)})
     return score

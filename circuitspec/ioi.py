@@ -15,6 +15,7 @@ paper's); ``s_swap`` pairs each prompt with the one whose S2 is the other name
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from circuitspec.dataset import Dataset
@@ -103,9 +104,16 @@ def fill(template: str, io: str, s1: str, s2: str, place: str, obj: str) -> str:
 
 
 def build_ioi(
-    tokenizer: Any, *, n_prompts: int, seed: int, corruption: str, prepend_bos: bool
+    tokenizer: Any, *, n_prompts: int, seed: int, corruption: str, prepend_bos: bool,
+    templates: Sequence[int] | None = None,
 ) -> Dataset:
-    """Generate ``n_prompts`` IOI prompts with ``corruption`` (abc or s_swap), deterministically."""
+    """Generate ``n_prompts`` IOI prompts with ``corruption`` (abc or s_swap), deterministically;
+    ``templates`` restricts the draw to those template ids (0-14 BABA, 15-29 their ABBA mirrors)."""
+    if templates is not None:
+        bad = [t for t in templates if not 0 <= t < len(TEMPLATES)]
+        if bad or not templates:
+            raise TaskError(f"template ids must lie in 0-{len(TEMPLATES) - 1}, got {list(templates)}")
+        allowed = sorted(set(templates))
     if corruption not in ("abc", "s_swap"):
         raise TaskError(f"the IOI generator supports corruption abc or s_swap, not {corruption!r}")
     if corruption == "s_swap" and n_prompts % 2:
@@ -128,7 +136,7 @@ def build_ioi(
     rows: list[tuple[int, str, str]] = []  # template id, clean text, corrupted text
     answers: list[tuple[str, str]] = []  # (IO, S) names
     while len(rows) < n_prompts:
-        t = rng.randrange(len(TEMPLATES))
+        t = rng.randrange(len(TEMPLATES)) if templates is None else rng.choice(allowed)
         io, s = rng.sample([w for w, _ in names], 2)
         place, obj = rng.choice(places)[0], rng.choice(objects)[0]
         if corruption == "abc":

@@ -53,12 +53,39 @@ def _edge_title(e: EdgeResult) -> str:
     return f"{e.sender} → {e.receiver}" + (f" ({where})" if where else "")
 
 
+SCORE_LABELS = {"faithfulness": "faithfulness (node level)", "faithfulness_edge_level":
+                "faithfulness (edge level)", "completeness": "incompleteness gap",
+                "minimality": "minimality"}
+
+
+def score_label(name: str) -> str:
+    """What a score is called on the page: ``completeness`` is an *incompleteness* gap
+    (larger is worse), so it is printed as one."""
+    return SCORE_LABELS.get(name, name)
+
+
+def headline_scores(result: Result) -> list[str]:
+    """Every judged or turned-off score with its verdict and where its bar came from
+    (claimed in the file, a default, or off); the faithfulness level not judged is left out."""
+    out = []
+    for name, score in (result.circuit.scores().items() if result.circuit else ()):
+        source = score.details.get("claim")
+        if score.verdict is None and source != "off":
+            continue
+        word = "off" if source == "off" else f"{score.verdict} ({source or 'claimed'})"
+        out.append(f"{score_label(name)} {_num(score.value)}: {word}")
+    return out
+
+
 def _summary(result: Result) -> str:
     n_ok = sum(e.verdict == "verified" for e in result.edges)
     text = f"{n_ok} of {len(result.edges)} edges verified"
-    if result.circuit is not None:
-        claimed = [s for s in result.circuit.scores().values() if s.verdict is not None]
-        text += f"; {sum(s.verdict == 'verified' for s in claimed)} of {len(claimed)} claims verified"
+    scores = headline_scores(result)
+    if scores:
+        text += "; " + "; ".join(scores)
+    if result.held_out is False:
+        text += "; in-sample prompts" + ("" if (result.held_out_info or {}).get("in_sample") else
+                                          " (cannot pass without --in-sample)")
     if result.mode == "quick":
         return ("QUICK CHECK, NOT A VERIFICATION (edges and faithfulness only, small nulls; "
                 f"cannot pass): {text}.")
@@ -69,6 +96,15 @@ def _null_cell(null: NullDistribution | None) -> str:
     if null is None:
         return "-"
     return f"[{_num(null.low)}, {_num(null.high)}] ({null.n}), p = {_num(null.p_value)}"
+
+
+def _levels_text(result: Result) -> str:
+    """What each faithfulness level tests, and which one the claim was judged at."""
+    return ("Node level (`faithfulness`) ablates every head outside the circuit and lets circuit "
+            "heads read each other freely: it depends only on *which heads* are in the circuit, "
+            "not on the edges. Edge level (`faithfulness_edge_level`) lets clean signal travel "
+            "between circuit heads only along the hypothesis' edges: it tests the *wiring*. "
+            f"The faithfulness claim was judged at **{result.settings.ablation_level} level**.")
 
 
 def _blocks(result: Result) -> list[_Block]:
@@ -87,6 +123,9 @@ def _blocks(result: Result) -> list[_Block]:
                       + (f" {t.notes}" if t.notes else "")
                       + (f" Hypothesis file: `{result.hypothesis.path}`." if result.hypothesis.path
                          else "")))
+    if result.held_out_info is not None:
+        word = {True: "yes", False: "**no, in-sample**", None: "unknown"}[result.held_out]
+        out.append(_Block("p", f"Held-out prompts: {word}. {result.held_out_info.get('reason', '')}."))
     out.append(_Block("figure", SVG_NAME))
 
     mt = result.metric
@@ -113,9 +152,13 @@ def _blocks(result: Result) -> list[_Block]:
 
     c = result.circuit
     if c is not None:
-        rows = tuple((k, _with_ci(s.value, s.ci), s.verdict or "not claimed", s.reason)
+        rows = tuple((score_label(k), _with_ci(s.value, s.ci)
+                      + (" (post-selection)" if s.details.get("post_selection") else ""),
+                      (s.verdict or ("off" if s.details.get("claim") == "off" else "reported"))
+                      + (f" ({s.details['claim']})" if s.details.get("claim") in ("claimed", "default") else ""),
+                      s.reason)
                      for k, s in c.scores().items())
-        out += [_Block("h2", "Circuit scores"),
+        out += [_Block("h2", "Circuit scores"), _Block("p", _levels_text(result)),
                 _Block("table", header=("score", "value [95% CI]", "verdict", "reason"), rows=rows)]
         nulls = tuple((level, str(n.n), _num(n.mean), f"[{_num(n.low)}, {_num(n.high)}]",
                        _num(None if n.fraction_beaten is None else 100 * n.fraction_beaten, 0),
@@ -131,6 +174,19 @@ def _blocks(result: Result) -> list[_Block]:
                  f"F(C) = {_num(c.f_circuit)}" if c.f_circuit is not None else "",
                  f"F(∅) = {_with_ci(c.f_empty, c.f_empty_ci)} (every head ablated)" if c.f_empty is not None else ""]
         for name, score in c.scores().items():
+            pw = score.details.get("power")
+            if pw and pw.get("n_prompts_needed") is not None:
+                extra.append(f"{name}: interval half-width {_num(pw['half_width'])} with "
+                             f"{pw['n_prompts']} prompts; a ±{pw['target_half_width']} interval "
+                             f"would need about {pw['n_prompts_needed']} prompts")
+            norm = score.details.get("normalised")
+            if norm:
+                extra.append(f"{name}, normalised (F(C) - F(∅)) / (F(M) - F(∅)): "
+                             f"{_with_ci(norm['value'], norm['ci'])}")
+            split = score.details.get("by_order") or {}
+            if split:
+                extra.append(f"{name} by prompt order: " + ", ".join(
+                    f"{k} {_with_ci(x['value'], x['ci'])} (n = {x['n']})" for k, x in split.items()))
             ratio = score.details.get("mean_of_per_prompt_ratios")
             if ratio is not None:
                 extra.append(f"{name}, mean of per-prompt ratios: "
@@ -146,8 +202,8 @@ def _blocks(result: Result) -> list[_Block]:
     if result.robustness:
         names = list(dict.fromkeys(k for r in result.robustness for k in r.edge_effects))
         out += [_Block("h2", "Robustness"),
-                _Block("table", header=("setting", "faithfulness", *names),
-                       rows=tuple((r.setting, _num(r.faithfulness),
+                _Block("table", header=("setting", "faithfulness [95% CI]", "verdict", *names),
+                       rows=tuple((r.setting, _with_ci(r.faithfulness, r.ci), r.verdict or "",
                                    *(_num(r.edge_effects.get(n)) for n in names))
                                   for r in result.robustness))]
 

@@ -63,15 +63,27 @@ class MetricResult:
     """Bootstrap interval of ``clean``."""
     corrupt_ci: Interval | None = None
     """Bootstrap interval of ``corrupt``."""
+    per_prompt: Mapping[str, Any] | None = None
+    """Per-prompt values: ``clean`` and ``corrupt`` metric, ``template`` id, so every
+    interval can be recomputed from the file."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "clean": _num(self.clean), "corrupt": _num(self.corrupt),
-                "clean_ci": _ci_json(self.clean_ci), "corrupt_ci": _ci_json(self.corrupt_ci)}
+        d: dict[str, Any] = {"name": self.name, "clean": _num(self.clean), "corrupt": _num(self.corrupt),
+             "clean_ci": _ci_json(self.clean_ci), "corrupt_ci": _ci_json(self.corrupt_ci)}
+        if self.per_prompt is not None:
+            d["per_prompt"] = _per_prompt_json(self.per_prompt)
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> MetricResult:
         return cls(_req(d, "name", "metric"), _num(_req(d, "clean", "metric")),
-                   _num(_req(d, "corrupt", "metric")), _ci(d.get("clean_ci")), _ci(d.get("corrupt_ci")))
+                   _num(_req(d, "corrupt", "metric")), _ci(d.get("clean_ci")), _ci(d.get("corrupt_ci")),
+                   d.get("per_prompt"))
+
+
+def _per_prompt_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Lists of per-prompt numbers (non-finite as null); integer lists (template ids) kept."""
+    return {k: [v if isinstance(v, int) else _num(v) for v in seq] for k, seq in values.items()}
 
 
 # --- edges ----------------------------------------------------------------------------------
@@ -187,6 +199,8 @@ class EdgeResult:
     """Each sender head patched alone."""
     null: NullDistribution | None = None
     """Effects of random sender groups of the same size, if computed."""
+    per_prompt: tuple[float | None, ...] | None = None
+    """The patched metric on each prompt (same order as ``metric.per_prompt``)."""
 
     @property
     def name(self) -> str:
@@ -204,6 +218,8 @@ class EdgeResult:
         }
         if self.null is not None:
             d["null"] = self.null.to_json()
+        if self.per_prompt is not None:
+            d["per_prompt"] = [_num(x) for x in self.per_prompt]
         return d
 
     @classmethod
@@ -216,6 +232,7 @@ class EdgeResult:
             d.get("reason", ""), Expectation.from_json(d.get("expect") or {}),
             tuple(HeadEffect.from_json(h) for h in d.get("per_head", ())),
             NullDistribution.from_json(d.get("null")),
+            None if d.get("per_prompt") is None else tuple(_num(x) for x in d["per_prompt"]),
         )
 
 
@@ -236,16 +253,21 @@ class Score:
     """One sentence on why the verdict was reached."""
     details: Mapping[str, Any] = field(default_factory=dict)
     """Score-specific extras (JSON values), e.g. the worst subset K for completeness."""
+    per_prompt: Mapping[str, Any] | None = None
+    """Faithfulness: ``{circuit: [F(C) per prompt], model: [F(M) per prompt]}``."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": _num(self.value), "ci": _ci_json(self.ci), "verdict": self.verdict,
-                "reason": self.reason, "details": dict(self.details)}
+        d: dict[str, Any] = {"value": _num(self.value), "ci": _ci_json(self.ci), "verdict": self.verdict,
+             "reason": self.reason, "details": dict(self.details)}
+        if self.per_prompt is not None:
+            d["per_prompt"] = _per_prompt_json(self.per_prompt)
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], where: str) -> Score:
         return cls(_num(_req(d, "value", where)), _ci(d.get("ci")),
                    _verdict(d.get("verdict"), where, optional=True), d.get("reason", ""),
-                   dict(d.get("details") or {}))
+                   dict(d.get("details") or {}), d.get("per_prompt"))
 
 
 @dataclass(frozen=True)
@@ -316,15 +338,25 @@ class RobustnessRow:
     """Faithfulness under this setting."""
     edge_effects: Mapping[str, float | None] = field(default_factory=dict)
     """Effect per edge, keyed by :attr:`EdgeResult.name`."""
+    ci: Interval | None = None
+    """Bootstrap interval of ``faithfulness`` under this setting."""
+    verdict: Verdict | None = None
+    """``faithfulness`` judged against the hypothesis' band under this setting."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"setting": self.setting, "faithfulness": _num(self.faithfulness),
-                "edge_effects": {k: _num(v) for k, v in self.edge_effects.items()}}
+        d: dict[str, Any] = {"setting": self.setting, "faithfulness": _num(self.faithfulness),
+                             "edge_effects": {k: _num(v) for k, v in self.edge_effects.items()}}
+        if self.ci is not None:
+            d["ci"] = _ci_json(self.ci)
+        if self.verdict is not None:
+            d["verdict"] = self.verdict
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> RobustnessRow:
         return cls(_req(d, "setting", "robustness[]"), _num(d.get("faithfulness")),
-                   {k: _num(v) for k, v in (d.get("edge_effects") or {}).items()})
+                   {k: _num(v) for k, v in (d.get("edge_effects") or {}).items()},
+                   _ci(d.get("ci")), _verdict(d.get("verdict"), "robustness[]", optional=True))
 
 @dataclass(frozen=True)
 class Failure:
@@ -368,11 +400,22 @@ class Result:
     mode: str = "full"
     """``full``, or ``quick`` (``verify --quick``: edges and faithfulness only, small nulls;
     such a result never passes)."""
+    held_out: bool | None = None
+    """Whether the verification prompts are disjoint from the discovery prompts the
+    hypothesis records (``None``: it records none); an in-sample run passes only with
+    ``--in-sample``."""
+    held_out_info: Mapping[str, Any] | None = None
+    """The held-out check: ``overlap``, ``n_discovery``, ``templates_disjoint``, ``in_sample``,
+    ``reason``."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""
-        out = [Failure(f"edge {e.name}", e.verdict, e.reason)
-               for e in self.edges if e.verdict != "verified"]
+        out = []
+        info = self.held_out_info or {}
+        if self.held_out is False and not info.get("in_sample"):
+            out.append(Failure("held-out prompts", "inconclusive", str(info.get("reason", ""))))
+        out += [Failure(f"edge {e.name}", e.verdict, e.reason)
+                for e in self.edges if e.verdict != "verified"]
         if self.circuit is not None:
             out += [Failure(f"claim {k}", s.verdict, s.reason)
                     for k, s in self.circuit.scores().items()
@@ -400,6 +443,8 @@ class Result:
         }
         if self.robustness is not None:
             d["robustness"] = [r.to_json() for r in self.robustness]
+        if self.held_out_info is not None:
+            d["held_out"], d["held_out_info"] = self.held_out, dict(self.held_out_info)
         return d
 
     @classmethod
@@ -435,6 +480,8 @@ class Result:
             None if robustness is None else items("robustness", RobustnessRow.from_json, robustness),
             part("work", lambda t: dict((t or {}).items()), d.get("work")),
             str(d.get("mode", "full")),
+            d.get("held_out"),
+            part("held_out_info", lambda t: None if t is None else dict(t.items()), d.get("held_out_info")),
         )
 
     def dumps(self) -> str:

@@ -138,16 +138,24 @@ class Settings:
     ablation_scope: str = "all_positions"
     """``circuit_positions``: circuit heads (node level) and edges (edge level) carry
     signal only at the positions the hypothesis' edges name."""
+    mean_pool: Mapping[str, Any] | None = None
+    """How the mean-ablation means were made (``n``, ``per_template_min``, ``seed``,
+    ``built``, ``sufficient``...); ``None`` when no mean ablation ran."""
+    bootstrap_unit: str = "prompt"
+    """What the bootstrap resamples: ``template`` (whole templates, as clusters) or ``prompt``."""
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["mean_pool"] = None if self.mean_pool is None else dict(self.mean_pool)
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Settings:
         required = {k: _req(d, k, "settings") for k in
                     ("semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap")}
         return cls(**required, ablation_level=d.get("ablation_level", "node"),
-                   ablation_scope=d.get("ablation_scope", "all_positions"))
+                   ablation_scope=d.get("ablation_scope", "all_positions"), mean_pool=d.get("mean_pool"),
+                   bootstrap_unit=d.get("bootstrap_unit", "prompt"))
 
 
 @dataclass(frozen=True)

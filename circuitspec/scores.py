@@ -19,7 +19,8 @@ C the hypothesised circuit.
 
 Every score carries a bootstrap CI over prompts, computed from per-prompt values that are
 evaluated once, and a verdict against the claimed threshold. The worst K and the weakest
-head are chosen on the full data; their CIs do not account for that selection.
+head are chosen on the full data; their CIs do not account for that selection, so both
+scores say "post-selection" in their reason and ``details.post_selection``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ import numpy as np
 from circuitspec.ablation import AblationKind, AblationRunner, Head, Keep
 from circuitspec.null import CircuitMaps, null_distribution
 from circuitspec.scoring.nulls import MonteCarlo, NullDraws
-from circuitspec.stats import bootstrap_ci, bootstrap_paired_ci, bootstrap_ratio_ci, verdict
+from circuitspec.stats import (
+    bootstrap_ci,
+    bootstrap_paired_ci,
+    bootstrap_ratio_ci,
+    nonfinite_resamples,
+    verdict,
+)
 
 if TYPE_CHECKING:
     from circuitspec.dataset import Dataset
@@ -82,6 +89,7 @@ class Score:
     reason: str
     per_prompt_mean_ratio: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    per_prompt: dict[str, list[float]] | None = None  # ratio scores: {circuit: F(C), model: F(M)}
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -156,26 +164,47 @@ def faithfulness(
     n_bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: Sequence[int] | None = None,
 ) -> Score:
-    """F(C) / F(M) with a CI that resamples prompts jointly for numerator and denominator."""
+    """F(C) / F(M) with a CI that resamples prompts (or ``clusters`` of them) jointly for
+    numerator and denominator."""
     fm = runner.clean.double().numpy()
     fc = runner.run([Keep.of(circuit, mlp_keep, circuit_positions)])[0].double().numpy()
-    return ratio_score(fc, fm, threshold, "faithfulness", n_bootstrap=n_bootstrap, seed=seed, level=level)
+    return ratio_score(fc, fm, threshold, "faithfulness", n_bootstrap=n_bootstrap, seed=seed, level=level,
+                       clusters=clusters)
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.mean(1) / b.mean(1)
 
 
 def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: str, *,
-                n_bootstrap: int, seed: int, level: float) -> Score:
+                n_bootstrap: int, seed: int, level: float, clusters: Sequence[int] | None = None) -> Score:
     """mean(fc) / mean(fm) judged against ``threshold``; the mean of per-prompt ratios beside
-    it, each with a bootstrap interval over the same prompts."""
-    ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed, level=level)
+    it, each with a bootstrap interval over the same prompts (``clusters``: whole templates)."""
+    ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters)
     word, reason = _judge(ci, threshold, "at_least", what)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = fc / fm
-    boot: dict[str, Any] = {"n_resamples": n_bootstrap, "seed": seed, "level": level}
+    boot: dict[str, Any] = {"n_resamples": n_bootstrap, "seed": seed, "level": level, "clusters": clusters}
+    bad = nonfinite_resamples([fc, fm], _ratio, n_resamples=n_bootstrap, seed=seed, clusters=clusters)
+    if bad:
+        reason += f" {bad} of {n_bootstrap} resamples gave a non-finite ratio (F(M) near 0 in them)."
     details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
                "f_model_ci": bootstrap_ci(fm, **boot), "f_circuit_ci": bootstrap_ci(fc, **boot),
-               "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot)}
-    return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details)
+               "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot),
+               "power": power(ci, len(fc)), "nonfinite_resamples": bad,
+               "bootstrap_unit": "prompt" if clusters is None else "template"}
+    return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details,
+                 {"circuit": fc.tolist(), "model": fm.tolist()})
+
+
+def power(ci: tuple[float, float], n: int, target: float = 0.1) -> dict[str, Any]:
+    """The interval half-width reached with ``n`` prompts, and about how many prompts a
+    +-``target`` interval would need (half-widths shrink as 1/sqrt(n))."""
+    half = (ci[1] - ci[0]) / 2
+    need = math.ceil(n * (half / target) ** 2) if math.isfinite(half) else None
+    return {"half_width": half, "n_prompts": n, "target_half_width": target, "n_prompts_needed": need}
 
 
 def _gap_stat(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -203,6 +232,7 @@ def _completeness(
     seed: int = 0,
     minimality_random: int = 5,
     level: float = 0.95,
+    clusters: Sequence[int] | None = None,
 ) -> tuple[Score, list[frozenset[Head]]]:
     """The completeness score and the K sets searched (reused by :func:`minimality`)."""
     circuit = _circuit(groups)
@@ -239,8 +269,10 @@ def _completeness(
                      "relative_gap": gaps[k][0] / scale})
     worst = max(candidates, key=lambda c: gaps[c][0])
     gap, a, b = gaps[worst]
-    ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed, level=level)
+    ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed, level=level,
+                             clusters=clusters)
     word, reason = _judge(ci, threshold, "at_most", "completeness")
+    reason = f"post-selection (the worst K was chosen on these prompts): {reason}"
     searched = [
         {"name": name, "heads": [head_name(h) for h in sorted(c)], "gap": gaps[c][0],
          "relative_gap": gaps[c][0] / scale}
@@ -254,6 +286,7 @@ def _completeness(
         "f_circuit_minus_k": float(a.mean()),
         "f_model_minus_k": float(b.mean()),
         "threshold": threshold,
+        "post_selection": True,
         "searched": searched,
         "greedy_path": path,
     }
@@ -277,6 +310,7 @@ def minimality(
     n_bootstrap: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: Sequence[int] | None = None,
 ) -> Score:
     """Per head v: max over K of |F(C\\(K+v)) - F(C\\K)| / F(M); the score is the weakest head's.
 
@@ -306,7 +340,7 @@ def minimality(
     weakest = min(best, key=lambda v: best[v][0])
     change, i = best[weakest]
     ci = bootstrap_paired_ci([without_kv[i], without_k[i], fm], _gap_stat,
-                             n_resamples=n_bootstrap, seed=seed, level=level)
+                             n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters)
     word, reason = _judge(ci, threshold, "at_least", "minimality")
     below = [] if threshold is None else [n for n, s in per_head.items() if s < threshold]
     details = {
@@ -316,8 +350,11 @@ def minimality(
         "weakest": head_name(weakest),
         "below_threshold": below,
         "threshold": threshold,
+        "post_selection": True,
     }
-    return Score(float(change / scale), ci, word, f"weakest head {head_name(weakest)}: {reason}",
+    return Score(float(change / scale), ci, word,
+                 f"post-selection (the weakest head and its K were chosen on these prompts): "
+                 f"weakest head {head_name(weakest)}: {reason}",
                  None, details)
 
 
@@ -341,6 +378,7 @@ def evaluate_circuit(
     mlp_keep: Sequence[int] | None = None,
     max_tokens: int = 8192,
     runner: AblationRunner | None = None,
+    clusters: Sequence[int] | None = None,
 ) -> CircuitScores:
     """Faithfulness, completeness, minimality and the random-circuit null for ``groups``.
 
@@ -354,7 +392,7 @@ def evaluate_circuit(
     if not circuit:
         raise ValueError("the circuit has no heads; name at least one head in a node group")
     opts: dict[str, Any] = {"circuit_positions": circuit_positions, "mlp_keep": mlp_keep,
-            "n_bootstrap": n_bootstrap, "seed": seed, "level": level}
+            "n_bootstrap": n_bootstrap, "seed": seed, "level": level, "clusters": clusters}
     with _stage(runner, "faithfulness"):
         faith = faithfulness(runner, circuit, threshold=faithfulness_min, **opts)
         empty = runner.run([Keep.of((), mlp_keep)])[0].double().numpy()
@@ -375,7 +413,7 @@ def evaluate_circuit(
         f_model=float(runner.clean.double().mean()),
         f_circuit=faith.details["f_circuit"],
         f_empty=float(empty.mean()),
-        f_empty_ci=bootstrap_ci(empty, n_resamples=n_bootstrap, seed=seed, level=level),
+        f_empty_ci=bootstrap_ci(empty, n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters),
         null=null,
         ablation=runner.ablation,
         n_prompts=len(dataset),

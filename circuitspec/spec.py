@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from circuitspec.errors import HypothesisError, InputFileError, Problem
 from circuitspec.spec_checks import Loc, compose_located, locate, pydantic_problems
@@ -110,6 +118,21 @@ class TaskSpec(_Strict):
     """A JSONL file of prompt pairs, relative to the hypothesis file (kind: prompts)."""
     builtin: Literal["notebook"] | None = None
     """A packaged prompt set: notebook = the eight prompts of the Pythia IOI notebook."""
+    templates: list[Annotated[int, Field(ge=0, le=29)]] | None = Field(default=None, min_length=1)
+    """IOI template ids to draw from (0-14 BABA, 15-29 their ABBA mirrors); omitted: all.
+    Templates kept apart from ``discovery.templates`` make a held-out-by-template test."""
+
+
+class DiscoverySpec(_Strict):
+    """How the circuit was found: the prompts its heads and edges were chosen on. ``verify``
+    checks that its own prompts are disjoint from these (``results.json`` ``held_out``)."""
+
+    seed: int
+    """Seed of the IOI generator the discovery ran on."""
+    n_prompts: int = Field(ge=1)
+    """How many prompts the discovery used (the first n of that seed)."""
+    templates: list[Annotated[int, Field(ge=0, le=29)]] | None = Field(default=None, min_length=1)
+    """Template ids the discovery drew from; omitted: all."""
 
 
 class NodeSpec(_Strict):
@@ -148,8 +171,26 @@ class EdgeSpec(_Strict):
 
 
 class Bound(_Strict):
+    """A two-sided band for F(C)/F(M): the circuit should neither fall short nor overshoot."""
+
     min: float = Field(gt=0, le=2)
     """Lower bound on F(C)/F(M), in (0, 2]."""
+    max: float | None = Field(default=None, gt=0)
+    """Upper bound on F(C)/F(M); omitted: 2 - min (|1 - F(C)/F(M)| <= 1 - min, as MIB
+    judges |1 - f|), or no upper bound when min >= 1."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bound:
+        if self.max is not None and self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be larger than min ({self.min})")
+        return self
+
+    @property
+    def band(self) -> tuple[float, float | None]:
+        """(min, max) with the default max applied."""
+        if self.max is not None:
+            return self.min, self.max
+        return self.min, (2.0 - self.min if self.min < 1 else None)
 
 
 class GapBound(_Strict):
@@ -169,17 +210,56 @@ class EdgeClaims(_Strict):
     """Default expected sign for every edge."""
 
 
+CLAIM_NAMES = ("faithfulness", "completeness", "minimality")
+
+
 class Claims(_Strict):
-    """Circuit-level claims, as in Wang et al. 2022 section 4; all optional."""
+    """Circuit-level claims, as in Wang et al. 2022 section 4. A claim left out is judged
+    against its default (:data:`DEFAULT_CLAIMS`); ``completeness: off`` turns one off."""
 
     faithfulness: Bound | None = None
+    """F(C)/F(M) within [min, max]; omitted: the default band 0.8-1.2."""
     completeness: GapBound | None = None
+    """Incompleteness gap at most max_gap; omitted: the default 0.15 (Wang et al.'s scale)."""
     minimality: MinimalityBound | None = None
+    """Every head's relative drop at least min; omitted: the default 0.02."""
+    off: list[Literal["faithfulness", "completeness", "minimality"]] = []
+    """Claims turned off (``completeness: off`` lands here): reported, never judged."""
     edges: EdgeClaims | None = None
     confidence: float = Field(default=0.95, gt=0, lt=1)
     """Confidence level of the bootstrap intervals."""
     n_bootstrap: int = Field(default=1000, ge=10)
     """Bootstrap resamples over prompts."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _turned_off(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        off = [k for k in CLAIM_NAMES if data.get(k) in ("off", False)]
+        if not off:
+            return data
+        rest = {k: v for k, v in data.items() if k not in off}
+        return rest | {"off": sorted(set(rest.get("off", [])) | set(off))}
+
+    def resolved(self) -> dict[str, tuple[Any, str]]:
+        """Each circuit claim as judged: ``(bound or None, "claimed" | "default" | "off")``."""
+        out: dict[str, tuple[Any, str]] = {}
+        for name in CLAIM_NAMES:
+            given = getattr(self, name)
+            if name in self.off:
+                out[name] = (None, "off")
+            elif given is not None:
+                out[name] = (given, "claimed")
+            else:
+                out[name] = (DEFAULT_CLAIMS[name], "default")
+        return out
+
+
+DEFAULT_CLAIMS: dict[str, Any] = {"faithfulness": Bound(min=0.8, max=1.2),
+                                  "completeness": GapBound(max_gap=0.15),
+                                  "minimality": MinimalityBound(min=0.02)}
+"""What a claim left out of the file is judged against."""
 
 
 class Hypothesis(_Strict):
@@ -193,6 +273,8 @@ class Hypothesis(_Strict):
     """A model reference, or a mapping {name, revision, dtype, device}."""
     task: TaskSpec
     """Which prompts to test on."""
+    discovery: DiscoverySpec | None = None
+    """How the circuit was found (written by ``suggest``); verify must use other prompts."""
     prepend_bos: bool | None = None
     """Prepend the BOS token; omitted: the model family's default."""
     metric: Literal["logit_diff"] = "logit_diff"
@@ -209,9 +291,11 @@ class Hypothesis(_Strict):
     """How heads outside the circuit are knocked out for the circuit scores."""
     ablation_scope: Literal["all_positions", "circuit_positions"] = "all_positions"
     """circuit_positions: circuit heads also ablated away from the positions edges use."""
-    ablation_level: Literal["node", "edge"] = "node"
+    ablation_level: Literal["node", "edge"] | None = None
     """Level the faithfulness claim is judged at: node (heads outside the circuit ablated) or
-    edge (only the listed edges carry signal between heads); both are reported."""
+    edge (only the listed edges carry signal between heads); both are reported. Omitted: edge
+    when the hypothesis has edges between groups (the wiring is then part of the claim),
+    node otherwise."""
     claims: Claims = Claims()
     """Circuit-level claims."""
 
@@ -237,6 +321,13 @@ class Hypothesis(_Strict):
     def problem(self, loc: Loc, message: str) -> Problem:
         """A Problem located at the YAML node for ``loc`` (or its nearest ancestor)."""
         return locate(loc, message, self._locations)
+
+    def judged_level(self) -> str:
+        """The level the faithfulness claim is judged at: the file's ``ablation_level``, else
+        edge when some edge runs between two groups (not only into the logits), else node."""
+        if self.ablation_level is not None:
+            return self.ablation_level
+        return "edge" if any(e.receiver != "logits" for e in self.edges) else "node"
 
     def circuit(self) -> Circuit:
         """The frozen runtime graph this file describes."""

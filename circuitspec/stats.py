@@ -26,6 +26,8 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_paired_ci",
     "bootstrap_ratio_ci",
+    "band_verdict",
+    "nonfinite_resamples",
     "verdict",
 ]
 
@@ -50,8 +52,10 @@ def _as_array(values: ArrayLike | object) -> np.ndarray:
 def _percentile_interval(stats: np.ndarray, level: float) -> tuple[float, float]:
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
+    # A non-finite resample (a denominator of 0) is not dropped: an interval conditioned on
+    # the finite ones would claim more than the data give, so the interval is not finite
+    # and any verdict on it inconclusive. nonfinite_resamples() counts them.
+    if stats.size == 0 or not np.isfinite(stats).all():
         return (float("nan"), float("nan"))
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
@@ -65,13 +69,24 @@ def bootstrap_paired_ci(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: Sequence[int] | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of ``statistic`` over prompts, resampling all arrays jointly.
 
     ``arrays`` are per-prompt values measured on the same prompts (equal lengths).
     ``statistic`` receives one resampled ``[n_resamples, n_prompts]`` array per input and
     returns ``[n_resamples]`` values, e.g. ``lambda a, b: a.mean(1) / b.mean(1)``.
+    ``clusters`` (one label per prompt, e.g. its template): resample whole clusters with
+    replacement instead of prompts, since prompts of one template are not independent.
     """
+    stats = _resampled(arrays, statistic, n_resamples=n_resamples, seed=seed, clusters=clusters)
+    return _percentile_interval(stats, level)
+
+
+def _resampled(arrays: Sequence[ArrayLike], statistic: Callable[..., np.ndarray], *, n_resamples: int,
+               seed: int, clusters: Sequence[int] | None) -> np.ndarray:
+    """The statistic on ``n_resamples`` resamples: of prompts, or of whole clusters (every
+    prompt of a drawn cluster comes along, so resamples vary in length)."""
     data = [_as_array(a) for a in arrays]
     n = data[0].size
     if any(d.size != n for d in data):
@@ -79,10 +94,34 @@ def bootstrap_paired_ci(
     if n_resamples < 1:
         raise ValueError("n_resamples must be at least 1")
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, n, size=(n_resamples, n))
     with np.errstate(divide="ignore", invalid="ignore"):
-        stats = np.asarray(statistic(*(d[index] for d in data)), dtype=np.float64)
-    return _percentile_interval(stats.reshape(-1), level)
+        if clusters is None:
+            index = rng.integers(0, n, size=(n_resamples, n))
+            return np.asarray(statistic(*(d[index] for d in data)), dtype=np.float64).reshape(-1)
+        ids = np.asarray(clusters)
+        if ids.size != n:
+            raise ValueError(f"clusters has {ids.size} labels for {n} prompts")
+        _, inverse = np.unique(ids, return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(int(inverse.max()) + 1)]
+        picks = rng.integers(0, len(members), size=(n_resamples, len(members)))
+        out = np.empty(n_resamples)
+        for b, pick in enumerate(picks):
+            idx = np.concatenate([members[g] for g in pick])
+            out[b] = np.asarray(statistic(*(d[idx][None, :] for d in data)), dtype=np.float64).reshape(-1)[0]
+        return out
+
+
+def nonfinite_resamples(
+    arrays: Sequence[ArrayLike],
+    statistic: Callable[..., np.ndarray],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    clusters: Sequence[int] | None = None,
+) -> int:
+    """How many of the resamples :func:`bootstrap_paired_ci` draws give a non-finite statistic."""
+    stats = _resampled(arrays, statistic, n_resamples=n_resamples, seed=seed, clusters=clusters)
+    return int((~np.isfinite(stats)).sum())
 
 
 def bootstrap_ci(
@@ -91,6 +130,7 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: Sequence[int] | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of ``statistic`` (a numpy reduction taking ``axis``) over prompts."""
     return bootstrap_paired_ci(
@@ -99,6 +139,7 @@ def bootstrap_ci(
         n_resamples=n_resamples,
         seed=seed,
         level=level,
+        clusters=clusters,
     )
 
 
@@ -108,6 +149,7 @@ def bootstrap_ratio_ci(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: Sequence[int] | None = None,
 ) -> tuple[float, float]:
     """CI of mean(numerator) / mean(denominator), resampling prompts jointly (faithfulness)."""
     return bootstrap_paired_ci(
@@ -116,6 +158,7 @@ def bootstrap_ratio_ci(
         n_resamples=n_resamples,
         seed=seed,
         level=level,
+        clusters=clusters,
     )
 
 
@@ -165,3 +208,25 @@ def verdict(
     if bad:
         return "refuted", f"{interval} lies entirely outside the claim: {claim}."
     return "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
+
+
+def band_verdict(ci: tuple[float, float], low: float, high: float | None) -> tuple[str, str]:
+    """``(word, reason)`` for a score claimed to lie in ``[low, high]`` (``high`` None: no
+    upper end): verified when the whole interval lies inside the band, refuted when it lies
+    wholly outside it (below ``low`` or above ``high``), inconclusive otherwise."""
+    if high is None:
+        return verdict(ci, low, "at_least")
+    lo, hi = float(ci[0]), float(ci[1])
+    interval = f"CI [{_fmt(lo)}, {_fmt(hi)}]"
+    claim = f"between {_fmt(low)} and {_fmt(high)}"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive", f"{interval} is not finite, so it cannot be compared with the band {claim}"
+    if lo > hi:
+        raise ValueError(f"CI bounds out of order: {ci}")
+    if low <= lo and hi <= high:
+        return "verified", f"{interval} lies entirely within the claim: {claim}."
+    if hi < low:
+        return "refuted", f"{interval} lies entirely below the claim: {claim}."
+    if lo > high:
+        return "refuted", f"{interval} lies entirely above the claim: {claim} (the circuit overshoots)."
+    return "inconclusive", f"{interval} straddles an end of the claim: {claim}."

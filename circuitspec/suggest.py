@@ -180,7 +180,11 @@ def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: in
     doc["name"] = f"ioi-draft-{Path(model_ref).name}"
     doc["description"] = "Draft from `circuitspec suggest`; review the heads, then verify."
     doc["model"] = model_ref
-    task = CommentedMap(kind="ioi", n_prompts=n_prompts, seed=seed, corruption="abc")
+    # Verification must not reuse the prompts the heads were chosen on: the draft records
+    # them as its discovery and verifies on the next seed (verify checks they are disjoint).
+    doc["discovery"] = CommentedMap(seed=seed, n_prompts=n_prompts)
+    doc["discovery"].fa.set_flow_style()
+    task = CommentedMap(kind="ioi", n_prompts=max(n_prompts, 64), seed=seed + 1, corruption="abc")
     doc["task"] = task
     nodes = CommentedMap()
     for name, (role, heads) in draft.groups.items():

@@ -124,8 +124,9 @@ def build_dataset(
     prepend_bos: bool,
     n_prompts: int | None = None,
     seed: int | None = None,
+    templates: list[int] | None = None,
 ) -> Dataset:
-    """Tokenize a task into paired prompts; ``n_prompts``/``seed`` override the task's."""
+    """Tokenize a task into paired prompts; ``n_prompts``/``seed``/``templates`` override the task's."""
     n = n_prompts if n_prompts is not None else task.n_prompts
     seed = seed if seed is not None else task.seed
     if n is not None and n < 1:
@@ -136,6 +137,7 @@ def build_dataset(
         return build_ioi(
             tokenizer, n_prompts=DEFAULT_IOI_PROMPTS if n is None else n, seed=seed,
             corruption=task.corruption or "abc", prepend_bos=prepend_bos,
+            templates=templates if templates is not None else task.templates,
         )
     if task.builtin is None and task.prompts is None and task.file is not None:
         numbered = _file_records(Path(task.file))

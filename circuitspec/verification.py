@@ -22,6 +22,7 @@ from circuitspec import claims
 from circuitspec import results as R
 from circuitspec.bridge.work import Work
 from circuitspec.errors import CircuitSpecError
+from circuitspec.held_out import HeldOut, held_out_status
 from circuitspec.limits import LIMITS, check_limits
 from circuitspec.scoring.edge_null import EdgeNullSetup, edge_null, judge_with_null
 from circuitspec.scoring.nulls import MonteCarlo
@@ -57,6 +58,11 @@ class Options:
     minimality_random: int = 0  # random K reused by minimality (each costs a run per head)
     n_null_edges: int = 100  # layer-matched random sender groups per edge (at least; 0: none)
     n_null_edges_max: int | None = None  # with more than n_null_edges, draw on until decided
+    mean_pool_min: int | None = None  # pool prompts per mean (default mean_pool.DEFAULT_PER_MEAN)
+    mean_pool_seed: int | None = None  # the pool's generator seed (default: the run's seed + 7919)
+    in_sample: bool = False  # accept verification prompts that overlap the discovery prompts
+    templates: list[int] | None = None  # IOI template ids to verify on (overrides task.templates)
+    bootstrap: str = "template"  # template: resample templates as clusters; prompt: single prompts
     per_head: bool = True
     robustness: bool = True
     scores: bool = True
@@ -122,15 +128,32 @@ def effect_of(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray) -> fl
 
 
 def effect_ci(
-    patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, *, n: int, seed: int, level: float
+    patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, *, n: int, seed: int, level: float,
+    clusters: Sequence[int] | None = None,
 ) -> tuple[float, float]:
-    """Bootstrap interval of the effect, resampling prompts jointly."""
+    """Bootstrap interval of the effect, resampling prompts (or ``clusters`` of them) jointly."""
     from circuitspec.stats import bootstrap_paired_ci
 
     def stat(p: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
         return (p.mean(1) - c.mean(1)) / (c.mean(1) - r.mean(1))
 
-    return bootstrap_paired_ci([patched, clean, corrupt], stat, n_resamples=n, seed=seed, level=level)
+    return bootstrap_paired_ci([patched, clean, corrupt], stat, n_resamples=n, seed=seed, level=level,
+                               clusters=clusters)
+
+
+MIN_CLUSTERS = 8  # fewer templates than this make a cluster bootstrap unreliable
+
+
+def bootstrap_clusters(dataset: Dataset, unit: str, kind: str) -> tuple[list[int] | None, str]:
+    """The cluster labels the bootstrap resamples (the template of each prompt), and the unit
+    used: prompt-level when asked, for custom prompts (no templates), or with too few templates."""
+    if unit not in ("template", "prompt"):
+        raise CircuitSpecError(f"bootstrap unit {unit!r}: choose template or prompt")
+    if unit == "prompt" or kind != "ioi":
+        return None, "prompt"
+    if len(set(dataset.template)) < MIN_CLUSTERS:
+        return None, f"prompt (only {len(set(dataset.template))} templates, fewer than {MIN_CLUSTERS})"
+    return list(dataset.template), "template"
 
 
 class Verifier:
@@ -150,7 +173,7 @@ class Verifier:
         self.circuit = hyp.circuit()
         self.semantics = options.semantics or hyp.semantics
         self.ablation = options.ablation or hyp.ablation
-        self.ablation_level = options.ablation_level or hyp.ablation_level
+        self.ablation_level = options.ablation_level or hyp.judged_level()
         if self.ablation_level not in ("node", "edge"):
             raise CircuitSpecError(f"ablation level {self.ablation_level!r}: choose node or edge")
         self.runners: dict[str, Any] = {}  # ablation kind -> AblationRunner, shared by the scores
@@ -159,12 +182,26 @@ class Verifier:
         self.n_boot = options.n_bootstrap or hyp.claims.n_bootstrap
         self.level = hyp.claims.confidence
         self.seed = options.seed if options.seed is not None else (hyp.task.seed or 0)
+        self.clusters, self.bootstrap_unit = bootstrap_clusters(dataset, options.bootstrap, hyp.task.kind)
+        self._mean_pool: Any = None
         self.work = run_work(model, dataset)
         with self.work.at("caches"):
             self.engine = make_engine(model, dataset, options.engine, self.work)
         clean, corrupt = self.engine.baselines()
         self.clean = clean.double().numpy()
         self.corrupt = corrupt.double().numpy()
+
+    def mean_pool(self) -> Any:
+        """The separate pool mean ablation takes its means from, built on first use."""
+        from circuitspec.mean_pool import DEFAULT_PER_MEAN, build_mean_pool, pool_seed
+
+        if self._mean_pool is None:
+            seed = self.opts.mean_pool_seed if self.opts.mean_pool_seed is not None else pool_seed(self.seed)
+            with self.work.at("mean_pool"):
+                self._mean_pool = build_mean_pool(
+                    self.model, self.dataset, generate=self.hyp.task.kind == "ioi", seed=seed,
+                    per_template_min=self.opts.mean_pool_min or DEFAULT_PER_MEAN, work=self.work)
+        return self._mean_pool
 
     # -- edges -------------------------------------------------------------------------
     def _sweep(self, senders: list[Sender], receiver: Receiver, semantics: str | None = None) -> np.ndarray:
@@ -177,7 +214,8 @@ class Verifier:
 
     def _effect_with_ci(self, patched: np.ndarray) -> tuple[float, tuple[float, float]]:
         value = effect_of(patched, self.clean, self.corrupt)
-        ci = effect_ci(patched, self.clean, self.corrupt, n=self.n_boot, seed=self.seed, level=self.level)
+        ci = effect_ci(patched, self.clean, self.corrupt, n=self.n_boot, seed=self.seed, level=self.level,
+                       clusters=self.clusters)
         return value, ci
 
     def edge(self, edge: Edge) -> R.EdgeResult:
@@ -219,6 +257,7 @@ class Verifier:
             expect=R.Expectation(edge.sign, edge.min_effect),
             per_head=tuple(per_head),
             null=null,
+            per_prompt=tuple(patched.tolist()),
         )
 
     def _null_setup(self) -> EdgeNullSetup:
@@ -287,8 +326,9 @@ def verify(
     report("building prompts", 0, 1)
     dataset = hypothesis_dataset(
         hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos,
-        n_prompts=opts.n_prompts, seed=opts.seed,
+        n_prompts=opts.n_prompts, seed=opts.seed, templates=opts.templates,
     )
+    held = held_out_status(hyp, dataset, model.tokenizer, in_sample=opts.in_sample, templates=opts.templates)
 
     with torch.no_grad():
         report("clean and corrupted runs", 0, 1)
@@ -317,7 +357,7 @@ def verify(
                 robustness = claims.robustness(verifier, edges, raw)
         timings.update(work.seconds)
 
-    return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings)
+    return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings, held)
 
 
 def assemble(
@@ -329,6 +369,7 @@ def assemble(
     circuit: R.CircuitScores | None,
     robustness: tuple[R.RobustnessRow, ...] | None,
     timings: dict[str, float],
+    held: HeldOut | None = None,
 ) -> R.Result:
     from circuitspec.stats import bootstrap_ci
 
@@ -339,11 +380,17 @@ def assemble(
     claimed = [e.verdict for e in edges]
     if circuit is not None:
         claimed += [s.verdict for s in circuit.scores().values() if s.verdict is not None]
-    # A quick check leaves claims unchecked, so it never passes (the CLI exits 3 if it held).
-    passed = all(word == "verified" for word in claimed) and not verifier.opts.quick
+    # A quick check leaves claims unchecked, so it never passes (the CLI exits 3 if it held);
+    # nor does an in-sample run without --in-sample.
+    passed = (all(word == "verified" for word in claimed) and not verifier.opts.quick
+              and not (held is not None and held.blocks))
     info = model.info
     notes = ", ".join(f"{k}={v}" for k, v in dataset.notes.items()) if dataset.notes else None
-    boot: dict[str, Any] = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level}
+    if hyp.task.n_prompts is not None and len(dataset) != hyp.task.n_prompts:
+        notes = (notes + "; " if notes else "") + (
+            f"ran on {len(dataset)} prompts where the file says n_prompts: {hyp.task.n_prompts}")
+    boot: dict[str, Any] = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level,
+                            "clusters": verifier.clusters}
     return R.Result(
         hypothesis=R.HypothesisInfo(hyp.name, hyp.source, hyp.description, nodes),
         model=R.ModelInfo(model.reference, info.name, model.revision, info.n_layers, info.n_heads, info.n_kv_heads),
@@ -354,6 +401,8 @@ def assemble(
             float(verifier.corrupt.mean()),
             bootstrap_ci(verifier.clean, **boot),
             bootstrap_ci(verifier.corrupt, **boot),
+            {"clean": verifier.clean.tolist(), "corrupt": verifier.corrupt.tolist(),
+             "template": list(dataset.template)},
         ),
         edges=tuple(edges),
         circuit=circuit,
@@ -361,10 +410,14 @@ def assemble(
         settings=R.Settings(
             verifier.semantics, verifier.ablation, verifier.freeze_mlps, verifier.engine.name, verifier.n_boot,
             verifier.ablation_level, hyp.ablation_scope,
+            None if verifier._mean_pool is None else verifier._mean_pool.info(),
+            verifier.bootstrap_unit,
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},
         work={k: round(v, 3) for k, v in verifier.work.forward_equivalents().items()},
         robustness=robustness,
         mode="quick" if verifier.opts.quick else "full",
+        held_out=None if held is None else held.held_out,
+        held_out_info=None if held is None else held.info(),
     )

@@ -21,6 +21,7 @@ from circuitspec.edge_ablation import (
     edge_level_logit_diff,
     wires_from_circuit,
 )
+from circuitspec.mean_pool import build_mean_pool, pool_seed
 from circuitspec.spec import Circuit, Edge, Node
 
 
@@ -222,6 +223,7 @@ edges:
 {edges}
 claims:
   faithfulness: {{min: 0.9}}
+  minimality: off  # random weights: no head need matter
   edges: {{min_effect: 0.0, sign: any}}
 """
 
@@ -242,7 +244,7 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
 
     hyp = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
     fast = {"n_random": 100, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 1000, "per_head": False}
-    result = cs.verify(hyp, **fast)
+    result = cs.verify(hyp, ablation_level="node", **fast)
     data = json.loads(result.dumps())
     circuit = data["circuit"]
     edge, node = circuit["faithfulness_edge_level"], circuit["faithfulness"]
@@ -289,7 +291,10 @@ def test_circuit_positions_scope_reaches_both_levels(tmp_path, tiny_model_dirs, 
     hyp = load_hypothesis(path)
     model = tiny_models["llama"]
     ds = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos)
-    runner = AblationRunner(model, ds, "mean")
+    # verify's mean ablation takes its means from a separate pool (seeded from the run's seed).
+    pool = build_mean_pool(model, ds, generate=True, seed=pool_seed(0))
+    assert result.settings.mean_pool == pool.info()
+    runner = AblationRunner(model, ds, "mean", mean_pool=pool)
     heads = sorted(hyp.circuit().heads())
     node = runner.logit_diff(heads, circuit_positions={h: ["END"] for h in heads}).double()
     fm = runner.clean.double()

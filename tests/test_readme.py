@@ -26,7 +26,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, smollm2):
     def light_verify(hypothesis, model=None, **overrides):
         # The example's 32 prompts with every score take minutes; the API calls are the point.
         overrides.update(n_prompts=4, n_random=2, n_random_edge=0, n_null_edges=1, n_bootstrap=50, robustness=False,
-                         n_subsets=1, greedy_steps=0)
+                         n_subsets=1, greedy_steps=0, mean_pool_min=20)
         return full_verify(hypothesis, model or smollm2, **overrides)
 
     monkeypatch.setattr(verification, "verify", light_verify)

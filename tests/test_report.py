@@ -18,16 +18,18 @@ OUTPUTS = ["circuit.png", "circuit.svg", "report.html", "report.md", "results.js
 def test_markdown_lists_every_edge_score_and_failure():
     result = sample_result()
     md = render_markdown(result)
-    assert "FAILED: 3 of 5 edges verified; 1 of 2 claims verified." in md
+    # The headline names every judged score with its verdict; completeness is the gap it is.
+    assert ("FAILED: 3 of 5 edges verified; faithfulness (node level) 0.870: verified (claimed); "
+            "incompleteness gap 0.190: inconclusive (claimed).") in md
     for e in result.edges:
         row = next(line for line in md.splitlines()
                    if line.startswith(f"| {e.sender} → {e.receiver}") and "[" in line)
         assert f"{e.effect:.3f} [{e.ci[0]:.3f}, {e.ci[1]:.3f}]" in row
         assert f"| {e.verdict} |" in row and e.reason in row
     for name, s in result.circuit.scores().items():
-        row = next(line for line in md.splitlines() if line.startswith(f"| {name} |"))
+        row = next(line for line in md.splitlines() if line.startswith(f"| {report.score_label(name)} |"))
         assert f"{s.value:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]" in row
-        assert (s.verdict or "not claimed") in row
+        assert (s.verdict or "reported") in row
     failed = md.split("## What failed")[1].split("##")[0]
     assert "duplicate->s_inhibition.v@S2: refuted" in failed
     assert "previous->induction.k@S1+1: inconclusive" in failed

@@ -18,6 +18,9 @@ def test_draft_validates(tiny_models, tiny_model_dirs, tmp_path):
     text = path.read_text()
     assert "# L" in text and "DLA" in text  # evidence comments
     assert set(hyp.nodes) == set(draft.groups)
+    # The draft records the prompts it was found on and verifies on another seed.
+    assert hyp.discovery is not None and (hyp.discovery.seed, hyp.discovery.n_prompts) == (0, 6)
+    assert hyp.task.seed != hyp.discovery.seed
 
 
 def test_committed_smollm2_draft_is_a_valid_hypothesis():

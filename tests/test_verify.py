@@ -35,7 +35,9 @@ claims:
 # every head patched jointly the END position sees exactly the corrupted run (same token
 # there, every head's output corrupted, MLPs recomputed): effect -1.
 TRUE_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 0.5}}"
-TRUE_CLAIMS = "  faithfulness: {min: 0.9}"
+# Minimality of random-weight heads means nothing, so this file turns that claim off (the
+# defaults would judge it otherwise); completeness is exactly 0 for the whole model.
+TRUE_CLAIMS = "  faithfulness: {min: 0.9}\n  minimality: off"
 # Patching cannot move the metric 10x beyond the corrupted run here (it lands on it exactly).
 WRONG_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 10.0}}"
 
@@ -169,19 +171,28 @@ def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_smollm2_hypothesis_verifies_end_to_end(smollm2):
+def test_smollm2_hypothesis_end_to_end(smollm2):
     """The repo's SmolLM2 circuit, with fewer prompts, nulls and completeness subsets than
-    the file asks for (each random circuit or subset is a run; CI stays well under 30 min)."""
+    the file asks for (each random circuit or subset is a run; CI stays well under 30 min).
+
+    Its edges and its heads hold (node-level faithfulness), but its wiring does not carry
+    the behaviour: judged at edge level, as the file's edges between groups ask, the
+    faithfulness claim is not verified (about 0.5-0.6), so the run fails honestly."""
     root = Path(__file__).resolve().parent.parent
     result = cs.verify(
         root / "hypotheses" / "ioi_smollm2_135m.yaml", smollm2,
-        n_prompts=16, n_random=10, n_random_edge=5, n_null_edges=100, n_bootstrap=500, robustness=False,
-        n_subsets=5, greedy_steps=1,
+        n_prompts=16, n_random=10, n_random_edge=0, n_null_edges=100, n_bootstrap=500, robustness=False,
+        n_subsets=5, greedy_steps=1, mean_pool_min=20,
     )
+    assert result.held_out is True  # task seed 1, discovery seed 0
     verdicts = {e.name: e.verdict for e in result.edges}
     assert all(v == "verified" for v in verdicts.values()), verdicts
     for e in result.edges:  # 100 layer-matched sender groups per edge, each beaten
         assert e.null is not None and e.null.n >= 100 and e.null.kind == "layer_matched"
         assert e.null.p_value is not None and e.null.p_value <= 0.05
     assert result.metric.clean > 3.0 > result.metric.corrupt
-    assert result.circuit is not None and result.passed, result.failures()
+    assert result.circuit is not None and result.settings.ablation_level == "edge"
+    node, edge = result.circuit.faithfulness, result.circuit.faithfulness_edge_level
+    assert node.value > 0.8 and edge.value < 0.8, (node, edge)
+    assert edge.verdict != "verified" and not result.passed
+    assert "claim faithfulness_edge_level" in [f.what for f in result.failures()], result.failures()

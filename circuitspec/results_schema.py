@@ -1,0 +1,89 @@
+"""JSON Schema of ``results.json``: the contract fields other tools read.
+
+It pins the verdict-side names of issue 15 (``held_out``, ``settings.ablation_level``,
+``settings.mean_pool``, ``settings.bootstrap_unit``, the ``per_prompt`` values, the
+faithfulness band and normalised score) and the top-level shape; everything else is
+allowed through (``additionalProperties`` stays open so newer files still validate).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["results_json_schema"]
+
+_NUM = {"type": ["number", "null"]}
+_NUMS = {"type": "array", "items": _NUM}
+_CI = {"type": ["array", "null"], "items": _NUM, "minItems": 2, "maxItems": 2}
+_VERDICT = {"enum": ["verified", "refuted", "inconclusive", None]}
+
+_SCORE: dict[str, Any] = {
+    "type": "object",
+    "required": ["value", "ci", "verdict", "reason", "details"],
+    "properties": {
+        "value": _NUM, "ci": _CI, "verdict": _VERDICT, "reason": {"type": "string"},
+        "details": {"type": "object", "properties": {
+            "claim": {"enum": ["claimed", "default", "off", "reported"],
+                      "description": "Where the bar came from: written in the file, a default, or turned off."},
+            "band": {"type": "array", "items": _NUM, "description": "Faithfulness [min, max] judged against."},
+            "normalised": {"type": "object", "description": "(F(C) - F(empty)) / (F(M) - F(empty))",
+                           "properties": {"value": _NUM, "ci": _CI}},
+            "power": {"type": "object", "description": "Half-width reached; prompts a +-0.1 interval needs.",
+                      "properties": {"half_width": _NUM, "n_prompts": {"type": "integer"},
+                                     "n_prompts_needed": {"type": ["integer", "null"]}}},
+            "nonfinite_resamples": {"type": "integer"},
+            "post_selection": {"type": "boolean"},
+        }},
+        "per_prompt": {"type": "object", "description": "Faithfulness: F(C), F(M), F(empty) per prompt.",
+                       "properties": {"circuit": _NUMS, "model": _NUMS, "empty": _NUMS}},
+    },
+}
+
+_MEAN_POOL = {
+    "type": ["object", "null"],
+    "description": "How the mean-ablation means were made, disjoint from the scored prompts.",
+    "required": ["n", "per_template_min", "seed", "built", "sufficient"],
+    "properties": {"n": {"type": "integer"}, "per_template_min": {"type": "integer"},
+                   "smallest_mean": {"type": "integer"}, "seed": {"type": ["integer", "null"]},
+                   "grouping": {"type": "string"}, "counts": {"type": "object"},
+                   "disjoint": {"type": "boolean"}, "sufficient": {"type": "boolean"},
+                   "built": {"type": "string"}},
+}
+
+
+def results_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) a ``results.json`` validates against."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "circuitspec results.json",
+        "type": "object",
+        "required": ["hypothesis", "model", "task", "metric", "edges", "circuit", "passed", "settings"],
+        "properties": {
+            "passed": {"type": "boolean"},
+            "held_out": {"type": ["boolean", "null"],
+                         "description": "Verification prompts disjoint from the discovery prompts; "
+                                        "null when the hypothesis records no discovery."},
+            "held_out_info": {"type": "object", "properties": {
+                "overlap": {"type": "integer"}, "n_discovery": {"type": ["integer", "null"]},
+                "templates_disjoint": {"type": ["boolean", "null"]}, "in_sample": {"type": "boolean"},
+                "reason": {"type": "string"}}},
+            "metric": {"type": "object", "required": ["clean", "corrupt"], "properties": {
+                "clean": _NUM, "corrupt": _NUM,
+                "per_prompt": {"type": "object", "required": ["clean", "corrupt", "template"],
+                               "properties": {"clean": _NUMS, "corrupt": _NUMS,
+                                              "template": {"type": "array", "items": {"type": "integer"}}}}}},
+            "edges": {"type": "array", "items": {"type": "object", "required": [
+                "from", "to", "via", "at", "metric_patched", "effect", "ci", "verdict", "per_head"],
+                "properties": {"effect": _NUM, "ci": _CI, "verdict": _VERDICT,
+                               "per_prompt": {**_NUMS, "description": "Patched metric per prompt."}}}},
+            "circuit": {"type": ["object", "null"], "properties": {
+                "faithfulness": _SCORE, "faithfulness_edge_level": _SCORE,
+                "completeness": _SCORE, "minimality": _SCORE}},
+            "settings": {"type": "object", "required": ["ablation", "ablation_level"], "properties": {
+                "ablation_level": {"enum": ["node", "edge"],
+                                   "description": "The level the faithfulness claim was judged at."},
+                "mean_pool": _MEAN_POOL,
+                "bootstrap_unit": {"type": "string",
+                                   "description": "template (clusters) or prompt, with the reason for a fallback."}}},
+        },
+    }
