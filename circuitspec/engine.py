@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
+from circuitspec.errors import CircuitSpecError
+
 if TYPE_CHECKING:
     from circuitspec.bridge.work import Work
     from circuitspec.dataset import Dataset
@@ -41,6 +43,14 @@ if TYPE_CHECKING:
 Head = tuple[int, int]
 Via = Literal["q", "k", "v"]
 Semantics = Literal["path", "direct"]
+SEMANTICS: tuple[str, ...] = ("path", "direct")
+
+
+def check_semantics(semantics: str) -> None:
+    """Both engines branch on the semantics; anything but the two names is refused here, so
+    an unknown value cannot run path patching on one engine and direct on the other."""
+    if semantics not in SEMANTICS:
+        raise CircuitSpecError(f"semantics {semantics!r}: choose one of {', '.join(SEMANTICS)}")
 
 
 @dataclass(frozen=True)
@@ -217,6 +227,7 @@ class ExactEngine:
         freeze_mlps: bool = False,
     ) -> Tensor:
         """Per-prompt patched logit difference for one edge, in dataset order."""
+        check_semantics(semantics)
         parts = []
         for group, cache in zip(self.groups, self.caches, strict=True):
             parts.append(self._patch_group(group, cache, sender, receiver, semantics, freeze_mlps))

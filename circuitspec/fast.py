@@ -49,6 +49,7 @@ from circuitspec.engine import (
     Receiver,
     Semantics,
     Sender,
+    check_semantics,
     dataset_groups,
     logit_diff,
     position_mask,
@@ -106,6 +107,9 @@ class FastEngine:
         if reason is not None:
             warnings.warn(f"FastEngine falls back to the exact engine: {reason}", stacklevel=2)
             self.exact = ExactEngine(model, dataset, work)
+            # results.json records the engine that really ran, not the one asked for.
+            self.name = ExactEngine.name
+            self.fallback_reason = reason
 
     # -- caches --------------------------------------------------------------------
     def _build_cache(self) -> None:
@@ -221,6 +225,7 @@ class FastEngine:
         freeze_mlps: bool = False,
     ) -> Tensor:
         """[n_senders, N]: each sender patched alone into the same receiver, as one batch."""
+        check_semantics(semantics)
         if self.exact is not None:
             return torch.stack(
                 [self.exact.patch(s, receiver, semantics=semantics, freeze_mlps=freeze_mlps) for s in senders]

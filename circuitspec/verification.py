@@ -70,10 +70,26 @@ class Options:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
-        """Raise :class:`CircuitSpecError` naming every count or seed outside its range."""
+        """Raise :class:`CircuitSpecError` naming every count or seed outside its range and
+        every setting outside its choices, before any model work (a bad ``ablation`` used
+        to fail only after every edge had been patched)."""
         bad = check_limits({k: getattr(self, k) for k in LIMITS if hasattr(self, k)})
+        for key, allowed in CHOICES.items():
+            value = getattr(self, key)
+            if value is not None and value not in allowed:
+                bad.append(f"{key} {value!r}: choose one of {', '.join(allowed)}")
         if bad:
             raise CircuitSpecError("; ".join(bad))
+
+
+# Closed choices of the run settings; ``None`` means "as the hypothesis file says".
+CHOICES: dict[str, tuple[str, ...]] = {
+    "semantics": ("path", "direct"),
+    "ablation": ("mean", "resample", "zero"),
+    "ablation_level": ("node", "edge"),
+    "engine": ("auto", "fast", "reference"),
+    "bootstrap": ("template", "prompt"),
+}
 
 
 def _head(head: tuple[int, int]) -> str:
