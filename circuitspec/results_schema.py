@@ -84,6 +84,11 @@ def results_json_schema() -> dict[str, Any]:
                                    "description": "The level the faithfulness claim was judged at."},
                 "mean_pool": _MEAN_POOL,
                 "bootstrap_unit": {"type": "string",
-                                   "description": "template (clusters) or prompt, with the reason for a fallback."}}},
+                                   "description": "template (clusters) or prompt, with the reason for a fallback."},
+                "statistics": {"type": ["object", "null"], "description": (
+                    "The bootstrap and null seed, confidence level, null draw counts, completeness "
+                    "search settings, template override, in_sample and quick, as used."),
+                    "properties": {"seed": {"type": "integer"}, "level": _NUM,
+                                   "n_null_edges": {"type": "integer"}}}}},
         },
     }

@@ -143,10 +143,17 @@ class Settings:
     ``built``, ``sufficient``...); ``None`` when no mean ablation ran."""
     bootstrap_unit: str = "prompt"
     """What the bootstrap resamples: ``template`` (whole templates, as clusters) or ``prompt``."""
+    statistics: Mapping[str, Any] | None = None
+    """Everything else an interval or null depends on, so a reader can recompute them: the
+    bootstrap and null ``seed``, the confidence ``level``, ``n_null_edges`` (and its
+    sequential maximum), ``n_random`` and ``n_random_edge`` (circuit nulls), ``n_subsets``
+    and ``greedy_steps`` (completeness search), ``templates`` (an override of the task's
+    templates), ``in_sample`` and ``quick``."""
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["mean_pool"] = None if self.mean_pool is None else dict(self.mean_pool)
+        d["statistics"] = None if self.statistics is None else dict(self.statistics)
         return d
 
     @classmethod
@@ -155,7 +162,7 @@ class Settings:
                     ("semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap")}
         return cls(**required, ablation_level=d.get("ablation_level", "node"),
                    ablation_scope=d.get("ablation_scope", "all_positions"), mean_pool=d.get("mean_pool"),
-                   bootstrap_unit=d.get("bootstrap_unit", "prompt"))
+                   bootstrap_unit=d.get("bootstrap_unit", "prompt"), statistics=d.get("statistics"))
 
 
 @dataclass(frozen=True)

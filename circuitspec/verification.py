@@ -376,6 +376,15 @@ def verify(
     return assemble(hyp, model, dataset, verifier, edges, circuit, robustness, timings, held)
 
 
+def _statistics(verifier: Verifier) -> dict[str, Any]:
+    """The settings behind the intervals and nulls, as they were used."""
+    o = verifier.opts
+    return {"seed": verifier.seed, "level": verifier.level, "n_null_edges": o.n_null_edges,
+            "n_null_edges_max": o.n_null_edges_max, "n_random": o.n_random, "n_random_edge": o.n_random_edge,
+            "n_subsets": o.n_subsets, "greedy_steps": o.greedy_steps, "templates": o.templates,
+            "in_sample": o.in_sample, "quick": o.quick}
+
+
 def assemble(
     hyp: Hypothesis,
     model: LoadedModel,
@@ -428,6 +437,7 @@ def assemble(
             verifier.ablation_level, hyp.ablation_scope,
             None if verifier._mean_pool is None else verifier._mean_pool.info(),
             verifier.bootstrap_unit,
+            _statistics(verifier),
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},

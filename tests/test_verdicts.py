@@ -196,8 +196,9 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
         assert score["details"]["mean_of_per_prompt_ratios"] == pytest.approx(np.mean(fc / fm), rel=1e-9)
         n_boot = data["settings"]["n_bootstrap"]
         assert data["settings"]["bootstrap_unit"] == "template"  # templates resampled as clusters
-        assert score["ci"] == pytest.approx(list(bootstrap_ratio_ci(fc, fm, n_resamples=n_boot, seed=0,
-                                                                    clusters=pp["template"])))
+        stats = data["settings"]["statistics"]  # the seed and level are in the file, not guessed
+        assert score["ci"] == pytest.approx(list(bootstrap_ratio_ci(
+            fc, fm, n_resamples=n_boot, seed=stats["seed"], level=stats["level"], clusters=pp["template"])))
         power = score["details"]["power"]
         half = (score["ci"][1] - score["ci"][0]) / 2
         assert power["half_width"] == pytest.approx(half) and power["n_prompts"] == 24
