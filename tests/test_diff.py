@@ -63,7 +63,7 @@ def test_cli_exit_codes(runs, tmp_path):
     same = subprocess.run(CLI + ["diff", str(runs["a"]), str(runs["c"]), "--json"], capture_output=True, text=True)
     assert same.returncode == 0, same.stderr
     changes = json.loads(same.stdout)["changes"]
-    assert {c["what"] for c in changes} == {"task.seed"}
+    assert {c["what"] for c in changes} == {"task.seed", "settings.statistics"}  # the seed is in both
 
 
 @pytest.mark.parametrize("content, needle", [

@@ -152,3 +152,14 @@ def test_pictures_vary_over_the_axes_that_vary_and_not_twice_over_lockstep_ones(
     # One cell per (model, seed) pair on a diagonal: seed moves in lockstep with model.
     diagonal = [s for s in states if (s.cell.model_label == "ckpt") == (s.cell.axes["seed"] == 1)]
     assert varied_axes(diagonal) == ["model"]
+
+
+def test_sweep_cells_default_to_the_verify_defaults():
+    """A sweep cell with no `verify:` section must run what `circuitspec verify` runs."""
+    from circuitspec.sweep.spec import VerifySettings
+    from circuitspec.verification import Options
+
+    cell, plain = VerifySettings(), Options()
+    for key in VerifySettings.model_fields:
+        if hasattr(plain, key):
+            assert getattr(cell, key) == getattr(plain, key), key

@@ -97,7 +97,8 @@ class Grid(_Strict):
 
 
 class VerifySettings(_Strict):
-    """How each cell runs verify (the same knobs as ``circuitspec verify``'s options)."""
+    """How each cell runs verify (the same knobs and defaults as ``circuitspec verify``'s
+    options, so a cell equals a plain verify run of the same settings)."""
 
     engine: Literal["auto", "fast", "reference"] = "auto"
     """Patching engine: the fast engine where it supports the model, or the reference one."""
@@ -105,10 +106,10 @@ class VerifySettings(_Strict):
     """Bootstrap resamples behind every interval (default: the hypothesis' claims.n_bootstrap)."""
     n_random: int = Field(default=100, ge=0)
     """Random circuits in the node-level faithfulness null."""
-    n_random_edge: int = Field(default=0, ge=0)
+    n_random_edge: int = Field(default=20, ge=0)
     """Random circuits wired like the hypothesis in the edge-level null."""
-    n_null_edges: int = Field(default=10, ge=0)
-    """Random sender groups per edge."""
+    n_null_edges: int = Field(default=100, ge=0)
+    """Layer-matched random sender groups per edge."""
     n_subsets: int = Field(default=20, ge=0)
     """Random subsets K for completeness."""
     greedy_steps: int = Field(default=2, ge=0)
