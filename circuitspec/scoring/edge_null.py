@@ -4,7 +4,10 @@ An edge's effect is judged against what ``n`` random sender groups achieve along
 same path into the same receiver: each group has the sender's size, its heads drawn from
 the senders' layers (:class:`~circuitspec.scoring.nulls.LayerMatched`), none of them in
 the hypothesis; MLP members are replaced by MLP layers outside the hypothesis below the
-receiver. Every edge draws from its own stream (run seed and edge name). The draws run
+receiver. The groups are distinct (drawn without replacement); where the senders' layers
+hold too few, the heads widen to the nearest layers below the receiver (:class:`GroupSpace`),
+and where the whole model holds fewer than ``n``, all of them are used (``n = N``).
+Every edge draws from its own stream (run seed and edge name). The draws run
 as batched sweeps of the engine, so 100 of them cost about one patched pass.
 
 The verdict needs the whole bootstrap interval of the effect beyond the null's
