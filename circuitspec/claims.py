@@ -96,7 +96,9 @@ def null_result(draws: NullDraws | None) -> R.NullDistribution | None:
     if draws is None:
         return None
     return R.NullDistribution(draws.mean, draws.low, draws.high, draws.n, draws.real, draws.fraction_beaten,
-                              draws.p_value, "layer_matched", draws.off_layer)
+                              draws.p_value, "layer_matched", draws.off_layer, draws.nonfinite,
+                              draws.layers, draws.widened,
+                              draws.n_distinct)
 
 
 def two_sided(v: Verifier, score: Any, empty: Any, band: tuple[float, float | None] | None) -> Any:

@@ -148,6 +148,15 @@ class NullDistribution:
     the hypothesis; see :mod:`circuitspec.scoring.nulls`)."""
     off_layer: int | None = None
     """Heads, over all samples, placed outside their layer because it had too few spare heads."""
+    nonfinite: int | None = None
+    """Samples that were NaN or infinite: counted as at least as extreme, left out of the band."""
+    layers: tuple[int, ...] | None = None
+    """Per-edge null: the layers the random sender groups' heads came from."""
+    widened: bool | None = None
+    """Per-edge null: True when the senders' own layers had too few distinct groups, so heads
+    came from the nearest other layers too (the groups are then not layer-matched)."""
+    n_distinct: int | None = None
+    """Per-edge null: how many distinct random sender groups there were to draw from."""
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"mean": _num(self.mean), "low": _num(self.low), "high": _num(self.high),
@@ -157,18 +166,23 @@ class NullDistribution:
                 d[key] = _num(getattr(self, key))
         if self.kind is not None:
             d["kind"] = self.kind
-        if self.off_layer is not None:
-            d["off_layer"] = self.off_layer
+        for key in ("off_layer", "nonfinite", "layers", "widened", "n_distinct"):
+            if getattr(self, key) is not None:
+                d[key] = list(self.layers or ()) if key == "layers" else getattr(self, key)
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None) -> NullDistribution | None:
         if d is None:
             return None
-        off = d.get("off_layer")
+        def opt_int(key: str) -> int | None:
+            return None if d.get(key) is None else int(d[key])
+
+        layers = d.get("layers")
         return cls(_num(d.get("mean")), _num(d.get("low")), _num(d.get("high")), int(_req(d, "n", "null")),
                    _num(d.get("real")), _num(d.get("fraction_beaten")), _num(d.get("p_value")),
-                   d.get("kind"), None if off is None else int(off))
+                   d.get("kind"), opt_int("off_layer"), opt_int("nonfinite"),
+                   None if layers is None else tuple(int(x) for x in layers), d.get("widened"), opt_int("n_distinct"))
 
 
 @dataclass(frozen=True)

@@ -252,14 +252,14 @@ class Verifier:
             R.HeadEffect(name, *self._effect_with_ci(row))
             for (name, _), row in zip(alone, rows[1 : 1 + len(alone)], strict=True)
         ]
-        null = None
+        draws = None  # the run asked for no null (n_null_edges=0); a sentence: the edge has none
         if self.opts.n_null_edges:
             with self.work.at("edge_nulls"):
                 draws = edge_null(edge.name, sender, receiver, value, edge.sign,
                                   lambda group: self._sweep(group, receiver), self.clean, self.corrupt,
                                   self._null_setup())
-            word, reason = judge_with_null(word, reason, ci, draws, edge.sign, 1 - self.level)
-            null = claims.null_result(draws)
+        word, reason = judge_with_null(word, reason, ci, draws, edge.sign, 1 - self.level)
+        null = claims.null_result(draws if not isinstance(draws, str) else None)
         return R.EdgeResult(
             sender=edge.sender,
             receiver=edge.receiver,

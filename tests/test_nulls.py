@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -140,33 +141,151 @@ def planted_dir(tiny_model_dirs, tmp_path_factory):
     return _planted(tiny_model_dirs["llama"], tmp_path_factory.mktemp("planted"), {(1, 0), (1, 1), (2, 3)})
 
 
-def test_a_sender_that_is_the_only_writer_gets_p_one_over_n_plus_one(tmp_path, planted_dir, monkeypatch):
+def test_a_model_with_too_few_groups_uses_every_one_once(tmp_path, planted_dir, monkeypatch):
     from circuitspec.verification import Verifier
 
-    groups: list[tuple[tuple[int, int], ...]] = []
+    swept: list[list[tuple[tuple[int, int], ...]]] = []
     sweep = Verifier._sweep
 
     def spy(self, senders, receiver, semantics=None):
-        groups.extend(s.heads for s in senders)
+        swept.append([s.heads for s in senders])
         return sweep(self, senders, receiver, semantics)
 
     monkeypatch.setattr(Verifier, "_sweep", spy)
+    # The tiny model's intervals are wide; force the interval verdict to see the null's own.
+    monkeypatch.setattr("circuitspec.stats.verdict", lambda ci, min_effect, sign: ("verified", "Forced."))
     result = cs.verify(_hypothesis(tmp_path / "h.yaml", planted_dir), scores=False, robustness=False,
                        n_bootstrap=200)
-    for edge in result.edges:
+    # Hypothesis heads: L1H0, L1H1 (the sender), L2H3. Layer 1 has one spare pair (L1H2, L1H3),
+    # so the null widens. Into the logits: the 9 spare heads of layers 0-2 make C(9, 2) = 36
+    # groups, fewer than 100: all 36 are used, once each. Into L2H3: layers 0-1 only, 6 spare
+    # heads, C(6, 2) = 15 groups, and 1/16 > 0.05: too small to verify anything.
+    to_logits, to_other = result.edges
+    spare = {(L, h) for L in range(3) for h in range(4)} - {(1, 0), (1, 1), (2, 3)}
+    for edge, n, layers in ((to_logits, 36, (0, 1, 2)), (to_other, 15, (0, 1))):
         null = edge.null
         assert null is not None and null.kind == "layer_matched"
-        assert null.n == 100
+        assert null.n == null.n_distinct == n and null.widened is True and null.layers == layers
         # No random group writes anything, so no null effect reaches the real one's size.
         assert abs(edge.effect) > 1e-3
-        assert null.p_value == pytest.approx(1 / 101)
+        assert null.p_value == pytest.approx(1 / (n + 1))
         assert max(abs(null.low), abs(null.high)) < 1e-4
         data = edge.to_json()["null"]
-        assert {"n", "kind", "low", "high", "p_value"} <= set(data)
-    # Layer 1's only spare heads are L1H2 and L1H3: every random group is exactly those.
-    random_groups = [g for g in groups if g != ((1, 0), (1, 1)) and len(g) == 2]
-    assert len(random_groups) == 200
-    assert set(random_groups) == {((1, 2), (1, 3))}
+        assert {"n", "kind", "low", "high", "p_value", "widened", "layers", "n_distinct"} <= set(data)
+    # Pairs with no layer-1 head: C(7, 2) = 21, two heads off their layer each; with one: 2 * 7 = 14.
+    assert to_logits.null.off_layer == 21 * 2 + 14
+    assert to_other.verdict == "inconclusive" and "null is too small" in to_other.reason
+    null_sweeps = [g for g in swept if g and g[0] != ((1, 0), (1, 1))]
+    assert len(null_sweeps) == 2
+    for groups, n, top in zip(null_sweeps, (36, 15), (3, 2), strict=True):
+        assert len(groups) == len(set(groups)) == n  # distinct: each group once
+        assert all(set(g) <= spare and len(g) == 2 and max(L for L, _ in g) < top for g in groups)
+
+
+def test_an_edge_without_a_null_is_not_verified(tmp_path, planted_dir, monkeypatch):
+    # MLP0 into L1H0: the only MLP layer below the receiver is in the hypothesis, so no null.
+    hyp = tmp_path / "h.yaml"
+    hyp.write_text(f"""name: planted
+model: {planted_dir}
+task: {{kind: ioi, n_prompts: 8, seed: 0, corruption: abc}}
+nodes:
+  m: {{role: other, heads: [MLP0]}}
+  r: {{role: name_mover, heads: [L1H0]}}
+edges:
+  - {{from: m, to: r, via: q, at: END, expect: {{sign: any, min_effect: 0.0}}}}
+""")
+    monkeypatch.setattr("circuitspec.stats.verdict", lambda ci, min_effect, sign: ("verified", "Forced."))
+    without = cs.verify(hyp, scores=False, robustness=False, n_bootstrap=200, n_null_edges=0).edges[0]
+    assert without.verdict == "verified" and "not tested against a null" in without.reason
+    edge = cs.verify(hyp, scores=False, robustness=False, n_bootstrap=200).edges[0]
+    assert edge.null is None
+    assert edge.verdict == "inconclusive" and "no null" in edge.reason and "MLP" in edge.reason
+
+
+def _fake_null(setup, sender, receiver, value_of, real=0.0, sign="positive"):
+    from circuitspec.scoring.edge_null import edge_null
+
+    swept: list[tuple[tuple[int, int], ...]] = []
+
+    def sweep(groups):
+        swept.extend(g.heads for g in groups)
+        return np.array([[value_of(g.heads)] * 3 for g in groups], dtype=float)
+
+    # clean = 1, corrupt = 0: a group's effect is its patched value minus 1.
+    null = edge_null("e", sender, receiver, real, sign, sweep, np.ones(3), np.zeros(3), setup)
+    return null, swept
+
+
+def test_a_layer_short_of_distinct_groups_widens_to_the_nearest_layers():
+    from circuitspec.engine import Receiver, Sender
+    from circuitspec.scoring.edge_null import EdgeNullSetup
+
+    # 6 layers of 8 heads; the hypothesis takes L2H0-L2H5, leaving one spare pair in layer 2
+    # for the 2-head sender: 1 distinct group. Nearest first (ties lower): layers 1 then 3.
+    # Layers {1, 2}: 10 spare heads, C(10, 2) = 45 < 100; {1, 2, 3}: 18, C(18, 2) = 153.
+    circuit = frozenset((2, h) for h in range(6))
+    setup = EdgeNullSetup(6, 8, circuit, frozenset(), seed=0, rule=MonteCarlo(100, 100, 100))
+    sender = Sender(heads=((2, 0), (2, 1)))
+    for receiver, layers in ((Receiver(), (1, 2, 3)), (Receiver(heads=((3, 0),), via="q"), (0, 1, 2))):
+        null, swept = _fake_null(setup, sender, receiver, lambda heads: 1.0)
+        assert not isinstance(null, str)
+        assert null.n == 100 and null.widened is True and null.layers == layers and null.n_distinct == 153
+        assert len(swept) == len(set(swept)) == 100
+        assert all(len(g) == 2 and {L for L, _ in g} <= set(layers) and not set(g) & circuit for g in swept)
+        assert len({L for g in swept for L, _ in g}) == 3  # the widened layers are really drawn from
+    # With enough spare heads in layer 2 (28 pairs of 8 >= 20 draws) the null stays in-layer.
+    small = EdgeNullSetup(6, 8, frozenset(), frozenset(), seed=0, rule=MonteCarlo(20, 20, 20))
+    null, swept = _fake_null(small, sender, Receiver(), lambda heads: 1.0)
+    assert null.widened is False and null.layers == (2,) and null.n_distinct == 28 and null.off_layer == 0
+    assert len(set(swept)) == 20 and all(L == 2 for g in swept for L, _ in g)
+
+
+def test_a_whole_model_with_fewer_groups_than_draws_enumerates_them():
+    from circuitspec.engine import Receiver, Sender
+    from circuitspec.scoring.edge_null import EdgeNullSetup
+
+    # 2 layers of 4 heads, sender L0H0+L0H1 into the logits, nothing else in the hypothesis:
+    # 6 spare heads in all, C(6, 2) = 15 groups. A group's effect is its count of layer-1 heads;
+    # the real effect 1.5 (positive) is reached by the C(4, 2) = 6 groups of two layer-1 heads.
+    setup = EdgeNullSetup(2, 4, frozenset({(0, 0), (0, 1)}), frozenset(), seed=3, rule=MonteCarlo(100, 100, 100))
+    null, swept = _fake_null(setup, Sender(heads=((0, 0), (0, 1))), Receiver(),
+                             lambda heads: 1.0 + sum(L == 1 for L, _ in heads), real=1.5)
+    assert not isinstance(null, str)
+    assert null.n == 15 == len(set(swept)) and null.n_distinct == 15
+    assert null.extreme == 6 and null.p_value == pytest.approx(7 / 16)
+    # Even a huge effect cannot be verified: p >= 1/16 > 0.05.
+    none_extreme = replace(null, extreme=0)
+    word, reason = judge_with_null("verified", "", (5.0, 6.0), none_extreme, "positive", 0.05)
+    assert word == "inconclusive" and "too small" in reason and "15" in reason
+
+
+def test_no_null_makes_a_verified_edge_inconclusive():
+    from circuitspec.engine import Receiver, Sender
+    from circuitspec.scoring.edge_null import EdgeNullSetup, edge_null
+
+    setup = EdgeNullSetup(2, 4, frozenset(), frozenset({0}), seed=0, rule=MonteCarlo(100, 100, 100))
+    why = edge_null("e", Sender(mlps=(0,)), Receiver(heads=((1, 0),), via="q"), 1.0, "positive",
+                    lambda groups: np.zeros((len(groups), 1)), np.ones(1), np.zeros(1), setup)
+    assert isinstance(why, str) and "MLP" in why
+    word, reason = judge_with_null("verified", "Big.", (0.5, 0.6), why, "positive", 0.05)
+    assert word == "inconclusive" and why in reason
+    assert judge_with_null("refuted", "x", (0.5, 0.6), why, "positive", 0.05) == ("refuted", "x")
+    word, reason = judge_with_null("verified", "Big.", (0.5, 0.6), None, "positive", 0.05)
+    assert word == "verified" and "not tested against a null" in reason
+
+
+def test_non_finite_draws_count_as_extreme_and_are_reported():
+    values = np.array([0.0] * 95 + [np.nan] * 3 + [np.inf, -np.inf])
+
+    def draw(k):
+        return values[:k], 0
+
+    null = run_null(draw, 1.0, lambda x: x >= 1.0, MonteCarlo(n_min=100, n_max=100))
+    # No finite draw reaches 1.0; the 5 non-finite ones count as extreme.
+    assert null.n == 100 and null.extreme == 5 and null.nonfinite == 5
+    assert null.p_value == pytest.approx(6 / 101)
+    assert null.low == null.high == 0.0  # the band is of the finite draws
+    assert null.to_json()["nonfinite"] == 5
 
 
 # --- circuit-level nulls --------------------------------------------------------------------

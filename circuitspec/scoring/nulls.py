@@ -136,6 +136,10 @@ class NullDraws:
     low: float  # alpha/2 quantile of the draws
     high: float  # 1 - alpha/2 quantile
     off_layer: int = 0  # heads placed outside their layer over all draws
+    nonfinite: int = 0  # draws that were NaN or infinite (counted as extreme, left out of the band)
+    layers: tuple[int, ...] | None = None  # per-edge null: the layers its heads came from
+    widened: bool | None = None  # per-edge null: beyond the senders' own layers (no per-layer match)
+    n_distinct: int | None = None  # per-edge null: distinct groups there were to draw from
 
     @property
     def n(self) -> int:
@@ -158,9 +162,12 @@ class NullDraws:
         return self.to_json()
 
     def to_json(self, kind: str = "layer_matched") -> dict[str, Any]:
-        return {"n": self.n, "kind": kind, "mean": self.mean, "low": self.low, "high": self.high,
-                "real": self.real, "fraction_beaten": self.fraction_beaten, "p_value": self.p_value,
-                "off_layer": self.off_layer}
+        d: dict[str, Any] = {"n": self.n, "kind": kind, "mean": self.mean, "low": self.low, "high": self.high,
+                             "real": self.real, "fraction_beaten": self.fraction_beaten, "p_value": self.p_value,
+                             "off_layer": self.off_layer, "nonfinite": self.nonfinite}
+        if self.layers is not None:
+            d.update(layers=list(self.layers), widened=self.widened, n_distinct=self.n_distinct)
+        return d
 
 
 def run_null(
@@ -170,7 +177,8 @@ def run_null(
     rule: MonteCarlo,
 ) -> NullDraws:
     """Draw null values in batches (``draw(k)`` -> ``k`` values and their off-layer count)
-    until ``rule`` is decided; count those ``is_extreme`` compared with ``real``."""
+    until ``rule`` is decided; count those ``is_extreme`` compared with ``real``. A draw that is
+    NaN or infinite counts as extreme (the conservative side) and stays out of the band."""
     values: list[float] = []
     off = 0
     extreme = 0
@@ -180,12 +188,14 @@ def run_null(
         got = np.asarray(got, dtype=np.float64).reshape(-1)
         values += [float(x) for x in got]
         off += shifted
-        extreme += int(np.sum(is_extreme(got)))
+        bad = ~np.isfinite(got)
+        with np.errstate(invalid="ignore"):
+            extreme += int(np.sum(bad | (is_extreme(got) & ~bad)))
     arr = np.asarray(values)
     finite = arr[np.isfinite(arr)]
     a = rule.alpha
     low, high = (float(q) for q in np.quantile(finite, [a / 2, 1 - a / 2])) if finite.size else (math.nan,) * 2
-    return NullDraws(tuple(values), float(real), extreme, low, high, off)
+    return NullDraws(tuple(values), float(real), extreme, low, high, off, int(arr.size - finite.size))
 
 
 def more_extreme(real: float, sign: str | None) -> Callable[[np.ndarray], np.ndarray]:
