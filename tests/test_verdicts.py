@@ -337,6 +337,59 @@ def test_held_out_templates(tmp_path, tiny_model_dirs):
     assert bad.returncode == 2 and "0-29" in bad.stderr + bad.stdout
 
 
+def test_discovery_prompts_are_regenerated_with_the_discovery_corruption(tmp_path, tiny_models):
+    """abc draws three extra names per prompt: one seed names other prompts under s_swap."""
+    from circuitspec.errors import HypothesisError
+    from circuitspec.held_out import held_out_status
+    from circuitspec.ioi import build_ioi
+
+    model = tiny_models["llama"]
+
+    def gen(corruption: str, n: int):
+        return build_ioi(model.tokenizer, n_prompts=n, seed=0, corruption=corruption, prepend_bos=False)
+
+    for task_c, disc_c in (("s_swap", "abc"), ("abc", "s_swap")):
+        path = tmp_path / f"{task_c}.yaml"
+        text = HYPOTHESIS.format(model="m", edges="\n".join(RIGHT)).replace("corruption: abc", f"corruption: {task_c}")
+        disc = "" if disc_c == "abc" else ", corruption: s_swap"  # abc is the default
+        path.write_text(text + f"discovery: {{seed: 0, n_prompts: 16{disc}}}\n")
+        hyp = cs.load_hypothesis(path)
+        assert hyp.discovery is not None and hyp.discovery.corruption == disc_c
+        ds = gen(task_c, 12)
+        # What discovery really saw: the first 16 of seed 0 under its own corruption.
+        shared = len(set(ds.clean_text) & set(gen(disc_c, 16).clean_text))
+        assert shared < 12  # regenerating with the task's corruption finds all 12 "shared"
+        status = held_out_status(hyp, ds, model.tokenizer, in_sample=False)
+        assert status.overlap == shared and status.held_out is (shared == 0)
+    # s_swap pairs prompts: an odd discovery count is refused with the file's line.
+    path.write_text(path.read_text().replace("n_prompts: 16, corruption: s_swap", "n_prompts: 15, corruption: s_swap"))
+    with pytest.raises(HypothesisError, match="even"):
+        cs.load_hypothesis(path)
+
+
+def test_own_prompts_with_generator_discovery_are_not_known_to_be_held_out(tmp_path, tiny_models):
+    """discovery names IOI generator prompts; a kind: prompts task may have been explored on its
+    own prompts, which the block cannot name: unknown (None), unless a prompt is shared."""
+    from circuitspec.held_out import held_out_status
+    from circuitspec.ioi import build_ioi
+
+    model = tiny_models["llama"]
+    path = tmp_path / "own.yaml"
+    text = HYPOTHESIS.format(model="m", edges="\n".join(RIGHT))
+    text = text.replace("{kind: ioi, n_prompts: 24, seed: 0, corruption: abc}", "{kind: prompts, builtin: notebook}")
+    path.write_text(text + "discovery: {seed: 0, n_prompts: 16}\n")
+    hyp = cs.load_hypothesis(path)
+    assert hyp.task.kind == "prompts"
+    own = build_ioi(model.tokenizer, n_prompts=8, seed=7, corruption="abc", prepend_bos=False)
+    status = held_out_status(hyp, own, model.tokenizer, in_sample=False)
+    assert status.held_out is None and status.overlap == 0 and not status.blocks
+    assert "unknown" in status.reason and status.info()["held_out"] is None
+    # A prompt the discovery block does name is shared: in-sample, whatever else is unknown.
+    shared = build_ioi(model.tokenizer, n_prompts=4, seed=0, corruption="abc", prepend_bos=False)
+    status = held_out_status(hyp, shared, model.tokenizer, in_sample=False)
+    assert status.held_out is False and status.overlap == 4 and status.blocks
+
+
 # --- no silent claims -----------------------------------------------------------------------
 
 
