@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from circuitspec.mean_pool import layout_key
+
 if TYPE_CHECKING:
     import torch
     from jaxtyping import Float
@@ -177,9 +179,17 @@ class AblationRunner:
             elif self.ablation == "resample":
                 z_repl, mlp_repl = corrupt[gi]
             elif self.mean_pool is not None:
-                zs, ms = self.mean_pool.mean_for(length)
-                z_repl = [z.to(dev).expand(n, *z.shape) for z in zs]
-                mlp_repl = [m.to(dev).expand(n, *m.shape) for m in ms]
+                # One mean per token layout (length and named positions): prompts of one
+                # length may have their names at different indices.
+                keys = [layout_key(ds, i) for i in idx]
+                if len(set(keys)) == 1:
+                    zs, ms = self.mean_pool.mean_for(keys[0])
+                    z_repl = [z.to(dev).expand(n, *z.shape) for z in zs]
+                    mlp_repl = [m.to(dev).expand(n, *m.shape) for m in ms]
+                else:
+                    per = [self.mean_pool.mean_for(k) for k in keys]
+                    z_repl = [torch.stack([p[0][L] for p in per]).to(dev) for L in range(self.n_layers)]
+                    mlp_repl = [torch.stack([p[1][L] for p in per]).to(dev) for L in range(self.n_layers)]
             else:
                 tids = [ds.template[i] for i in idx]
                 z_repl = [torch.stack([means[t][0][L] for t in tids]) for L in range(self.n_layers)]

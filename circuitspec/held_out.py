@@ -2,13 +2,16 @@
 
 A circuit found by arg-max sweeps on some prompts and "verified" on the same prompts is
 judged after selection (a winner's curse the nulls do not account for). A hypothesis
-records how it was found (``discovery: {seed, n_prompts, templates}``; ``suggest`` writes
-it); :func:`held_out_status` regenerates those discovery prompts and compares them with
-the verification prompts. Any shared prompt makes the run in-sample: ``results.json``
+records how it was found (``discovery: {seed, n_prompts, templates, corruption}``;
+``suggest`` writes it); :func:`held_out_status` regenerates those discovery prompts, with
+the discovery's own corruption (default abc), and compares them with the verification
+prompts. Any shared prompt makes the run in-sample: ``results.json``
 says ``held_out: false`` and the run cannot pass unless ``--in-sample`` is given. With
 ``task.templates`` (or ``--held-out-templates``) disjoint from ``discovery.templates``
 the run is held out by template as well. A file without ``discovery`` cannot be checked:
-``held_out`` is ``null``.
+``held_out`` is ``null``; so is a task with its own prompts (``kind: prompts``) that shares
+none with the generator prompts ``discovery`` names, since those may not be the prompts it
+was found on (one shared prompt still makes it in-sample).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.errors import TaskError
 from circuitspec.ioi import TEMPLATES, build_ioi
 
 if TYPE_CHECKING:
@@ -30,7 +34,7 @@ class HeldOut:
     """Whether the verification prompts are disjoint from the discovery prompts."""
 
     held_out: bool | None
-    """True: disjoint; False: some prompts shared; None: the file records no discovery."""
+    """True: disjoint; False: some prompts shared; None: unknown (no discovery, or own prompts)."""
     overlap: int
     """Verification prompts that are also discovery prompts."""
     n_discovery: int | None
@@ -60,20 +64,32 @@ def held_out_status(hyp: Hypothesis, dataset: Dataset, tokenizer: Any, *, in_sam
         return HeldOut(None, 0, None, None, in_sample,
                        "the hypothesis records no discovery (seed, n_prompts), so it cannot be "
                        "checked that the verification prompts are held out")
-    if hyp.task.kind != "ioi":
-        texts: set[str] = set()
-        reason = "discovery names IOI generator prompts, but this task brings its own; "
-    else:
-        found = build_ioi(tokenizer, n_prompts=disc.n_prompts, seed=disc.seed,
-                          corruption=hyp.task.corruption or "abc", prepend_bos=dataset.prepend_bos,
-                          templates=disc.templates)
+    # The discovery prompts are regenerated with the discovery's own corruption: abc draws
+    # three extra names per prompt and s_swap pairs them, so one seed names different prompts
+    # under each, and the task's corruption may not be the one discovery used.
+    try:
+        found = build_ioi(tokenizer, n_prompts=disc.n_prompts, seed=disc.seed, corruption=disc.corruption,
+                          prepend_bos=dataset.prepend_bos, templates=disc.templates)
         texts = set(found.clean_text)
-        reason = ""
+    except TaskError:
+        if hyp.task.kind == "ioi":
+            raise
+        texts = set()  # own prompts, for a tokenizer the generator cannot serve: unknown below
     overlap = sum(text in texts for text in dataset.clean_text)
     used = set(range(len(TEMPLATES))) if disc.templates is None else set(disc.templates)
     verify_templates = templates if templates is not None else hyp.task.templates
     templates_disjoint = None if hyp.task.kind != "ioi" else not (set(dataset.template) & used)
     n = len(dataset)
+    if hyp.task.kind != "ioi" and not overlap:
+        # discovery names IOI generator prompts; a task with its own prompts may have been
+        # explored on those very prompts, which the discovery block cannot name: unknown.
+        return HeldOut(None, 0, disc.n_prompts, None, in_sample,
+                       f"discovery names IOI generator prompts (seed {disc.seed}, first "
+                       f"{disc.n_prompts}, {disc.corruption}); none of them is among this task's "
+                       f"{n} own prompts, but the discovery block cannot name own prompts, so "
+                       "whether these were used in discovery is unknown")
+    reason = ("discovery names IOI generator prompts, but this task brings its own; "
+              if hyp.task.kind != "ioi" else "")
     if overlap:
         reason += (f"{overlap} of the {n} verification prompts are discovery prompts (seed "
                    f"{disc.seed}, first {disc.n_prompts}): the run is in-sample, after selection")
@@ -81,7 +97,7 @@ def held_out_status(hyp: Hypothesis, dataset: Dataset, tokenizer: Any, *, in_sam
                    "; give the task another seed, or pass --in-sample to accept that")
     else:
         reason += (f"none of the {n} verification prompts is among the {disc.n_prompts} discovery "
-                   f"prompts (seed {disc.seed})")
+                   f"prompts (seed {disc.seed}, {disc.corruption})")
         if templates_disjoint:
             reason += f"; its templates {sorted(set(verify_templates or dataset.template))} were not used in discovery"
     return HeldOut(overlap == 0, overlap, disc.n_prompts, templates_disjoint, in_sample, reason)

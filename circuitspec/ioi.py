@@ -181,5 +181,7 @@ def build_ioi(
             "names_kept": f"{len(names)}/{len(set(NAMES))}",
             "places_kept": f"{len(places)}/{len(PLACES)}",
             "objects_kept": f"{len(objects)}/{len(OBJECTS)}",
+            # The draw's template restriction, so a discovery block can name these prompts.
+            **({} if templates is None else {"templates": allowed}),
         },
     )

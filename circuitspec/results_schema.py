@@ -46,6 +46,10 @@ _MEAN_POOL = {
     "properties": {"n": {"type": "integer"}, "per_template_min": {"type": "integer"},
                    "smallest_mean": {"type": "integer"}, "seed": {"type": ["integer", "null"]},
                    "grouping": {"type": "string"}, "counts": {"type": "object"},
+                   "key": {"type": "string", "description": "What a mean is keyed by: layout "
+                           "(token length and named positions)."},
+                   "n_means": {"type": "integer"}, "per_mean": {"type": "integer"},
+                   "excluded": {"type": "integer"},
                    "disjoint": {"type": "boolean"}, "sufficient": {"type": "boolean"},
                    "built": {"type": "string"}},
 }

@@ -133,6 +133,15 @@ class DiscoverySpec(_Strict):
     """How many prompts the discovery used (the first n of that seed)."""
     templates: list[Annotated[int, Field(ge=0, le=29)]] | None = Field(default=None, min_length=1)
     """Template ids the discovery drew from; omitted: all."""
+    corruption: Literal["abc", "s_swap"] = "abc"
+    """Corruption of the discovery prompts: abc draws extra names per prompt and s_swap pairs
+    prompts, so the same seed names different prompts under each (``suggest`` writes it)."""
+
+    @model_validator(mode="after")
+    def _paired(self) -> DiscoverySpec:
+        if self.corruption == "s_swap" and self.n_prompts % 2:
+            raise ValueError(f"s_swap pairs prompts, so n_prompts must be even, not {self.n_prompts}")
+        return self
 
 
 class NodeSpec(_Strict):

@@ -167,7 +167,8 @@ def _parse(label: str) -> Head:
     return int(layer), int(head)
 
 
-def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: int, seed: int) -> Path:
+def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: int, seed: int,
+                corruption: str = "abc", templates: list[int] | None = None) -> Path:
     """Write the draft as a hypothesis file, with the evidence as YAML comments."""
     import io
 
@@ -182,7 +183,10 @@ def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: in
     doc["model"] = model_ref
     # Verification must not reuse the prompts the heads were chosen on: the draft records
     # them as its discovery and verifies on the next seed (verify checks they are disjoint).
-    doc["discovery"] = CommentedMap(seed=seed, n_prompts=n_prompts)
+    # Corruption and templates change which prompts a seed names, so they are recorded too.
+    doc["discovery"] = CommentedMap(seed=seed, n_prompts=n_prompts, corruption=corruption)
+    if templates is not None:
+        doc["discovery"]["templates"] = CommentedSeq(templates)
     doc["discovery"].fa.set_flow_style()
     task = CommentedMap(kind="ioi", n_prompts=max(n_prompts, 64), seed=seed + 1, corruption="abc")
     doc["task"] = task
@@ -222,6 +226,8 @@ def suggest(
     from circuitspec.spec import load_hypothesis
 
     draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
-    path = write_draft(draft, out, model_ref=model_ref, n_prompts=len(dataset), seed=seed)
+    path = write_draft(draft, out, model_ref=model_ref, n_prompts=len(dataset), seed=seed,
+                       corruption=dataset.notes.get("corruption", "abc"),
+                       templates=dataset.notes.get("templates"))
     load_hypothesis(path)
     return Path(path), draft

@@ -20,6 +20,7 @@ def test_draft_validates(tiny_models, tiny_model_dirs, tmp_path):
     assert set(hyp.nodes) == set(draft.groups)
     # The draft records the prompts it was found on and verifies on another seed.
     assert hyp.discovery is not None and (hyp.discovery.seed, hyp.discovery.n_prompts) == (0, 6)
+    assert hyp.discovery.corruption == "abc" and hyp.discovery.templates is None
     assert hyp.task.seed != hyp.discovery.seed
 
 
