@@ -20,7 +20,7 @@ comments. The draft is a starting point to edit, then ``circuitspec verify``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,8 +167,12 @@ def _parse(label: str) -> Head:
     return int(layer), int(head)
 
 
-def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: int, seed: int) -> Path:
-    """Write the draft as a hypothesis file, with the evidence as YAML comments."""
+def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: int, seed: int,
+                notes: Sequence[str] = (), extra: dict[str, Any] | None = None) -> Path:
+    """Write the draft as a hypothesis file, with the evidence as YAML comments.
+
+    ``notes``: more header comment lines; ``extra``: more top-level keys, after the task.
+    """
     import io
 
     from ruamel.yaml import YAML
@@ -182,6 +186,10 @@ def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: in
     doc["model"] = model_ref
     task = CommentedMap(kind="ioi", n_prompts=n_prompts, seed=seed, corruption="abc")
     doc["task"] = task
+    for key, value in (extra or {}).items():
+        doc[key] = CommentedMap(value) if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            doc[key].fa.set_flow_style()
     nodes = CommentedMap()
     for name, (role, heads) in draft.groups.items():
         members = CommentedSeq(head_label(*h) for h in heads)
@@ -201,7 +209,7 @@ def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: in
     doc.yaml_set_start_comment(
         "Drafted by `circuitspec suggest` from DLA, attention signatures and path patching\n"
         "(effects: (M_patched - M_clean) / (M_clean - M_corrupt), -1 = whole gap).\n"
-        f"Timings (s): {draft.seconds}"
+        f"Timings (s): {draft.seconds}" + "".join(f"\n{line}" for line in notes)
     )
     yaml = YAML()
     yaml.width = 120
