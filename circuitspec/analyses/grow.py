@@ -300,8 +300,8 @@ def prune(ev: Callable[[Groups, Sequence[GrowEdge]], float], groups: dict[str, t
         for h in list(heads):
             if out_of_time() or name not in _needed(edges) or len(heads) == 1:
                 break
-            trial = {**groups, name: (role, [x for x in heads if x != h])}
-            f_new = ev(trial, edges)
+            fewer = {**groups, name: (role, [x for x in heads if x != h])}
+            f_new = ev(fewer, edges)
             if keeps(f_new):
                 notes.append(f"head {head_label(*h)} of {name}: F {f:.3f} -> {f_new:.3f} without it")
                 heads.remove(h)
@@ -328,7 +328,9 @@ def grow_hypothesis(
     extra: dict[str, Any] = {}
     if start is not None:
         hyp = load_hypothesis(start)
-        draft = Draft(groups={n.name: (n.role, list(n.heads)) for n in hyp.circuit().nodes.values()})
+        nodes = hyp.circuit().nodes.values()
+        draft = Draft(groups={n.name: (n.role, list(n.heads)) for n in nodes},
+                      evidence={head_label(*h): [f"in {n.name} of {Path(start).name}"] for n in nodes for h in n.heads})
         if hyp.prepend_bos is not None:
             extra["prepend_bos"] = hyp.prepend_bos
     else:
