@@ -144,3 +144,19 @@ edges:
     text = out.read_text()
     assert "step 1: +" in text and "pruned head L1H0" in text and "discovery:" in text
     assert f"n_prompts': {len(ds)}" in text or "n_prompts: 6" in text
+
+
+def test_candidates_are_edges_a_hypothesis_file_accepts():
+    """Every receiver head after every sender head, no self edges, only into groups on a path."""
+    groups = {"early": ("other", [(0, 1)]), "mixed": ("other", [(0, 2), (2, 0)]), "mid": ("other", [(1, 2)]),
+              "late": ("name_mover", [(2, 3)])}
+    found = candidates(groups, [], ["END", "S2"], False)
+    assert {(c.sender, c.receiver) for c in found} == {(g, "logits") for g in groups}  # nothing needed yet
+    found = candidates(groups, [GrowEdge("late", "logits"), GrowEdge("mid", "late", "q", "END")], ["END", "S2"],
+                       False)
+    into = {(c.sender, c.receiver) for c in found if c.receiver != "logits"}
+    # mixed (a layer-2 head) cannot feed mid (layer 1) nor late (layer 2); late cannot feed itself.
+    assert into == {("early", "mid"), ("early", "late"), ("mid", "late")}
+    # mid -> late.q is taken (at any position, since positions do not matter at this scope).
+    assert not [c for c in found if (c.sender, c.receiver, c.via) == ("mid", "late", "q")]
+    assert len([c for c in found if (c.sender, c.receiver) == ("early", "mid")]) == 6  # 3 vias x 2 positions

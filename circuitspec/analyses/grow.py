@@ -179,7 +179,7 @@ def _needed(edges: Sequence[GrowEdge]) -> set[str]:
 
 def candidates(groups: Groups, edges: Sequence[GrowEdge], positions: Sequence[str],
                at_positions: bool) -> list[GrowEdge]:
-    """Every edge that could change F: into the logits, or into a group on a path to them."""
+    """Every edge that could change F: into the logits, or into a later group on a path to them."""
     have = {(e.sender, e.receiver, e.via, e.at if at_positions else None) for e in edges}
     needed = _needed(edges)
     out = []
@@ -188,7 +188,8 @@ def candidates(groups: Groups, edges: Sequence[GrowEdge], positions: Sequence[st
             continue
         out.append(GrowEdge(s, "logits"))
         for r in sorted(needed):
-            if not any(a[0] < b[0] for a in sent for b in groups[r][1]):
+            # As a hypothesis file requires: every receiver after every sender, no self edges.
+            if r == s or max(a[0] for a in sent) >= min(b[0] for b in groups[r][1]):
                 continue
             out += [GrowEdge(s, r, via, at) for via in VIAS for at in positions]
     return [c for c in out if (c.sender, c.receiver, c.via, c.at if at_positions else None) not in have]
