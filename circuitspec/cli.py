@@ -282,7 +282,7 @@ def suggest(
                                                       "stop growing (and pruning) after this long.")] = None,
 ) -> None:
     """Draft an IOI hypothesis (heads per role, edges, evidence as comments) for MODEL."""
-    from circuitspec.analyses.grow import grow_hypothesis
+    from circuitspec.analyses.grow_draft import grow_hypothesis
     from circuitspec.console import timed_log
     from circuitspec.errors import CircuitSpecError
     from circuitspec.suggest import suggest as run_suggest

@@ -14,22 +14,26 @@ import json
 import re
 from pathlib import Path
 
-STEP = re.compile(r"^# step (\d+): \+ (\S+): F (-?[\d.]+) \(gain ([+-][\d.]+)")
+STEP = re.compile(r"^# step (\d+): \+ (\S+): F (-?[\d.]+) \(gain ([+-][\d.]+).*; (\d+) edges\)")
 START = re.compile(r"^# F with no edges: (-?[\d.]+)")
 BAND = re.compile(r"band \[([\d.]+), ([\d.]+)\]")
 
 
 def read_curve(path: Path) -> dict:
-    curve: dict = {"edges": [], "faithfulness": [], "gain": [], "band": None}
+    curve: dict = {"n_edges": [], "edges": [], "faithfulness": [], "gain": [], "band": None}
     for line in path.read_text().splitlines():
         if m := START.match(line):
+            curve["n_edges"].append(0)
             curve["edges"].append(None)
             curve["faithfulness"].append(float(m[1]))
             curve["gain"].append(None)
         elif m := STEP.match(line):
+            curve["n_edges"].append(int(m[5]))
             curve["edges"].append(m[2])
             curve["faithfulness"].append(float(m[3]))
             curve["gain"].append(float(m[4]))
+        elif line.startswith("#   with its upstream chain:"):
+            curve["edges"][-1] += " (with " + line.split(":", 1)[1].strip() + ")"
         elif (m := BAND.search(line)) and curve["band"] is None:
             curve["band"] = [float(m[1]), float(m[2])]
         elif line.startswith("# stopped:"):
@@ -58,7 +62,7 @@ def main() -> None:
     stem = args.draft.with_name(args.draft.stem + "_curve")
     stem.with_suffix(".json").write_text(json.dumps(curve, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    ax.plot(range(len(curve["faithfulness"])), curve["faithfulness"], "o-", label="grown (greedy)")
+    ax.plot(curve["n_edges"], curve["faithfulness"], "o-", label="grown (greedy)")
     if curve["band"]:
         ax.axhspan(*curve["band"], color="green", alpha=0.12, label="band")
     if args.reference is not None:

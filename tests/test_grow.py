@@ -25,7 +25,8 @@ from test_edge_ablation import reference
 from test_scores import ioi_dataset
 
 from circuitspec.ablation import AblationRunner
-from circuitspec.analyses.grow import GrowEdge, candidates, grow_edges, grow_hypothesis, prune
+from circuitspec.analyses.grow import GrowEdge, candidates, grow_edges, prune
+from circuitspec.analyses.grow_draft import grow_hypothesis
 from circuitspec.analyses.sweeps import make_engine
 from circuitspec.edge_ablation import Wire
 from circuitspec.models import load_model

@@ -14,6 +14,10 @@ the exact edge-level evaluation of :mod:`circuitspec.edge_ablation`:
    mean logit differences) of the current edges plus it; add the one that brings F
    closest to ``band`` (its gain: the drop of F's distance to the band, which is the
    rise of F while F is below the band);
+   If no single edge gains more than ``tolerance``, each shortlisted edge whose sender has
+   no inputs yet is tried with every edge into the sender and its upstream groups (a
+   chain: an S-inhibition head helps only with the induction signal it carries), the
+   upstream edges that change F by less than ``tolerance`` dropped again (``chains``);
 3. stop when F lies in the band, when no kept candidate gains more than ``tolerance``,
    after ``max_edges`` edges, or when ``max_seconds`` have passed.
 
@@ -35,22 +39,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from circuitspec.ablation import AblationRunner
 from circuitspec.analyses.grid import head_label
-from circuitspec.analyses.sweeps import make_engine
 from circuitspec.edge_ablation import Wire, edge_level_logit_diff
 from circuitspec.engine import LOGITS, Receiver, Sender
-from circuitspec.spec import Hypothesis, load_hypothesis
-from circuitspec.suggest import Draft, draft_hypothesis, write_draft
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.ablation import AblationRunner
 
-__all__ = ["GrowEdge", "GrowResult", "GrowStep", "grow_edges", "grow_hypothesis", "prune"]
+__all__ = ["GrowEdge", "GrowResult", "GrowStep", "candidates", "grow_edges", "prune"]
 
 Head = tuple[int, int]
 Groups = Mapping[str, tuple[str, Sequence[Head]]]
@@ -88,6 +86,7 @@ class GrowStep:
     gain: float
     screened: float | None
     tried: int
+    upstream: tuple[GrowEdge, ...] = ()  # edges into the sender added with it (a chain)
 
 
 @dataclass
@@ -223,6 +222,7 @@ def grow_edges(
     positions: Sequence[str] = POSITIONS,
     at_positions: bool = False,
     prune_after: bool = True,
+    chains: bool = True,
     max_seconds: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> GrowResult:
@@ -256,15 +256,32 @@ def grow_edges(
         found = candidates(work, edges, positions, at_positions)
         effects = None if screen is None else screen(work, found)
         shortlist = _shortlist(found, effects, n_exact, at_positions)
-        scored = [(_distance(f, band) - _distance(ev(work, edges + [c]), band), c) for c in shortlist]
+        bundles = [(c, []) for c in shortlist]
+        scored = [(_distance(f, band) - _distance(ev(work, edges + [c]), band), i) for i, c in enumerate(shortlist)]
+        if chains and (not scored or max(g for g, _ in scored) <= tolerance):
+            # Stalled: a sender whose own inputs are all ablated may help only with them.
+            bundles = [(c, _upstream(work, c.sender, positions, at_positions, screen)) for c in shortlist
+                       if not any(e.receiver == c.sender for e in edges)]
+            bundles = [b for b in bundles if b[1]]
+            scored = [(_distance(f, band) - _distance(ev(work, edges + [c, *up]), band), i)
+                      for i, (c, up) in enumerate(bundles)]
         if not scored or max(g for g, _ in scored) <= tolerance:
             result.stop = "no edge gains more than the tolerance"
             break
-        gain, best = max(scored, key=lambda gc: gc[0])
+        gain, i = max(scored)
+        best, upstream = bundles[i]
         edges.append(best)
+        edges += upstream
         f = ev(work, edges)
-        result.steps.append(GrowStep(best, f, gain, None if effects is None else effects[best], len(shortlist)))
-        say(f"grow: +{best.name} F {f:.3f} (gain {gain:+.3f}, {len(shortlist)} evaluated)")
+        for e in reversed(upstream):  # keep only the upstream edges the new edge needs
+            f_new = ev(work, [x for x in edges if x != e])
+            if abs(f_new - f) < tolerance:
+                edges.remove(e)
+                upstream.remove(e)
+                f = f_new
+        result.steps.append(GrowStep(best, f, gain, None if effects is None else effects[best], len(bundles),
+                                     tuple(upstream)))
+        say(f"grow: +{best.name} (+{len(upstream)} upstream) F {f:.3f} (gain {gain:+.3f}, {len(bundles)} evaluated)")
     # Out of time or told not to: drop only what cannot matter (a negative tolerance).
     tol = tolerance if prune_after and not out_of_time() else -1.0
     f = prune(ev, work, edges, band, tol, result.pruned, out_of_time)
@@ -272,6 +289,32 @@ def grow_edges(
     result.evaluations = len(ev.memo)
     result.seconds = round(time.perf_counter() - clock, 1)
     return result
+
+
+def _upstream(groups: Groups, sender: str, positions: Sequence[str], at_positions: bool,
+              screen: _Screen | None) -> list[GrowEdge]:
+    """Every edge into ``sender`` and, recursively, into the groups feeding it: q, k and v from
+    every earlier group, at each position (or, when positions do not matter, at the one of
+    largest screened effect)."""
+    out: list[GrowEdge] = []
+    todo, seen = [sender], {sender}
+    while todo:
+        r = todo.pop()
+        first = min(b[0] for b in groups[r][1])
+        for t, (_, sent) in groups.items():
+            if t == r or not sent or max(a[0] for a in sent) >= first:
+                continue
+            for via in VIAS:
+                options = [GrowEdge(t, r, via, at) for at in positions]
+                if at_positions:
+                    out += options
+                    continue
+                effects = screen(groups, options) if screen is not None else {o: 0.0 for o in options}
+                out.append(max(options, key=lambda o: abs(effects[o])))
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    return out
 
 
 def prune(ev: Callable[[Groups, Sequence[GrowEdge]], float], groups: dict[str, tuple[str, list[Head]]],
@@ -316,63 +359,3 @@ def prune(ev: Callable[[Groups, Sequence[GrowEdge]], float], groups: dict[str, t
         notes.append(f"edge {e.name}: its receiver is off every path to the logits")
         edges.remove(e)
     return ev(groups, edges)
-
-
-def grow_hypothesis(
-    model: LoadedModel, dataset: Dataset, out: str | Path, *, model_ref: str, seed: int,
-    start: str | Path | None = None, ablation: str = "mean", confirm: int = 6, progress: bool = True,
-    log: Callable[[str], None] | None = None, **options: Any,
-) -> tuple[Path, GrowResult]:
-    """Groups from ``suggest``'s draft (or the nodes of the hypothesis file ``start``), edges
-    grown and pruned by :func:`grow_edges` (``options``), written as a validated draft with
-    ``discovery:`` and the evidence as comments; return its path and the result."""
-    extra: dict[str, Any] = {}
-    if start is not None:
-        hyp = load_hypothesis(start)
-        nodes = hyp.circuit().nodes.values()
-        draft = Draft(groups={n.name: (n.role, list(n.heads)) for n in nodes},
-                      evidence={head_label(*h): [f"in {n.name} of {Path(start).name}"] for n in nodes for h in n.heads})
-        if hyp.prepend_bos is not None:
-            extra["prepend_bos"] = hyp.prepend_bos
-    else:
-        draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
-    runner = AblationRunner(model, dataset, ablation)  # type: ignore[arg-type]
-    result = grow_edges(runner, draft.groups, engine=make_engine(model, dataset), log=log, **options)
-    discovery = {"seed": seed, "n_prompts": len(dataset), "templates": sorted(set(dataset.template))}
-    notes = evidence_lines(result, options, ablation, start)
-    if "discovery" in Hypothesis.model_fields:
-        extra["discovery"] = discovery
-    else:
-        notes.append(f"discovery: {discovery}")
-    if options.get("at_positions"):
-        extra["ablation_scope"] = "circuit_positions"
-    grown = Draft(groups=result.groups, edges=[e.as_dict() for e in result.edges],
-                  evidence=draft.evidence, seconds={**draft.seconds, "grow": result.seconds})
-    path = write_draft(grown, out, model_ref=model_ref, n_prompts=len(dataset), seed=seed, notes=notes,
-                       extra=extra)
-    load_hypothesis(path)
-    return Path(path), result
-
-
-def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str,
-                   start: str | Path | None) -> list[str]:
-    """The growth curve, each edge's gain and every pruning, as header comment lines."""
-    band = options.get("band", (0.8, 1.2))
-    lines = [
-        "",
-        "Edges grown by `circuitspec suggest --grow-edges` (circuitspec/analyses/grow.py) from the groups of "
-        + (str(start) if start is not None else "the draft above") + ":",
-        f"forward selection on exact edge-level faithfulness F(C)/F(M), {ablation} ablation, band "
-        f"[{band[0]}, {band[1]}], tolerance {options.get('tolerance', 0.01)}; per step the "
-        f"{options.get('n_exact', 3)} candidates of largest path-patching effect evaluated exactly.",
-        f"F with no edges: {result.start:.3f}",
-    ]
-    for i, s in enumerate(result.steps, 1):
-        screened = "" if s.screened is None else f", path patching {s.screened:+.3f}"
-        lines.append(f"step {i}: + {s.edge.name}: F {s.faithfulness:.3f} (gain {s.gain:+.3f}{screened}, "
-                     f"{s.tried} evaluated)")
-    lines.append(f"stopped: {result.stop}")
-    lines += [f"pruned {p}" for p in result.pruned]
-    lines.append(f"final edge-level F {result.faithfulness:.3f} with {len(result.edges)} edges; "
-                 f"{result.evaluations} edge-level evaluations, {result.seconds} s")
-    return lines
