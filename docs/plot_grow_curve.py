@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-STEP = re.compile(r"^# step (\d+): \+ (\S+): F (-?[\d.]+) \(gain ([+-][\d.]+).*; (\d+) edges\)")
+STEP = re.compile(r"^# step (\d+): \+ (\S+): F (-?[\d.]+) \(gain ([+-][\d.]+)(?:.*; (\d+) edges\))?")
 START = re.compile(r"^# F with no edges: (-?[\d.]+)")
 BAND = re.compile(r"band \[([\d.]+), ([\d.]+)\]")
 
@@ -28,7 +28,7 @@ def read_curve(path: Path) -> dict:
             curve["faithfulness"].append(float(m[1]))
             curve["gain"].append(None)
         elif m := STEP.match(line):
-            curve["n_edges"].append(int(m[5]))
+            curve["n_edges"].append(int(m[5]) if m[5] else int(m[1]))
             curve["edges"].append(m[2])
             curve["faithfulness"].append(float(m[3]))
             curve["gain"].append(float(m[4]))
