@@ -256,7 +256,7 @@ def grow_edges(
         found = candidates(work, edges, positions, at_positions)
         effects = None if screen is None else screen(work, found)
         shortlist = _shortlist(found, effects, n_exact, at_positions)
-        bundles = [(c, []) for c in shortlist]
+        bundles: list[tuple[GrowEdge, list[GrowEdge]]] = [(c, []) for c in shortlist]
         scored = [(_distance(f, band) - _distance(ev(work, edges + [c]), band), i) for i, c in enumerate(shortlist)]
         if chains and (not scored or max(g for g, _ in scored) <= tolerance):
             # Stalled: a sender whose own inputs are all ablated may help only with them.
