@@ -319,8 +319,22 @@ def suggest(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the prompt generator.", **_range("seed"))] = None,
     confirm: Annotated[int, typer.Option("--confirm", help="Senders per sweep confirmed by exact path patching.",
                                          **_range("confirm"))] = 6,
+    grow_edges: Annotated[bool, typer.Option("--grow-edges", help="Grow the edges one by one on exact "
+                                             "edge-level faithfulness, then prune (analyses/grow.py).")] = False,
+    start: Annotated[Path | None, typer.Option("--from", help="With --grow-edges: start from this file's "
+                                               "groups (and take model and task from it).")] = None,
+    band: Annotated[str, typer.Option("--band", help="With --grow-edges: stop once edge-level "
+                                      "faithfulness lies in LO,HI.")] = "0.8,1.2",
+    max_edges: Annotated[int, typer.Option("--max-edges", min=1, help="With --grow-edges: most edges.")] = 20,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="With --grow-edges: smallest "
+                                             "faithfulness gain to add an edge, largest change to prune.")] = 0.01,
+    grow_exact: Annotated[int, typer.Option("--grow-exact", min=1, help="With --grow-edges: candidates "
+                                            "per step evaluated exactly, after the path-patching screen.")] = 3,
+    max_seconds: Annotated[float | None, typer.Option("--max-seconds", min=1.0, help="With --grow-edges: "
+                                                      "stop growing (and pruning) after this long.")] = None,
 ) -> None:
     """Draft an IOI hypothesis (heads per role, edges, evidence as comments) for MODEL."""
+    from circuitspec.analyses.grow_draft import grow_hypothesis
     from circuitspec.console import timed_log
     from circuitspec.errors import CircuitSpecError
     from circuitspec.suggest import suggest as run_suggest
@@ -329,7 +343,24 @@ def suggest(
         raise CircuitSpecError(f"-o {output}: folder {str(output.parent)!r} does not exist")
     if output.is_dir():
         raise CircuitSpecError(f"-o {output}: is a folder; give a .yaml file to write")
+    if start is not None and not grow_edges:
+        raise CircuitSpecError("--from: only with --grow-edges")
+    try:
+        lo, hi = (float(x) for x in band.split(","))
+    except ValueError:
+        raise CircuitSpecError(f"--band {band!r}: give two numbers LO,HI, e.g. 0.8,1.2") from None
+    if not 0 < lo <= hi:
+        raise CircuitSpecError(f"--band {band!r}: need 0 < LO <= HI")
+    if model is None and hypothesis is None and start is not None:
+        hypothesis = start
     loaded, dataset, ref, seed_used = _explore_inputs(model, hypothesis, task, n_prompts, seed)
+    if grow_edges:
+        path, result = grow_hypothesis(
+            loaded, dataset, output, model_ref=ref, seed=seed_used, start=start, confirm=confirm, log=timed_log(),
+            band=(lo, hi), max_edges=max_edges, tolerance=tolerance, n_exact=grow_exact, max_seconds=max_seconds)
+        typer.echo(f"wrote {path}: {len(result.groups)} groups, {len(result.edges)} edges, edge-level "
+                   f"faithfulness {result.faithfulness:.3f} ({result.stop}); validated")
+        return
     path, draft = run_suggest(loaded, dataset, output, model_ref=ref, seed=seed_used, confirm=confirm,
                               log=timed_log())
     groups = ", ".join(f"{name} ({len(heads)})" for name, (_, heads) in draft.groups.items())

@@ -20,7 +20,7 @@ comments. The draft is a starting point to edit, then ``circuitspec verify``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,8 +168,12 @@ def _parse(label: str) -> Head:
 
 
 def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: int, seed: int,
-                corruption: str = "abc", templates: list[int] | None = None) -> Path:
-    """Write the draft as a hypothesis file, with the evidence as YAML comments."""
+                corruption: str = "abc", templates: list[int] | None = None,
+                notes: Sequence[str] = (), extra: dict[str, Any] | None = None) -> Path:
+    """Write the draft as a hypothesis file, with the evidence as YAML comments.
+
+    ``notes``: more header comment lines; ``extra``: more top-level keys, after the task.
+    """
     import io
 
     from ruamel.yaml import YAML
@@ -190,6 +194,10 @@ def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: in
     doc["discovery"].fa.set_flow_style()
     task = CommentedMap(kind="ioi", n_prompts=max(n_prompts, 64), seed=seed + 1, corruption="abc")
     doc["task"] = task
+    for key, value in (extra or {}).items():
+        doc[key] = CommentedMap(value) if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            doc[key].fa.set_flow_style()
     nodes = CommentedMap()
     for name, (role, heads) in draft.groups.items():
         members = CommentedSeq(head_label(*h) for h in heads)
@@ -209,7 +217,7 @@ def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: in
     doc.yaml_set_start_comment(
         "Drafted by `circuitspec suggest` from DLA, attention signatures and path patching\n"
         "(effects: (M_patched - M_clean) / (M_clean - M_corrupt), -1 = whole gap).\n"
-        f"Timings (s): {draft.seconds}"
+        f"Timings (s): {draft.seconds}" + "".join(f"\n{line}" for line in notes)
     )
     yaml = YAML()
     yaml.width = 120

@@ -1,0 +1,85 @@
+"""``suggest --grow-edges``: a draft whose edges :mod:`circuitspec.analyses.grow` grew, with
+``discovery:`` and the growth evidence (the curve, each edge's gain, every pruning) as comments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from circuitspec.ablation import AblationRunner
+from circuitspec.analyses.grid import head_label
+from circuitspec.analyses.grow import GrowResult, grow_edges
+from circuitspec.analyses.sweeps import make_engine
+from circuitspec.spec import Hypothesis, load_hypothesis
+from circuitspec.suggest import Draft, draft_hypothesis, write_draft
+
+if TYPE_CHECKING:
+    from circuitspec.dataset import Dataset
+    from circuitspec.models import LoadedModel
+
+__all__ = ["evidence_lines", "grow_hypothesis"]
+
+
+def grow_hypothesis(
+    model: LoadedModel, dataset: Dataset, out: str | Path, *, model_ref: str, seed: int,
+    start: str | Path | None = None, ablation: str = "mean", confirm: int = 6, progress: bool = True,
+    log: Callable[[str], None] | None = None, **options: Any,
+) -> tuple[Path, GrowResult]:
+    """Groups from ``suggest``'s draft (or the nodes of the hypothesis file ``start``), edges
+    grown and pruned by :func:`grow_edges` (``options``), written as a validated draft with
+    ``discovery:`` and the evidence as comments; return its path and the result."""
+    extra: dict[str, Any] = {}
+    if start is not None:
+        hyp = load_hypothesis(start)
+        nodes = hyp.circuit().nodes.values()
+        draft = Draft(groups={n.name: (n.role, list(n.heads)) for n in nodes},
+                      evidence={head_label(*h): [f"in {n.name} of {Path(start).name}"] for n in nodes for h in n.heads})
+        if hyp.prepend_bos is not None:
+            extra["prepend_bos"] = hyp.prepend_bos
+    else:
+        draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
+    runner = AblationRunner(model, dataset, ablation)  # type: ignore[arg-type]
+    result = grow_edges(runner, draft.groups, engine=make_engine(model, dataset), log=log, **options)
+    discovery = {"seed": seed, "n_prompts": len(dataset), "templates": sorted(set(dataset.template))}
+    notes = evidence_lines(result, options, ablation, start)
+    if "discovery" in Hypothesis.model_fields:
+        extra["discovery"] = discovery
+    else:
+        notes.append(f"discovery: {discovery}")
+    if options.get("at_positions"):
+        extra["ablation_scope"] = "circuit_positions"
+    grown = Draft(groups=result.groups, edges=[e.as_dict() for e in result.edges],
+                  evidence=draft.evidence, seconds={**draft.seconds, "grow": result.seconds})
+    path = write_draft(grown, out, model_ref=model_ref, n_prompts=len(dataset), seed=seed, notes=notes,
+                       extra=extra)
+    load_hypothesis(path)
+    return Path(path), result
+
+
+def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str,
+                   start: str | Path | None) -> list[str]:
+    """The growth curve, each edge's gain and every pruning, as header comment lines."""
+    band = options.get("band", (0.8, 1.2))
+    lines = [
+        "",
+        "Edges grown by `circuitspec suggest --grow-edges` (circuitspec/analyses/grow.py) from the groups of "
+        + (str(start) if start is not None else "the draft above") + ":",
+        f"forward selection on exact edge-level faithfulness F(C)/F(M), {ablation} ablation, band "
+        f"[{band[0]}, {band[1]}], tolerance {options.get('tolerance', 0.01)}; per step the "
+        f"{options.get('n_exact', 3)} candidates of largest path-patching effect evaluated exactly.",
+        f"F with no edges: {result.start:.3f}",
+    ]
+    n_edges = 0
+    for i, s in enumerate(result.steps, 1):
+        n_edges += 1 + len(s.upstream)
+        screened = "" if s.screened is None else f", path patching {s.screened:+.3f}"
+        lines.append(f"step {i}: + {s.edge.name}: F {s.faithfulness:.3f} (gain {s.gain:+.3f}{screened}, "
+                     f"{s.tried} evaluated; {n_edges} edges)")
+        if s.upstream:
+            lines.append(f"  with its upstream chain: {', '.join(e.name for e in s.upstream)}")
+    lines.append(f"stopped: {result.stop}")
+    lines += [f"pruned {p}" for p in result.pruned]
+    lines.append(f"final edge-level F {result.faithfulness:.3f} with {len(result.edges)} edges; "
+                 f"{result.evaluations} edge-level evaluations, {result.seconds} s")
+    return lines
