@@ -33,6 +33,7 @@ from circuitspec.formats.graph import (
     ScoredGraph,
     component,
     parse_component,
+    read_json,
 )
 
 __all__ = ["read", "write"]
@@ -103,14 +104,7 @@ def _records(data: Any, source: str) -> list[dict[str, Any]]:
 def read(path: Path) -> ScoredGraph:
     """Read auto-circuit edges from JSON."""
     source = str(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FormatError(f"{source}: cannot read file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise FormatError(f"{source}: not a text file; auto-circuit edges are read from JSON") from None
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    data = read_json(path, "auto-circuit edges are read from JSON")
     edges, unsplit, any_member, any_score = [], 0, False, False
     for rec in _records(data, source):
         name = rec["name"]

@@ -34,6 +34,7 @@ from circuitspec.formats.graph import (
     ScoredGraph,
     component,
     parse_component,
+    read_json,
 )
 
 __all__ = [
@@ -130,14 +131,7 @@ def parse_edge_name(name: str, source: str) -> tuple[str, str, str | None]:
 def read(path: Path) -> ScoredGraph:
     """Read an EAP-IG/MIB graph JSON file."""
     source = str(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FormatError(f"{source}: cannot read file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise FormatError(f"{source}: not a text file; an EAP-IG graph is JSON") from None
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    data = read_json(path, "an EAP-IG graph is JSON")
     if not isinstance(data, dict) or not {"cfg", "edges"} <= set(data):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise FormatError(f"{source}: not an EAP-IG graph: expected keys cfg, nodes and edges, "

@@ -15,17 +15,19 @@ What a reader or the mapping could not keep, or had to assume, is a
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from circuitspec.errors import CircuitSpecError
 
 __all__ = [
     "FORMATS", "FormatError", "GraphEdge", "GraphShape", "Note", "ScoredGraph", "component",
-    "parse_component", "select_edges",
+    "parse_component", "read_json", "select_edges",
 ]
 
 FORMATS = ("eap-ig", "mib-pt", "acdc", "auto-circuit")
@@ -38,6 +40,20 @@ _COMPONENT = re.compile(r"^(?:L(\d+)H(\d+)|MLP(\d+)|input|logits)$")
 
 class FormatError(CircuitSpecError):
     """A circuit file is unreadable, foreign, or does not fit the model (exit status 2)."""
+
+
+def read_json(path: Path, not_text: str) -> Any:
+    """Parse a JSON circuit file; an unreadable, binary or malformed one is a FormatError
+    naming the file (``not_text`` says what the file should have been)."""
+    source = str(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FormatError(f"{source}: cannot read file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise FormatError(f"{source}: not a text file; {not_text}") from None
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
 @dataclass(frozen=True)
