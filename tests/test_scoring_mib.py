@@ -110,3 +110,50 @@ def test_mib_score_command_on_a_fixture(tiny_model_dirs, tiny_models):
     m_c, m_0, m_m = (mean(reference_metric(hf, data, c))
                      for c in (circuit, [], all_edges(model.info, parallel=False)))
     assert printed == pytest.approx((m_c - m_0) / (m_m - m_0), abs=1e-3)  # printed to 4 places
+
+
+def _node_patched(model, data, hook, head):
+    """Per-prompt END logit difference of the clean run with one node's output swapped for
+    its output on the corrupted prompt, by the model's own forward pass: whatever follows
+    the node (Gemma's post-attention norm included) is applied by the model, not by us."""
+    import torch
+
+    out: list[float] = []
+    saved = {}
+
+    def keep(x, hook):
+        saved["x"] = x.clone()
+        return x
+
+    def swap(x, hook):
+        if head is None:
+            return saved["x"]
+        x = x.clone()
+        x[:, :, head] = saved["x"][:, :, head]
+        return x
+
+    with torch.no_grad():
+        for i in range(len(data)):
+            model.bridge.run_with_hooks(torch.tensor([data.corrupt[i]]), fwd_hooks=[(hook, keep)])
+            logits = model.bridge.run_with_hooks(torch.tensor([data.clean[i]]), fwd_hooks=[(hook, swap)])
+            end = logits[0, data.positions["END"][i]]
+            out.append(float(end[data.correct[i]] - end[data.incorrect[i]]))
+    return out
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama", "gemma3"])
+def test_cutting_a_nodes_every_outgoing_edge_is_patching_that_node(family, tiny_models, tiny_gemma3):
+    """With every edge out of a node cut, each receiver reads that node's corrupted output and
+    every other parent's clean one: the clean run with the node itself patched. On Gemma 3
+    a head's output passes the post-attention norm together with its layer's other heads,
+    so cutting one head's edges must renormalise the layer's sum (as EAP-IG does), not add
+    the head's raw difference."""
+    model = tiny_gemma3 if family == "gemma3" else tiny_models[family]
+    data = build_ioi(model.tokenizer, n_prompts=3, seed=0, corruption="abc",
+                     prepend_bos=model.info.default_prepend_bos)
+    parallel = bool(getattr(model.bridge.cfg, "parallel_attn_mlp", False))
+    edges = all_edges(model.info, parallel)
+    for node, hook, head in (("input", "hook_embed", None), ("L0H1", "blocks.0.attn.hook_result", 1),
+                             ("L1H0", "blocks.1.attn.hook_result", 0), ("MLP0", "blocks.0.hook_mlp_out", None)):
+        got = mib_metric(model, data, [e for e in edges if e[0] != node])
+        assert got == pytest.approx(_node_patched(model, data, hook, head), abs=1e-5), node

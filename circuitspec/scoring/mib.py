@@ -100,7 +100,13 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
                     corrupt: Any) -> Any:
     """Logits [batch, pos, vocab] of the clean batch with excluded edges carrying corrupted
     outputs: a corrupted run records every node's output, then the clean run records its own
-    and adds (corrupted - own) of each excluded parent at every receiver's input."""
+    and adds (corrupted - own) of each excluded parent at every receiver's input.
+
+    Where a block normalises its attention output before the residual (Gemma's
+    post-attention norm), heads do not add to the residual one by one: a receiver's input
+    gets, per earlier layer, post_norm(this run's head sum + bias + the excluded heads'
+    differences) - post_norm(this run's head sum + bias), as EAP-IG's ``evaluate_graph``
+    builds it for such models. Input and MLP outputs (after their own norms) add."""
     import torch
 
     info, bridge = model.info, model.bridge
@@ -111,6 +117,13 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
     mlp_row = {int(s[3:]): i for i, s in enumerate(srcs) if s.startswith("MLP")}
     b, p = clean.shape
     diff = torch.zeros(b, p, len(srcs), info.d_model)  # corrupted - this run's outputs
+    post = _post_attention_norms(bridge, info.n_layers)
+    head_sum = torch.zeros(info.n_layers, b, p, info.d_model)  # this run's sum of head outputs
+    linear = mask.clone()
+    if post is not None:
+        for layer in range(info.n_layers):
+            first = head_row[(layer, 0)]
+            linear[first:first + n_heads] = 0.0  # heads enter through their layer's norm
 
     def record(sign: float, kind: str, layer: int = 0) -> Any:
         def hook(x: Any, hook: Any) -> Any:
@@ -119,17 +132,38 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
             elif kind == "head":
                 first = head_row[(layer, 0)]
                 diff[:, :, first:first + n_heads] += sign * x.detach()
+                if sign < 0:
+                    head_sum[layer] = x.detach().sum(dim=2)
             else:
                 diff[:, :, mlp_row[layer]] += sign * x.detach()
             return x
         return hook
 
+    def normed_heads(sub: Any) -> Any:
+        """[b, p, r, d]: per receiver, the change of every earlier post-normed attention
+        output when its excluded heads carry their corrupted outputs."""
+        assert post is not None
+        out = torch.zeros(b, p, sub.shape[1], info.d_model)
+        for layer, (norm, bias) in enumerate(post):
+            first = head_row[(layer, 0)]
+            rows = sub[first:first + n_heads]
+            if not bool(rows.any()):
+                continue
+            base = head_sum[layer] + bias
+            swapped = base[:, :, None] + torch.einsum(
+                "bphd,hr->bprd", diff[:, :, first:first + n_heads], rows)
+            out += norm(swapped) - norm(base)[:, :, None]
+        return out
+
     def rebuild(keys: list[tuple[str, str | None]]) -> Any:
         cols = [col[k] for k in keys]
         sub = mask[:, cols]  # [n_forward, n_receivers]
+        sub_linear = linear[:, cols]
 
         def hook(x: Any, hook: Any) -> Any:
-            update = torch.einsum("bpfd,fr->bprd", diff, sub)
+            update = torch.einsum("bpfd,fr->bprd", diff, sub_linear)
+            if post is not None:
+                update = update + normed_heads(sub)
             if x.dim() == 4:
                 return x + update.to(x.dtype)
             return x + update[:, :, 0].to(x.dtype)
@@ -153,6 +187,20 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
         bridge.run_with_hooks(corrupt, fwd_hooks=corrupt_hooks)
         logits = bridge.run_with_hooks(clean, fwd_hooks=clean_hooks)
     return logits
+
+
+def _post_attention_norms(bridge: Any, n_layers: int) -> list[tuple[Any, Any]] | None:
+    """Per layer (the post-attention norm, the attention output bias) where blocks normalise
+    their attention output before the residual (Gemma); None where they do not."""
+    blocks = [bridge.blocks[layer] for layer in range(n_layers)]
+    if getattr(blocks[0], "ln1_post", None) is None:
+        return None
+    out = []
+    for block in blocks:
+        bias = getattr(block.attn.o.original_component, "bias", None)
+        out.append((block.ln1_post.original_component,
+                    0.0 if bias is None else bias.detach()))
+    return out
 
 
 @contextlib.contextmanager
