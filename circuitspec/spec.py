@@ -310,7 +310,7 @@ class Hypothesis(_Strict):
     node otherwise."""
     graph: Literal["circuitspec", "mib"] = "circuitspec"
     """The computational graph the circuit is scored on. circuitspec: the token embeddings stay
-    clean and every MLP runs (the scores above). mib: also as the MIB circuit track scores
+    clean and every MLP runs (circuitspec's own scores). mib: also as the MIB circuit track scores
     it (EAP-IG's graph): the input embedding and every MLP are graph nodes, so only the
     file's edges carry the clean prompt's signal and every other edge (input -> head,
     MLP -> head, head -> MLP, ...) carries the corrupted prompt's; verify adds
