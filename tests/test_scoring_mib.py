@@ -97,7 +97,9 @@ def test_mib_score_command_on_a_fixture(tiny_model_dirs, tiny_models):
                           "--n-prompts", "4", "--seed", "5"],
                          capture_output=True, text=True, cwd=root, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "7 edges on 4 IOI prompts" in run.stdout
+    # EAP-IG prunes L2H3 -> logits (L2H3 receives nothing); under patching that cannot change
+    # the metric, so the reference below scores all seven and must agree
+    assert "6 edges (7 chosen, pruned as EAP-IG prunes) on 4 IOI prompts" in run.stdout
     printed = float(run.stdout.strip().split("= ")[-1])
     model = tiny_models["gpt2"]
     data = build_ioi(model.tokenizer, n_prompts=4, seed=5, corruption="abc",

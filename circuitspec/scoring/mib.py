@@ -24,11 +24,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from circuitspec.dataset import Dataset
-from circuitspec.formats.convert import READERS, check_format
 from circuitspec.formats.eap_ig import (
     backward_nodes,
     forward_nodes,
@@ -36,11 +34,10 @@ from circuitspec.formats.eap_ig import (
     is_real,
     parse_edge_name,
 )
-from circuitspec.formats.graph import check_fits, select_edges
 from circuitspec.scoring.ungroup import ungrouped
 
-__all__ = ["MibScore", "all_edges", "hypothesis_edges", "mib_faithfulness", "mib_metric",
-           "score_file", "verify_score"]
+__all__ = ["MibScore", "all_edges", "hypothesis_edges", "mib_faithfulness", "mib_metric", "prune",
+           "verify_score"]
 
 EdgeKey = tuple[str, str, str | None]
 
@@ -232,15 +229,20 @@ def mib_faithfulness(model: Any, dataset: Dataset, edges: Iterable[EdgeKey]) -> 
     return MibScore((m_c - m_0) / (m_m - m_0), m_c, m_0, m_m, tuple(per))
 
 
-def score_file(path: Path, fmt: str, model: Any, dataset: Dataset, *, top_k: int | None = None,
-               threshold: float | None = None, in_graph: bool = False) -> tuple[MibScore, int]:
-    """MIB's faithfulness of the circuit in a graph file (any import format); also the number
-    of edges scored. Unlike ``circuitspec import`` nothing is dropped: input and MLP edges are
-    graph edges here."""
-    graph = READERS[check_format(fmt)](path)
-    check_fits(graph, model.info.n_layers, model.info.n_heads, model.info.name)
-    edges, _ = select_edges(graph, top_k=top_k, threshold=threshold, in_graph=in_graph)
-    return mib_faithfulness(model, dataset, [e.key for e in edges]), len(edges)
+def prune(edges: Iterable[EdgeKey]) -> list[EdgeKey]:
+    """EAP-IG's ``Graph.prune``: drop edges until every kept sender has an incoming edge (or is
+    the input) and every kept receiver an outgoing one (or is the logits). Under patching it
+    leaves the metric as it was (a sender with no incoming edge computes its corrupted output
+    anyway; a receiver with no outgoing edge feeds nothing) but not the edge count."""
+    kept = list(edges)
+    while True:
+        has_out = {s for s, _, _ in kept}
+        has_in = {d for _, d, _ in kept} | {"input"}
+        live = (has_out & has_in) | {"logits"}
+        nxt = [e for e in kept if e[0] in live and e[1] in live]
+        if len(nxt) == len(kept):
+            return kept
+        kept = nxt
 
 
 def hypothesis_edges(hyp: Any, parallel: bool) -> list[EdgeKey]:
@@ -280,7 +282,8 @@ def verify_score(v: Any) -> Any:
     from circuitspec.stats import band_verdict, bootstrap_paired_ci
 
     parallel = bool(getattr(v.model.bridge.cfg, "parallel_attn_mlp", False))
-    edges = hypothesis_edges(v.hyp, parallel)
+    listed = hypothesis_edges(v.hyp, parallel)
+    edges = prune(listed)
     runs = {name: np.asarray(mib_metric(v.model, v.dataset, keep), dtype=np.float64)
             for name, keep in (("circuit", edges), ("empty", []),
                                ("model", all_edges(v.model.info, parallel)))}
@@ -290,7 +293,7 @@ def verify_score(v: Any) -> Any:
         [c, e, m], lambda c, e, m: (c.mean(1) - e.mean(1)) / (m.mean(1) - e.mean(1)),
         n_resamples=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
     details: dict[str, Any] = {
-        "graph": "mib", "n_edges": len(edges), "m_circuit": float(c.mean()),
+        "graph": "mib", "n_edges": len(edges), "n_edges_listed": len(listed), "m_circuit": float(c.mean()),
         "m_empty": float(e.mean()), "m_model": float(m.mean()),
         "note": "MIB's graph: input and MLPs are nodes; edges hold every position (at is not used)"}
     bound, source = v.hyp.claims.resolved()["faithfulness"]
