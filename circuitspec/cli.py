@@ -465,9 +465,22 @@ _IoiSeed = Annotated[int, typer.Option("--seed", help="Seed of the IOI prompts (
                                        "and random rankings).", **_range("seed"))]
 
 
-def _graph_on_ioi(file: Path, fmt: str, model: str, n_prompts: int, seed: int) -> tuple[Any, Any, Any]:
-    """The graph file (read and checked against the model before any model work is wasted on a
-    bad file, then against its shape), the loaded model, and its IOI prompts (abc corruption)."""
+def _check_corruption(value: str) -> str:
+    if value not in ("abc", "s_swap"):
+        raise typer.BadParameter(f"{value!r}: choose abc or s_swap")
+    return value
+
+
+_IoiCorruption = Annotated[str, typer.Option(
+    "--corruption", callback=_check_corruption,
+    help="abc (three fresh names) or s_swap (S2 becomes the IO name, MIB's default IOI "
+         "counterfactual s2_io_flip; needs an even --n-prompts).")]
+
+
+def _graph_on_ioi(file: Path, fmt: str, model: str, n_prompts: int, seed: int,
+                  corruption: str) -> tuple[Any, Any, Any]:
+    """The graph file (read before any model work is wasted on a bad file, then checked
+    against the model's shape), the loaded model, and its IOI prompts."""
     from circuitspec.formats.convert import READERS, check_format
     from circuitspec.formats.graph import check_fits
     from circuitspec.ioi import build_ioi
@@ -476,7 +489,7 @@ def _graph_on_ioi(file: Path, fmt: str, model: str, n_prompts: int, seed: int) -
     graph = READERS[check_format(fmt)](file)
     loaded = load_model(model)
     check_fits(graph, loaded.info.n_layers, loaded.info.n_heads, model)
-    data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption="abc",
+    data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption=corruption,
                      prepend_bos=loaded.info.default_prepend_bos)
     return graph, loaded, data
 
@@ -491,17 +504,18 @@ def mib_score(
     in_graph: Annotated[bool, typer.Option("--in-graph", help="The circuit: the edges the file marks in_graph.")] = False,
     n_prompts: _IoiPrompts = 32,
     seed: _IoiSeed = 0,
+    corruption: _IoiCorruption = "abc",
 ) -> None:
     """MIB's edge-level faithfulness of a circuit file: MLPs and the input are graph nodes."""
     from circuitspec.formats.graph import select_edges
     from circuitspec.scoring.mib import mib_faithfulness, prune
 
-    graph, loaded, data = _graph_on_ioi(file, fmt, model, n_prompts, seed)
+    graph, loaded, data = _graph_on_ioi(file, fmt, model, n_prompts, seed, corruption)
     chosen, _ = select_edges(graph, top_k=top_k, threshold=threshold, in_graph=in_graph)
     edges = prune([e.key for e in chosen])
     score = mib_faithfulness(loaded, data, edges)
     typer.echo(f"{file}: {len(edges)} edges ({len(chosen)} chosen, pruned as EAP-IG prunes) on "
-               f"{len(data)} IOI prompts (seed {seed}, abc corruption)")
+               f"{len(data)} IOI prompts (seed {seed}, {corruption} corruption)")
     typer.echo(f"m(C) {score.circuit:.4f}  m(empty) {score.empty:.4f}  m(M) {score.model:.4f}")
     typer.echo(f"MIB faithfulness (m(C) - m(empty)) / (m(M) - m(empty)) = {score.faithfulness:.4f}")
 
@@ -514,6 +528,7 @@ def curve_(
     out: Annotated[Path, typer.Option("--out", help="Folder for curve.json and curve.png.")] = Path("curve"),
     n_prompts: _IoiPrompts = 32,
     seed: _IoiSeed = 0,
+    corruption: _IoiCorruption = "abc",
     n_random: Annotated[int, typer.Option("--n-random", help="Random rankings in the baseline.",
                                           **_range("n_random"))] = 2,
     n_bootstrap: Annotated[int, typer.Option("--n-bootstrap", help="Bootstrap resamples over prompts.",
@@ -525,12 +540,13 @@ def curve_(
     from circuitspec.atomic import atomic_write_text
     from circuitspec.scoring.curve import baseline, curve, plot
 
-    graph, loaded, data = _graph_on_ioi(scores, fmt, model, n_prompts, seed)
+    graph, loaded, data = _graph_on_ioi(scores, fmt, model, n_prompts, seed, corruption)
     curves = curve(loaded, data, graph.edges, n_random=n_random, n_bootstrap=n_bootstrap, seed=seed)
     random_summary = baseline(curves)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "curve.json", json.dumps(
         {"source": str(scores), "model": model, "n_prompts": len(data), "seed": seed,
+         "corruption": corruption,
          "curves": [c.to_json() for c in curves], "random_baseline": random_summary}, indent=1) + "\n")
     plot(curves, out / "curve.png", f"{scores.name} on {model}")
     for c in curves:
