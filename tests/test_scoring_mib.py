@@ -204,6 +204,7 @@ def test_graph_mib_in_a_hypothesis_scores_its_edges_mibs_way(tmp_path, tiny_mode
     assert mib.ci[0] <= mib.value <= mib.ci[1] and mib.verdict in ("verified", "refuted", "inconclusive")
     # judged, so it enters the verdict; written to results.json and read back
     assert "faithfulness_mib" in result.circuit.scores()
+    assert result.work["mib_graph"] == pytest.approx(6.0)  # three evaluations, two passes each
     back = cs.Result.from_json(result.to_json()).circuit.faithfulness_mib
     assert back.value == pytest.approx(mib.value) and back.per_prompt["empty"] == mib.per_prompt["empty"]
     # the path-patched edges are the group edges only: input is a graph edge for MIB's score

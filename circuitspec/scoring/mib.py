@@ -288,6 +288,8 @@ def verify_score(v: Any) -> Any:
             for name, keep in (("circuit", edges), ("empty", []),
                                ("model", all_edges(v.model.info, parallel)))}
     c, e, m = runs["circuit"], runs["empty"], runs["model"]
+    for rows in v.dataset.length_groups():  # each evaluation: a corrupted and a clean pass
+        v.work.add(2 * len(runs) * len(rows), len(v.dataset.clean[rows[0]]), v.model.info.n_layers)
     value = float((c.mean() - e.mean()) / (m.mean() - e.mean()))
     ci: tuple[float, float] = bootstrap_paired_ci(
         [c, e, m], lambda c, e, m: (c.mean(1) - e.mean(1)) / (m.mean(1) - e.mean(1)),
