@@ -69,7 +69,14 @@ def wires(v: Verifier) -> list[Any]:
     """The hypothesis' edges as wires between circuit heads, for edge-level runs."""
     from circuitspec.edge_ablation import wires_from_circuit
 
-    return wires_from_circuit(v.circuit, at_positions=v.hyp.ablation_scope == "circuit_positions")
+    return wires_from_circuit(v.circuit, at_positions=edge_at_positions(v.hyp))
+
+
+def edge_at_positions(hyp: Any) -> bool:
+    """Whether edges carry signal only at their ``at`` position in edge-level runs: by default,
+    since that is the claim the edge's path patching tests (``edge_positions: every`` or, for
+    the node level too, ``ablation_scope: circuit_positions`` decide otherwise)."""
+    return hyp.edge_positions == "at" or hyp.ablation_scope == "circuit_positions"
 
 
 def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:

@@ -300,6 +300,11 @@ class Hypothesis(_Strict):
     """How heads outside the circuit are knocked out for the circuit scores."""
     ablation_scope: Literal["all_positions", "circuit_positions"] = "all_positions"
     """circuit_positions: circuit heads also ablated away from the positions edges use."""
+    edge_positions: Literal["at", "every"] = "at"
+    """Where an edge carries clean signal in the edge-level circuit run: ``at`` (default) only
+    at its ``at`` position, the position its path patching tests (logits edges read END), so
+    an edge placed at the wrong position does not pass; ``every``: at every position (the
+    receiver then reads the sender's clean output wherever it attends)."""
     ablation_level: Literal["node", "edge"] | None = None
     """Level the faithfulness claim is judged at: node (heads outside the circuit ablated) or
     edge (only the listed edges carry signal between heads); both are reported. Omitted: edge

@@ -438,6 +438,7 @@ def assemble(
             None if verifier._mean_pool is None else verifier._mean_pool.info(),
             verifier.bootstrap_unit,
             _statistics(verifier),
+            "at" if claims.edge_at_positions(hyp) else "every",
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},
