@@ -186,12 +186,18 @@ class Bound(_Strict):
     """Lower bound on F(C)/F(M), in (0, 2]."""
     max: float | None = Field(default=None, gt=0)
     """Upper bound on F(C)/F(M); omitted: 2 - min (|1 - F(C)/F(M)| <= 1 - min, as MIB
-    judges |1 - f|), or no upper bound when min >= 1."""
+    judges |1 - f|). With min >= 1 there is no such default: give max (``.inf`` for a
+    one-sided claim, under which an overshooting circuit passes)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Bound:
         if self.max is not None and self.max <= self.min:
             raise ValueError(f"max ({self.max}) must be larger than min ({self.min})")
+        if self.max is None and self.min >= 1:
+            # The mirrored default 2 - min would lie at or below min; silently dropping the upper
+            # end made `min: 1.0` a one-sided claim that an overshooting circuit passes.
+            raise ValueError(f"min {self.min} >= 1 leaves no default max (2 - min); give max, e.g. "
+                             f"max: {self.min + 0.2:g}, or max: .inf for a one-sided claim")
         return self
 
     @property
@@ -199,7 +205,7 @@ class Bound(_Strict):
         """(min, max) with the default max applied."""
         if self.max is not None:
             return self.min, self.max
-        return self.min, (2.0 - self.min if self.min < 1 else None)
+        return self.min, 2.0 - self.min
 
 
 class GapBound(_Strict):

@@ -39,6 +39,7 @@ from circuitspec.models import load_model
 from circuitspec.spec import load_hypothesis
 from circuitspec.stats import band_verdict
 from circuitspec.tasks import hypothesis_dataset
+from circuitspec.verification import bootstrap_clusters
 
 SEEDS = (0, 1, 2, 3, 4)
 TEMPLATES = [0, 1, 2, 3, 15, 16, 17, 18]  # 8 templates (4 BABA and their ABBA mirrors): cheap pool
@@ -51,7 +52,7 @@ def write(path: Path, model: Path, groups: dict, edges: list) -> Path:
                       for g, heads in groups.items())
     lines = "\n".join(
         f"  - {{from: {s}, to: {r}{'' if via is None else f', via: {via}'}, at: {at}}}" for s, r, via, at in edges)
-    path.write_text(f"name: {path.stem}\nmodel: {model}\n"
+    path.write_text(f"name: planted-{path.stem}\nmodel: {model}\n"
                     f"task: {{kind: ioi, n_prompts: 24, seed: 1, corruption: abc, templates: {TEMPLATES}}}\n"
                     f"nodes:\n{nodes}\nedges:\n{lines}\n")
     return path
@@ -84,7 +85,8 @@ def judge(tmp: Path, seed: int) -> dict[str, tuple[str, float]]:
     out = {}
     for name, hyp in hyps.items():
         wires = wires_from_circuit(hyp.circuit(), at_positions=edge_at_positions(hyp))
-        score = edge_faithfulness(runner, wires, n_bootstrap=500, seed=1, clusters=list(dataset.template))
+        clusters = bootstrap_clusters(dataset, "template", "ioi")[0]  # as verify resamples
+        score = edge_faithfulness(runner, wires, n_bootstrap=500, seed=1, clusters=clusters)
         out[name] = (band_verdict(score.ci, 0.8, 1.2)[0], score.value)
     return out
 
