@@ -241,6 +241,7 @@ class Claims(_Strict):
     off: list[Literal["faithfulness", "completeness", "minimality"]] = []
     """Claims turned off (``completeness: off`` lands here): reported, never judged."""
     edges: EdgeClaims | None = None
+    """Defaults for every edge's expectation (``min_effect``, ``sign``); an edge's own ``expect`` wins."""
     confidence: float = Field(default=0.95, gt=0, lt=1)
     """Confidence level of the bootstrap intervals."""
     n_bootstrap: int = Field(default=1000, ge=10)
