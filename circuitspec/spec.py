@@ -189,12 +189,18 @@ class Bound(_Strict):
     """Lower bound on F(C)/F(M), in (0, 2]."""
     max: float | None = Field(default=None, gt=0)
     """Upper bound on F(C)/F(M); omitted: 2 - min (|1 - F(C)/F(M)| <= 1 - min, as MIB
-    judges |1 - f|), or no upper bound when min >= 1."""
+    judges |1 - f|). With min >= 1 there is no such default: give max (``.inf`` for a
+    one-sided claim, under which an overshooting circuit passes)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Bound:
         if self.max is not None and self.max <= self.min:
             raise ValueError(f"max ({self.max}) must be larger than min ({self.min})")
+        if self.max is None and self.min >= 1:
+            # The mirrored default 2 - min would lie at or below min; silently dropping the upper
+            # end made `min: 1.0` a one-sided claim that an overshooting circuit passes.
+            raise ValueError(f"min {self.min} >= 1 leaves no default max (2 - min); give max, e.g. "
+                             f"max: {self.min + 0.2:g}, or max: .inf for a one-sided claim")
         return self
 
     @property
@@ -202,7 +208,7 @@ class Bound(_Strict):
         """(min, max) with the default max applied."""
         if self.max is not None:
             return self.min, self.max
-        return self.min, (2.0 - self.min if self.min < 1 else None)
+        return self.min, 2.0 - self.min
 
 
 class GapBound(_Strict):
@@ -238,6 +244,7 @@ class Claims(_Strict):
     off: list[Literal["faithfulness", "completeness", "minimality"]] = []
     """Claims turned off (``completeness: off`` lands here): reported, never judged."""
     edges: EdgeClaims | None = None
+    """Defaults for every edge's expectation (``min_effect``, ``sign``); an edge's own ``expect`` wins."""
     confidence: float = Field(default=0.95, gt=0, lt=1)
     """Confidence level of the bootstrap intervals."""
     n_bootstrap: int = Field(default=1000, ge=10)
@@ -303,6 +310,11 @@ class Hypothesis(_Strict):
     """How heads outside the circuit are knocked out for the circuit scores."""
     ablation_scope: Literal["all_positions", "circuit_positions"] = "all_positions"
     """circuit_positions: circuit heads also ablated away from the positions edges use."""
+    edge_positions: Literal["at", "every"] = "at"
+    """Where an edge carries clean signal in the edge-level circuit run: ``at`` (default) only
+    at its ``at`` position, the position its path patching tests (logits edges read END), so
+    an edge placed at the wrong position does not pass; ``every``: at every position (the
+    receiver then reads the sender's clean output wherever it attends)."""
     ablation_level: Literal["node", "edge"] | None = None
     """Level the faithfulness claim is judged at: node (heads outside the circuit ablated) or
     edge (only the listed edges carry signal between heads); both are reported. Omitted: edge
