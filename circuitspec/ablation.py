@@ -461,12 +461,23 @@ class AblationRunner:
         key = (int(group.index[0]), sl.start, sl.stop, which)
         if key not in self._refs:
             store: dict[int, torch.Tensor] = {}
-            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store)
+            zs: dict[int, torch.Tensor] = {}
+            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store,
+                          capture_z=zs if which == "ablated" else None)
             self._refs[key] = [store[L] for L in range(self.n_layers)]
+            if zs:
+                self._refs[(*key[:3], "ablated z")] = [zs[L] for L in range(self.n_layers)]
         return self._refs[key]
 
+    def ablated_z(self, group: _Group, sl: slice) -> list[torch.Tensor]:
+        """Every head's z (before it is replaced) in the fully ablated run of ``group[sl]``, per
+        layer: what a head computes when everything upstream of it arrives ablated."""
+        self._reference(group, sl, "ablated")
+        return self._refs[(int(group.index[0]), sl.start, sl.stop, "ablated z")]
+
     def _forward(self, group: _Group, sl: slice, keeps: Sequence[Keep], start: int = 0,
-                 which: str = "clean", capture: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+                 which: str = "clean", capture: dict[int, torch.Tensor] | None = None,
+                 capture_z: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """One batched pass: the prompts ``group[sl]`` stacked once per keep-set, from layer ``start``."""
         import torch
 
@@ -480,6 +491,8 @@ class AblationRunner:
         hooks: list[tuple[str, Any]] = []
         if capture is not None:
             hooks += [(f"blocks.{L}.hook_resid_pre", _grab(capture, L)) for L in range(self.n_layers)]
+        if capture_z is not None:  # before the replacing hooks: the z each head computed
+            hooks += [(_z(L), _grab(capture_z, L)) for L in range(self.n_layers)]
         for layer in range(start, self.n_layers):
             head_masks = [m[layer, sl] if m is not None else everything for m, _ in masks]
             if not all(bool(hm.all()) for hm in head_masks):
