@@ -343,19 +343,22 @@ class AblationRunner:
             n, length = group.tokens.shape
             rows = max(1, self.max_tokens // length)
             step = min(n, rows)
+            masks = [self._masks(group, k) for k in keeps]  # built once per group, not per pass
+            sigs = [self._signature(k) for k in keeps] if self.resume else []
             starts: dict[tuple[int, str], list[int]] = {}
             for i, k in enumerate(keeps):
-                starts.setdefault(self._start(group, k), []).append(i)
+                starts.setdefault(self._start(group, k, masks[i]), []).append(i)
             for s in range(0, n, step):
                 sl = slice(s, min(n, s + step))
                 per_pass = max(1, rows // (sl.stop - s))
                 for (start, which), members in starts.items():
                     if self.resume:  # neighbours in the tree share the most layers
-                        members = sorted(members, key=lambda i: self._signature(keeps[i]))
+                        members = sorted(members, key=lambda i: sigs[i])
                     for k0 in range(0, len(members), per_pass):
                         chunk = members[k0 : k0 + per_pass]
                         if self.resume:
-                            values = self._forward_tree(group, sl, [keeps[i] for i in chunk], start, which)
+                            values = self._forward_tree(group, sl, [sigs[i] for i in chunk],
+                                                        [masks[i] for i in chunk], start, which)
                         else:
                             values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
                         out[torch.tensor(chunk)[:, None], group.index[sl]] = values.cpu()
@@ -373,7 +376,7 @@ class AblationRunner:
         return [(tuple(sorted(heads[L])), tuple(sorted(positions[L])), keep.mlps is None or L in keep.mlps)
                 for L in range(self.n_layers)]
 
-    def _forward_tree(self, group: _Group, sl: slice, keeps: Sequence[Keep], start: int,
+    def _forward_tree(self, group: _Group, sl: slice, sigs: Sequence[Any], masks: Sequence[Any], start: int,
                       which: str) -> torch.Tensor:
         """Like :meth:`_forward`, but keep-sets that agree on the layers up to some layer share
         the pass through them: the batch holds one copy per distinct prefix and a copy splits
@@ -385,10 +388,8 @@ class AblationRunner:
 
         tokens = group.tokens[sl]
         n = tokens.shape[0]
-        sigs = [self._signature(k) for k in keeps]
-        masks = [self._masks(group, k) for k in keeps]
         everything = torch.ones((n, tokens.shape[1], self.n_heads), dtype=torch.bool, device=tokens.device)
-        nodes: list[list[int]] = [list(range(len(keeps)))]
+        nodes: list[list[int]] = [list(range(len(sigs)))]
         resid: torch.Tensor | None = None  # [copies * n, pos, d] entering ``layer``; None: the reference
         layer = start
         while True:
@@ -411,8 +412,8 @@ class AblationRunner:
                 resid = self._reference(group, sl, which)[layer].repeat(n_k, 1, 1)
             hooks: list[tuple[str, Any]] = []
             for L in range(layer, stop):
-                head_masks = [masks[node[0]][0][L, sl] if masks[node[0]][0] is not None else everything
-                              for node in nodes]
+                firsts = [masks[node[0]][0] for node in nodes]
+                head_masks = [everything if m is None else m[L, sl] for m in firsts]
                 if not all(bool(hm.all()) for hm in head_masks):
                     stacked = torch.stack(head_masks)[..., None]
                     hooks.append((_z(L), _replace(stacked, _rows(group.z_repl[L], sl))))
@@ -440,14 +441,14 @@ class AblationRunner:
             rows = torch.arange(logits.shape[0], device=logits.device)
             diff = (logits[rows, group.correct[sl].repeat(n_k)]
                     - logits[rows, group.incorrect[sl].repeat(n_k)]).reshape(n_k, n).float()
-            values = torch.empty((len(keeps), n), device=diff.device)
+            values = torch.empty((len(sigs), n), device=diff.device)
             for c, node in enumerate(nodes):
                 values[node] = diff[c]
             return values
 
-    def _start(self, group: _Group, keep: Keep) -> tuple[int, str]:
+    def _start(self, group: _Group, keep: Keep, masks: Any = None) -> tuple[int, str]:
         """The layer this keep-set's pass can resume at, and from which run ("clean", "ablated")."""
-        mask, mlp_kept = self._masks(group, keep)
+        mask, mlp_kept = self._masks(group, keep) if masks is None else masks
         if not self.resume or mask is None or not all(mlp_kept):
             return 0, "clean"
         flat = mask.flatten(1)
