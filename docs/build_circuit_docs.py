@@ -115,7 +115,7 @@ def stale_reasons(path: Path, result: dict[str, Any]) -> list[str]:
     return why
 
 
-def curve_png(path: Path, result: dict[str, Any]) -> str | None:
+def curve_png(path: Path, result: dict[str, Any], stale: bool) -> str | None:
     """Edge-level F against the number of edges: the discovery curve (in sample) and this run."""
     src = CURVES.get(path.stem)
     if src is None or not src.exists():
@@ -135,7 +135,7 @@ def curve_png(path: Path, result: dict[str, Any]) -> str | None:
     ref = curve.get("reference")
     if ref:
         ax.plot([ref["edges"]], [ref["faithfulness"]], "s", color="tab:gray", label=f"{ref['label']} (in sample)")
-    if score.get("value") is not None:
+    if score.get("value") is not None and not stale:  # a stale run is another file's point
         n = len(result["edges"])
         ci = score.get("ci") or [score["value"], score["value"]]
         ax.errorbar([n], [score["value"]], yerr=[[score["value"] - ci[0]], [ci[1] - score["value"]]], fmt="D",
@@ -206,11 +206,11 @@ def write_page(path: Path) -> bool:
         "## Checkpoint", "", checkpoint(result["model"].get("name") or ""), "",
         "## Prompts", "", *held_out_lines(path, result), "",
     ]
-    png = curve_png(path, result)
+    png = curve_png(path, result, bool(stale))
     if png:
         lines += ["## Edge-level faithfulness against the number of edges", "",
                   "The blue curve is edge discovery (`suggest --grow-edges`) on the discovery prompts, "
-                  "in sample; the red point is this file on its held-out prompts.", "",
+                  "in sample" + ("." if stale else "; the red point is this file on its held-out prompts."), "",
                   f"![edge-level faithfulness against edges]({png})", ""]
     if result["metric"].get("per_prompt") is None:
         lines += ["## BABA and ABBA prompts, per template", "",
