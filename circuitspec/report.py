@@ -88,7 +88,8 @@ def _edge_title(e: EdgeResult) -> str:
 
 
 SCORE_LABELS = {"faithfulness": "faithfulness (node level)", "faithfulness_edge_level":
-                "faithfulness (edge level)", "completeness": "incompleteness gap",
+                "faithfulness (edge level)", "faithfulness_mib": "faithfulness (MIB's graph)",
+                "completeness": "incompleteness gap",
                 "minimality": "minimality"}
 
 

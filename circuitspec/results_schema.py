@@ -93,6 +93,9 @@ def results_json_schema() -> dict[str, Any]:
                                "per_prompt": {**_NUMS, "description": "Patched metric per prompt."}}}},
             "circuit": {"type": ["object", "null"], "properties": {
                 "faithfulness": _SCORE, "faithfulness_edge_level": _SCORE,
+                "faithfulness_mib": {**_SCORE, "description": (
+                    "graph: mib only: MIB's (m(C) - m(empty)) / (m(M) - m(empty)) with the input "
+                    "and every MLP as graph nodes; details.m_circuit, m_empty, m_model, n_edges")},
                 "completeness": _SCORE, "minimality": _SCORE}},
             "breakdown": {"type": "object", "description": (
                 "Every score with per-prompt values (edge effects, faithfulness at both levels) split "

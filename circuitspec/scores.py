@@ -358,8 +358,10 @@ def minimality(
         ks.add(group_of[v] - {v})
         ks.add(frozenset())
         pairs += [(v, k) for k in sorted(ks, key=sorted)]
-    without_k = ev.values([ev.c_minus(k) for _, k in pairs])
-    without_kv = ev.values([ev.c_minus(k | {v}) for v, k in pairs])
+    # One call: C \ K and C \ (K + v) agree below v's layer, so the runner's prefix tree
+    # evaluates each pair's shared layers once.
+    values = ev.values([ev.c_minus(k) for _, k in pairs] + [ev.c_minus(k | {v}) for v, k in pairs])
+    without_k, without_kv = values[: len(pairs)], values[len(pairs) :]
     best: dict[Head, tuple[float, int]] = {}
     for i, (v, _) in enumerate(pairs):
         change = abs(without_kv[i].mean() - without_k[i].mean())

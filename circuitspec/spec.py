@@ -34,7 +34,7 @@ from circuitspec.spec_checks import Loc, compose_located, locate, pydantic_probl
 from circuitspec.textfile import read_text
 
 __all__ = [
-    "Circuit", "Edge", "Hypothesis", "Node", "check_against_model", "json_schema",
+    "INPUT", "Circuit", "Edge", "Hypothesis", "Node", "check_against_model", "json_schema",
     "load_hypothesis", "load_with_problems", "model_problems", "parse_member",
 ]
 
@@ -42,6 +42,9 @@ Role = Literal[
     "name_mover", "backup_name_mover", "negative_name_mover", "s_inhibition",
     "induction", "duplicate_token", "previous_token", "other",
 ]
+
+INPUT = "input"
+"""The sender name of the token embedding, an edge source under ``graph: mib`` only."""
 
 _HEAD = re.compile(r"^(?:L(\d+)H(\d+)|(\d+)\.(\d+))$")
 _MLP = re.compile(r"^MLP(\d+)$")
@@ -317,6 +320,14 @@ class Hypothesis(_Strict):
     edge (only the listed edges carry signal between heads); both are reported. Omitted: edge
     when the hypothesis has edges between groups (the wiring is then part of the claim),
     node otherwise."""
+    graph: Literal["circuitspec", "mib"] = "circuitspec"
+    """The computational graph the circuit is scored on. circuitspec: the token embeddings stay
+    clean and every MLP runs (circuitspec's own scores). mib: also as the MIB circuit track scores
+    it (EAP-IG's graph): the input embedding and every MLP are graph nodes, so only the
+    file's edges carry the clean prompt's signal and every other edge (input -> head,
+    MLP -> head, head -> MLP, ...) carries the corrupted prompt's; verify adds
+    ``circuit.faithfulness_mib``, MIB's (m(C) - m(empty)) / (m(M) - m(empty)), judged
+    against the faithfulness band. Only here may an edge come ``from: input``."""
     claims: Claims = Claims()
     """Circuit-level claims."""
 
@@ -348,7 +359,11 @@ class Hypothesis(_Strict):
         edge when some edge runs between two groups (not only into the logits), else node."""
         if self.ablation_level is not None:
             return self.ablation_level
-        return "edge" if any(e.receiver != "logits" for e in self.edges) else "node"
+        return "edge" if any(e.receiver != "logits" and not self.is_input(e) for e in self.edges) else "node"
+
+    def is_input(self, edge: EdgeSpec) -> bool:
+        """Whether ``edge`` comes from the token embedding (``from: input`` under graph: mib)."""
+        return self.graph == "mib" and edge.sender == INPUT
 
     def circuit(self) -> Circuit:
         """The frozen runtime graph this file describes."""
@@ -361,6 +376,8 @@ class Hypothesis(_Strict):
         defaults = self.claims.edges or EdgeClaims()
         edges = []
         for e in self.edges:
+            if self.is_input(e):  # a graph edge for graph: mib only; the embeddings stay clean here
+                continue
             expect = e.expect or Expectation()
             role = nodes[e.sender].role if e.sender in nodes else "other"
             sign = expect.sign or defaults.sign or (

@@ -370,6 +370,14 @@ def verify(
                     circuit = claims.quick_scores(verifier)
                 else:
                     circuit, raw = claims.circuit_scores(verifier)
+            if circuit is not None and hyp.graph == "mib":
+                from dataclasses import replace
+
+                from circuitspec.scoring.mib import verify_score
+
+                report("MIB's graph", 0, 1)
+                with work.at("mib_graph"):
+                    circuit = replace(circuit, faithfulness_mib=verify_score(verifier))
 
         robustness = None
         if opts.robustness:

@@ -114,8 +114,8 @@ def reference(model, ds, wires: list[Wire], kind: str) -> list[float]:
 
 
 # Two receivers in one key/value group of the Llama model ((2,0), (2,1)) read different k
-# views; positions restrict two of the edges; (2,3) reads no edge, so it is computed in the
-# first pass while its layer mates wait for the third.
+# views; positions restrict two of the edges; (2,3) reads no edge, so its circuit z is the
+# fully ablated run's (no pass) while its layer mates wait for the second pass.
 WIRES = [
     Wire(((0, 2),), ((1, 0), (1, 3)), "q", ("END",)),
     Wire(((0, 1),), ((2, 0),), "k"),
@@ -123,6 +123,15 @@ WIRES = [
     Wire(((1, 3),), ((2, 0), (2, 1)), "v"),
     Wire(((2, 0), (2, 1), (1, 3), (2, 3))),
 ]
+
+
+def test_heads_that_receive_no_edge_need_no_pass():
+    from circuitspec.edge_ablation import _plan, _waves
+
+    every = frozenset((L, h) for L in range(3) for h in range(4))
+    passes, free = _waves(_plan(WIRES, every, ["S2", "END"]))
+    assert free == [(0, 1), (0, 2), (0, 3), (2, 3)]  # their z: the fully ablated run's
+    assert passes == [[(1, 0), (1, 3)], [(2, 0), (2, 1)]]
 
 
 @pytest.mark.parametrize(("family", "kind"), [("llama", "mean"), ("gpt2", "resample"), ("neox", "zero")])
