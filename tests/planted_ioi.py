@@ -22,7 +22,7 @@ A -> B.v at END -> logits and 40 % by N -> logits. Small Gaussian noise (``noise
 every weight makes the circuit approximate, as in a trained model: the distractors then
 leak a little into U, so F of the true circuit is near, not at, 1.
 
-The true hypothesis (:data:`TRUE_HYPOTHESIS`) names exactly these groups and edges.
+The true hypothesis names exactly these groups and edges (tests/test_calibration.py).
 """
 
 from __future__ import annotations
@@ -104,12 +104,3 @@ def save_planted(path: Path, seed: int = 0, noise: float = 0.02) -> Path:
     model.save_pretrained(path)
     return path
 
-
-TRUE_HYPOTHESIS = """name: planted-ioi
-model: {model}
-task: {{kind: ioi, n_prompts: {n}, seed: 1, corruption: abc}}
-nodes:
-{nodes}
-edges:
-{edges}
-"""

@@ -350,18 +350,20 @@ def test_verify_reports_both_circuit_nulls(tmp_path, planted_dir):
 
 
 def test_a_circuit_that_does_not_beat_its_null_is_not_verified(tmp_path, planted_dir, monkeypatch):
-    """The judged faithfulness is in its band, but every random circuit came as close to 1:
-    the null enters the verdict (inconclusive), it is not only reported beside it."""
-    from circuitspec import claims
+    """Node-level faithfulness is exactly 1 (the circuit holds every writing head), inside its
+    band; when every random circuit comes as close to 1, the null enters the verdict
+    (inconclusive), it is not only reported beside it."""
+    from circuitspec import scores
     from circuitspec.scoring.nulls import NullDraws
 
     hyp = _hypothesis(tmp_path / "h.yaml", planted_dir)
     hyp.write_text(hyp.read_text() + "claims:\n  faithfulness: {min: 0.8}\n  minimality: off\n")
     opts = {"n_null_edges": 0, "robustness": False, "n_bootstrap": 200, "n_subsets": 2, "greedy_steps": 1,
-            "n_random": 0}
-    fair = cs.verify(hyp, **opts).circuit.faithfulness_edge_level
-    assert fair.verdict == "verified"
-    monkeypatch.setattr(claims, "edge_null", lambda v, real: NullDraws((real,) * 20, real, 20, real, real))
-    tied = cs.verify(hyp, **opts).circuit.faithfulness_edge_level
+            "n_random": 20, "n_random_edge": 0, "ablation_level": "node"}
+    fair = cs.verify(hyp, **opts).circuit.faithfulness
+    assert fair.value == pytest.approx(1.0, abs=1e-5) and fair.verdict == "verified"
+    monkeypatch.setattr(scores, "null_distribution",
+                        lambda *a, real, **k: NullDraws((real,) * 20, real, 20, real, real))
+    tied = cs.verify(hyp, **opts).circuit.faithfulness
     assert tied.value == pytest.approx(fair.value)
     assert tied.verdict == "inconclusive" and "not shown to beat chance" in tied.reason
