@@ -343,22 +343,112 @@ class AblationRunner:
             n, length = group.tokens.shape
             rows = max(1, self.max_tokens // length)
             step = min(n, rows)
+            masks = [self._masks(group, k) for k in keeps]  # built once per group, not per pass
+            sigs = [self._signature(k) for k in keeps] if self.resume else []
             starts: dict[tuple[int, str], list[int]] = {}
             for i, k in enumerate(keeps):
-                starts.setdefault(self._start(group, k), []).append(i)
+                starts.setdefault(self._start(group, k, masks[i]), []).append(i)
             for s in range(0, n, step):
                 sl = slice(s, min(n, s + step))
                 per_pass = max(1, rows // (sl.stop - s))
                 for (start, which), members in starts.items():
+                    if self.resume:  # neighbours in the tree share the most layers
+                        members = sorted(members, key=lambda i: sigs[i])
                     for k0 in range(0, len(members), per_pass):
                         chunk = members[k0 : k0 + per_pass]
-                        values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
+                        if self.resume:
+                            values = self._forward_tree(group, sl, [sigs[i] for i in chunk],
+                                                        [masks[i] for i in chunk], start, which)
+                        else:
+                            values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
                         out[torch.tensor(chunk)[:, None], group.index[sl]] = values.cpu()
         return list(out)
 
-    def _start(self, group: _Group, keep: Keep) -> tuple[int, str]:
+    def _signature(self, keep: Keep) -> list[tuple[tuple[int, ...], tuple[Any, ...], bool]]:
+        """Per layer, what runs normally there: kept heads, their positions, the MLP flag.
+        Two keep-sets with equal signatures at a layer have equal masks at that layer."""
+        heads: list[list[int]] = [[] for _ in range(self.n_layers)]
+        positions: list[list[Any]] = [[] for _ in range(self.n_layers)]
+        for L, h in self.all_heads if keep.heads is None else keep.heads:
+            heads[L].append(h)
+        for (L, h), names in keep.positions:
+            positions[L].append((h, names))
+        return [(tuple(sorted(heads[L])), tuple(sorted(positions[L])), keep.mlps is None or L in keep.mlps)
+                for L in range(self.n_layers)]
+
+    def _forward_tree(self, group: _Group, sl: slice, sigs: Sequence[Any], masks: Sequence[Any], start: int,
+                      which: str) -> torch.Tensor:
+        """Like :meth:`_forward`, but keep-sets that agree on the layers up to some layer share
+        the pass through them: the batch holds one copy per distinct prefix and a copy splits
+        at the first layer where its keep-sets differ (a prefix tree over the layers). The
+        residual of each copy is carried from one segment of layers to the next."""
+        import torch
+
+        from circuitspec.bridge_resume import resumed_at
+
+        tokens = group.tokens[sl]
+        n = tokens.shape[0]
+        everything = torch.ones((n, tokens.shape[1], self.n_heads), dtype=torch.bool, device=tokens.device)
+        nodes: list[list[int]] = [list(range(len(sigs)))]
+        resid: torch.Tensor | None = None  # [copies * n, pos, d] entering ``layer``; None: the reference
+        layer = start
+        while True:
+            children: list[list[int]] = []
+            parents: list[int] = []
+            for p, node in enumerate(nodes):
+                split: dict[Any, list[int]] = {}
+                for i in node:
+                    split.setdefault(sigs[i][layer], []).append(i)
+                children += split.values()
+                parents += [p] * len(split)
+            nodes = children
+            stop = next((L for L in range(layer + 1, self.n_layers)
+                         if any(len({sigs[i][L] for i in node}) > 1 for node in nodes)), self.n_layers)
+            n_k = len(nodes)
+            if resid is not None:
+                resid = resid.reshape(-1, n, *resid.shape[1:])[torch.tensor(parents, device=resid.device)]
+                resid = resid.flatten(0, 1)
+            elif layer:
+                resid = self._reference(group, sl, which)[layer].repeat(n_k, 1, 1)
+            hooks: list[tuple[str, Any]] = []
+            for L in range(layer, stop):
+                firsts = [masks[node[0]][0] for node in nodes]
+                head_masks = [everything if m is None else m[L, sl] for m in firsts]
+                if not all(bool(hm.all()) for hm in head_masks):
+                    stacked = torch.stack(head_masks)[..., None]
+                    hooks.append((_z(L), _replace(stacked, _rows(group.z_repl[L], sl))))
+                mlp_flags = [masks[node[0]][1][L] for node in nodes]
+                if not all(mlp_flags):
+                    keep_mlp = torch.tensor(mlp_flags, device=tokens.device)[:, None, None, None]
+                    hooks.append((_mlp(L), _replace(keep_mlp, _rows(group.mlp_repl[L], sl))))
+            last = stop == self.n_layers
+            end = group.end[sl].repeat(n_k)
+            if last:
+                hooks.append(("unembed.hook_in", _take_rows(end)))
+            with torch.no_grad(), self.bridge.hooks(fwd_hooks=hooks):
+                if resid is None:  # from the tokens
+                    out = self.bridge(tokens.repeat(n_k, 1), stop_at_layer=None if last else stop)
+                else:
+                    with resumed_at(self.bridge, layer):
+                        out = self.bridge(resid, start_at_layer=layer, stop_at_layer=None if last else stop)
+            self.n_forward += 1
+            if self.work is not None:
+                self.work.add(n * n_k, tokens.shape[1], stop - layer)
+            if not last:
+                resid, layer = out, stop
+                continue
+            logits = out[:, 0] if out.shape[1] == 1 else out[torch.arange(len(end)), end]
+            rows = torch.arange(logits.shape[0], device=logits.device)
+            diff = (logits[rows, group.correct[sl].repeat(n_k)]
+                    - logits[rows, group.incorrect[sl].repeat(n_k)]).reshape(n_k, n).float()
+            values = torch.empty((len(sigs), n), device=diff.device)
+            for c, node in enumerate(nodes):
+                values[node] = diff[c]
+            return values
+
+    def _start(self, group: _Group, keep: Keep, masks: Any = None) -> tuple[int, str]:
         """The layer this keep-set's pass can resume at, and from which run ("clean", "ablated")."""
-        mask, mlp_kept = self._masks(group, keep)
+        mask, mlp_kept = self._masks(group, keep) if masks is None else masks
         if not self.resume or mask is None or not all(mlp_kept):
             return 0, "clean"
         flat = mask.flatten(1)
@@ -372,12 +462,23 @@ class AblationRunner:
         key = (int(group.index[0]), sl.start, sl.stop, which)
         if key not in self._refs:
             store: dict[int, torch.Tensor] = {}
-            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store)
+            zs: dict[int, torch.Tensor] = {}
+            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store,
+                          capture_z=zs if which == "ablated" else None)
             self._refs[key] = [store[L] for L in range(self.n_layers)]
+            if zs:
+                self._refs[(*key[:3], "ablated z")] = [zs[L] for L in range(self.n_layers)]
         return self._refs[key]
 
+    def ablated_z(self, group: _Group, sl: slice) -> list[torch.Tensor]:
+        """Every head's z (before it is replaced) in the fully ablated run of ``group[sl]``, per
+        layer: what a head computes when everything upstream of it arrives ablated."""
+        self._reference(group, sl, "ablated")
+        return self._refs[(int(group.index[0]), sl.start, sl.stop, "ablated z")]
+
     def _forward(self, group: _Group, sl: slice, keeps: Sequence[Keep], start: int = 0,
-                 which: str = "clean", capture: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+                 which: str = "clean", capture: dict[int, torch.Tensor] | None = None,
+                 capture_z: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """One batched pass: the prompts ``group[sl]`` stacked once per keep-set, from layer ``start``."""
         import torch
 
@@ -391,6 +492,8 @@ class AblationRunner:
         hooks: list[tuple[str, Any]] = []
         if capture is not None:
             hooks += [(f"blocks.{L}.hook_resid_pre", _grab(capture, L)) for L in range(self.n_layers)]
+        if capture_z is not None:  # before the replacing hooks: the z each head computed
+            hooks += [(_z(L), _grab(capture_z, L)) for L in range(self.n_layers)]
         for layer in range(start, self.n_layers):
             head_masks = [m[layer, sl] if m is not None else everything for m, _ in masks]
             if not all(bool(hm.all()) for hm in head_masks):
@@ -401,12 +504,7 @@ class AblationRunner:
                 keep_mlp = torch.tensor(mlp_flags, device=tokens.device)[:, None, None, None]
                 hooks.append((_mlp(layer), _replace(keep_mlp, _rows(group.mlp_repl[layer], sl))))
         end = group.end[sl].repeat(n_k)
-
-        def take_end(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            # Only END reaches the unembedding: the logits tensor stays [rows, 1, vocab].
-            return x[torch.arange(x.shape[0], device=x.device), end].unsqueeze(1)
-
-        hooks.append(("unembed.hook_in", take_end))
+        hooks.append(("unembed.hook_in", _take_rows(end)))
         with torch.no_grad():
             if start:
                 resid = self._reference(group, sl, which)[start]
@@ -422,6 +520,16 @@ class AblationRunner:
         rows = torch.arange(logits.shape[0], device=logits.device)
         diff = logits[rows, group.correct[sl].repeat(n_k)] - logits[rows, group.incorrect[sl].repeat(n_k)]
         return diff.reshape(n_k, n).float()
+
+
+def _take_rows(end: torch.Tensor) -> Any:
+    """An ``unembed.hook_in`` hook: only END reaches the unembedding (logits ``[rows, 1, vocab]``)."""
+    import torch
+
+    def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        return x[torch.arange(x.shape[0], device=x.device), end].unsqueeze(1)
+
+    return hook
 
 
 def _grab(store: dict[int, torch.Tensor], layer: int) -> Any:

@@ -310,12 +310,17 @@ class CircuitScores:
     """Bootstrap interval of ``f_empty``."""
     null_edge_level: NullDistribution | None = None
     """Edge-level faithfulness of layer-matched random circuits wired like the hypothesis."""
+    faithfulness_mib: Score | None = None
+    """MIB's faithfulness (m(C) - m(empty)) / (m(M) - m(empty)) on MIB's graph, where the input
+    and every MLP are nodes (``graph: mib``); judged against the faithfulness band."""
 
     def scores(self) -> dict[str, Score]:
         """The scores by name, in report order (edge-level faithfulness when it was computed)."""
         out = {"faithfulness": self.faithfulness}
         if self.faithfulness_edge_level is not None:
             out["faithfulness_edge_level"] = self.faithfulness_edge_level
+        if self.faithfulness_mib is not None:
+            out["faithfulness_mib"] = self.faithfulness_mib
         return out | {"completeness": self.completeness, "minimality": self.minimality}
 
     def to_json(self) -> dict[str, Any]:
@@ -333,13 +338,14 @@ class CircuitScores:
     def from_json(cls, d: Mapping[str, Any]) -> CircuitScores:
         s = {k: Score.from_json(_req(d, k, "circuit"), f"circuit.{k}")
              for k in ("faithfulness", "completeness", "minimality")}
-        edge = d.get("faithfulness_edge_level")
+        edge, mib = d.get("faithfulness_edge_level"), d.get("faithfulness_mib")
         return cls(**s, null=NullDistribution.from_json(d.get("null")),
                    f_model=_num(d.get("f_model")), f_circuit=_num(d.get("f_circuit")),
                    faithfulness_edge_level=None if edge is None else Score.from_json(
                        edge, "circuit.faithfulness_edge_level"),
                    f_empty=_num(d.get("f_empty")), f_empty_ci=_ci(d.get("f_empty_ci")),
-                   null_edge_level=NullDistribution.from_json(d.get("null_edge_level")))
+                   null_edge_level=NullDistribution.from_json(d.get("null_edge_level")),
+                   faithfulness_mib=None if mib is None else Score.from_json(mib, "circuit.faithfulness_mib"))
 
 
 @dataclass(frozen=True)
@@ -421,6 +427,10 @@ class Result:
     held_out_info: Mapping[str, Any] | None = None
     """The held-out check: ``overlap``, ``n_discovery``, ``templates_disjoint``, ``in_sample``,
     ``reason``."""
+    breakdown: Mapping[str, Any] | None = None
+    """Every score with per-prompt values (edge effects, faithfulness at both levels) split
+    ``by_order`` (BABA vs ABBA) and ``by_template``, each ``{n, value, ci}``
+    (:mod:`circuitspec.breakdown`); ``None`` for tasks without IOI templates."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""
@@ -459,6 +469,8 @@ class Result:
             d["robustness"] = [r.to_json() for r in self.robustness]
         if self.held_out_info is not None:
             d["held_out"], d["held_out_info"] = self.held_out, dict(self.held_out_info)
+        if self.breakdown:
+            d["breakdown"] = dict(self.breakdown)
         return d
 
     @classmethod
@@ -496,6 +508,7 @@ class Result:
             str(d.get("mode", "full")),
             d.get("held_out"),
             part("held_out_info", lambda t: None if t is None else dict(t.items()), d.get("held_out_info")),
+            part("breakdown", lambda t: None if t is None else dict(t.items()), d.get("breakdown")),
         )
 
     def dumps(self) -> str:

@@ -193,18 +193,29 @@ def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: s
     details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
                "f_model_ci": bootstrap_ci(fm, **boot), "f_circuit_ci": bootstrap_ci(fc, **boot),
                "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot),
-               "power": power(ci, len(fc)), "nonfinite_resamples": bad,
+               "power": power(ci, len(fc), clusters=clusters), "nonfinite_resamples": bad,
                "bootstrap_unit": "prompt" if clusters is None else "template"}
     return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details,
                  {"circuit": fc.tolist(), "model": fm.tolist()})
 
 
-def power(ci: tuple[float, float], n: int, target: float = 0.1) -> dict[str, Any]:
-    """The interval half-width reached with ``n`` prompts, and about how many prompts a
-    +-``target`` interval would need (half-widths shrink as 1/sqrt(n))."""
+def power(ci: tuple[float, float], n: int, target: float = 0.1,
+          clusters: Sequence[int] | None = None) -> dict[str, Any]:
+    """The interval half-width reached with ``n`` prompts, and how many prompts a
+    +-``target`` interval would need if half-widths shrank as 1/sqrt(n).
+
+    That is a lower bound (``n_prompts_needed_is``): with template clusters the interval
+    shrinks with the number of templates, not prompts, and no number of prompts from the
+    same templates removes the spread between them."""
     half = (ci[1] - ci[0]) / 2
     need = math.ceil(n * (half / target) ** 2) if math.isfinite(half) else None
-    return {"half_width": half, "n_prompts": n, "target_half_width": target, "n_prompts_needed": need}
+    out = {"half_width": half, "n_prompts": n, "target_half_width": target, "n_prompts_needed": need,
+           "n_prompts_needed_is": "exact under 1/sqrt(n) scaling of independent prompts"}
+    if clusters is not None:
+        out["n_clusters"] = len(set(clusters))
+        out["n_prompts_needed_is"] = (f"a lower bound: the interval resamples {len(set(clusters))} template "
+                                      "clusters, and prompts from the same templates do not shrink it as 1/sqrt(n)")
+    return out
 
 
 def _gap_stat(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -272,10 +283,16 @@ def _completeness(
     ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed, level=level,
                              clusters=clusters)
     word, reason = _judge(ci, threshold, "at_most", "completeness")
+    # The claim is about every K: the worst K's interval alone can clear the bar while another
+    # K's upper end does not. Verified needs every searched K's interval below the bar (an
+    # intersection-union test, valid without correction).
+    k_cis = {c: bootstrap_paired_ci([gaps[c][1], gaps[c][2], fm], _gap_stat, n_resamples=n_bootstrap, seed=seed,
+                                    level=level, clusters=clusters) for c in candidates}
+    word, reason = _every_k(word, reason, k_cis, candidates, threshold)
     reason = f"post-selection (the worst K was chosen on these prompts): {reason}"
     searched = [
         {"name": name, "heads": [head_name(h) for h in sorted(c)], "gap": gaps[c][0],
-         "relative_gap": gaps[c][0] / scale}
+         "relative_gap": gaps[c][0] / scale, "ci": k_cis[c]}
         for c, name in candidates.items()
     ]
     details = {
@@ -297,6 +314,18 @@ def _completeness(
     if worst not in reuse:
         reuse.append(worst)
     return Score(float(gap / scale), ci, word, reason, None, details), reuse
+
+
+def _every_k(word: str | None, reason: str, k_cis: Mapping[frozenset[Head], tuple[float, float]],
+             names: Mapping[frozenset[Head], str], threshold: float | None) -> tuple[str | None, str]:
+    """Completeness verified only when every searched K's interval lies at or below the bar."""
+    if word != "verified" or threshold is None:
+        return word, reason
+    over = [names[k] for k, ci in k_cis.items() if not ci[1] <= threshold]
+    if not over:
+        return word, reason + f" Every one of the {len(k_cis)} K searched has its interval at or below {threshold:g}."
+    return "inconclusive", (reason + f" But {len(over)} other K ({', '.join(over[:3])}) have intervals "
+                            f"reaching above {threshold:g}, so the gap is not shown small for every K.")
 
 
 def minimality(
@@ -329,8 +358,10 @@ def minimality(
         ks.add(group_of[v] - {v})
         ks.add(frozenset())
         pairs += [(v, k) for k in sorted(ks, key=sorted)]
-    without_k = ev.values([ev.c_minus(k) for _, k in pairs])
-    without_kv = ev.values([ev.c_minus(k | {v}) for v, k in pairs])
+    # One call: C \ K and C \ (K + v) agree below v's layer, so the runner's prefix tree
+    # evaluates each pair's shared layers once.
+    values = ev.values([ev.c_minus(k) for _, k in pairs] + [ev.c_minus(k | {v}) for v, k in pairs])
+    without_k, without_kv = values[: len(pairs)], values[len(pairs) :]
     best: dict[Head, tuple[float, int]] = {}
     for i, (v, _) in enumerate(pairs):
         change = abs(without_kv[i].mean() - without_k[i].mean())
@@ -342,11 +373,23 @@ def minimality(
     ci = bootstrap_paired_ci([without_kv[i], without_k[i], fm], _gap_stat,
                              n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters)
     word, reason = _judge(ci, threshold, "at_least", "minimality")
+    # Every head must matter: the weakest head's interval clearing the bar is not enough when
+    # another head's (wider) interval reaches below it.
+    head_cis = {head_name(v): bootstrap_paired_ci([without_kv[j], without_k[j], fm], _gap_stat,
+                                                  n_resamples=n_bootstrap, seed=seed, level=level,
+                                                  clusters=clusters) for v, (_, j) in best.items()}
+    if word == "verified" and threshold is not None:
+        low = [n for n, c in head_cis.items() if not c[0] >= threshold]
+        if low:
+            word = "inconclusive"
+            reason += (f" But {len(low)} head(s) ({', '.join(low[:3])}) have intervals reaching below "
+                       f"{threshold:g}, so not every head is shown to matter.")
     below = [] if threshold is None else [n for n, s in per_head.items() if s < threshold]
     details = {
         "per_head": per_head,
         "per_head_k": {head_name(v): [head_name(h) for h in sorted(pairs[j][1])]
                        for v, (_, j) in best.items()},
+        "per_head_ci": head_cis,
         "weakest": head_name(weakest),
         "below_threshold": below,
         "threshold": threshold,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,9 +20,11 @@ import numpy as np
 
 from circuitspec import claims
 from circuitspec import results as R
+from circuitspec.breakdown import breakdown
 from circuitspec.bridge.work import Work
 from circuitspec.errors import CircuitSpecError
 from circuitspec.held_out import HeldOut, held_out_status
+from circuitspec.ioi import BABA_TEMPLATES
 from circuitspec.limits import LIMITS, check_limits
 from circuitspec.scoring.edge_null import EdgeNullSetup, edge_null, judge_with_null
 from circuitspec.scoring.nulls import MonteCarlo
@@ -167,9 +169,12 @@ def bootstrap_clusters(dataset: Dataset, unit: str, kind: str) -> tuple[list[int
         raise CircuitSpecError(f"bootstrap unit {unit!r}: choose template or prompt")
     if unit == "prompt" or kind != "ioi":
         return None, "prompt"
-    if len(set(dataset.template)) < MIN_CLUSTERS:
-        return None, f"prompt (only {len(set(dataset.template))} templates, fewer than {MIN_CLUSTERS})"
-    return list(dataset.template), "template"
+    # A BABA template and its ABBA mirror share every word but the order of the pair: one
+    # cluster, not two independent ones (counting them apart made intervals too narrow).
+    pairs = [t % len(BABA_TEMPLATES) for t in dataset.template]
+    if len(set(pairs)) < MIN_CLUSTERS:
+        return None, f"prompt (only {len(set(pairs))} template pairs, fewer than {MIN_CLUSTERS})"
+    return pairs, "template"
 
 
 class Verifier:
@@ -365,6 +370,14 @@ def verify(
                     circuit = claims.quick_scores(verifier)
                 else:
                     circuit, raw = claims.circuit_scores(verifier)
+            if circuit is not None and hyp.graph == "mib":
+                from dataclasses import replace
+
+                from circuitspec.scoring.mib import verify_score
+
+                report("MIB's graph", 0, 1)
+                with work.at("mib_graph"):
+                    circuit = replace(circuit, faithfulness_mib=verify_score(verifier))
 
         robustness = None
         if opts.robustness:
@@ -382,7 +395,9 @@ def _statistics(verifier: Verifier) -> dict[str, Any]:
     return {"seed": verifier.seed, "level": verifier.level, "n_null_edges": o.n_null_edges,
             "n_null_edges_max": o.n_null_edges_max, "n_random": o.n_random, "n_random_edge": o.n_random_edge,
             "n_subsets": o.n_subsets, "greedy_steps": o.greedy_steps, "templates": o.templates,
-            "in_sample": o.in_sample, "quick": o.quick}
+            "in_sample": o.in_sample, "quick": o.quick,
+            # What the bootstrap resamples as one cluster: a BABA template with its ABBA mirror.
+            "cluster": None if verifier.clusters is None else f"template mod {len(BABA_TEMPLATES)}"}
 
 
 def assemble(
@@ -416,7 +431,7 @@ def assemble(
             f"ran on {len(dataset)} prompts where the file says n_prompts: {hyp.task.n_prompts}")
     boot: dict[str, Any] = {"n_resamples": verifier.n_boot, "seed": verifier.seed, "level": verifier.level,
                             "clusters": verifier.clusters}
-    return R.Result(
+    result = R.Result(
         hypothesis=R.HypothesisInfo(hyp.name, hyp.source, hyp.description, nodes),
         model=R.ModelInfo(model.reference, info.name, model.revision, info.n_layers, info.n_heads, info.n_kv_heads),
         task=R.TaskInfo(hyp.task.kind, len(dataset), verifier.seed, hyp.task.corruption, dataset.prepend_bos, notes),
@@ -438,6 +453,7 @@ def assemble(
             None if verifier._mean_pool is None else verifier._mean_pool.info(),
             verifier.bootstrap_unit,
             _statistics(verifier),
+            "at" if claims.edge_at_positions(hyp) else "every",
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},
@@ -447,3 +463,5 @@ def assemble(
         held_out=None if held is None else held.held_out,
         held_out_info=None if held is None else held.info(),
     )
+    split = breakdown(result, n_boot=verifier.n_boot, seed=verifier.seed, level=verifier.level)
+    return replace(result, breakdown=split or None)
