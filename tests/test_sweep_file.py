@@ -67,9 +67,9 @@ def test_expansion_is_the_product_of_the_axes_with_unique_readable_ids(tmp_path:
                     (str((tmp_path / "ckpt").resolve()), None, "ckpt"),
                     ("EleutherAI/pythia-70m", "step3000", "EleutherAI/pythia-70m@step3000")}
     first = cells[0]
-    # Axes the grid leaves out keep the file's values (task.n_prompts: 64; the defaults otherwise).
+    # Axes the grid leaves out keep the file's values (task.n_prompts: 128; the defaults otherwise).
     level = load_hypothesis(HYP).ablation_level
-    assert first.axes == {"seed": 0, "n_prompts": 64, "semantics": "path", "ablation": "mean",
+    assert first.axes == {"seed": 0, "n_prompts": 128, "semantics": "path", "ablation": "mean",
                           "ablation_level": level, "device": "cpu"}
     assert "seed0" in first.id and "ablationmean" in first.id and "semantics" not in first.id
 

@@ -20,8 +20,10 @@ shipped file, measured the same way, does not fall as far: the shipped file's ed
 faithfulness must exceed each variant's by more than either interval's width.
 
 Measured with these settings (shared 2-core machine, load ~14): shipped 1.009 [0.895, 1.147]
-(in band), induction swapped 0.561 [0.485, 0.621]; each run took about 17 min of wall time
-under that load.
+(in band), induction swapped 0.561 [0.485, 0.621], rewired 0.317 [0.231, 0.391], both refuted.
+Node-level faithfulness cannot tell the rewired file from the shipped one (1.010 both: same
+heads), which is why the claim is judged at edge level. Each run took 16-17 min of wall time
+under that load (through the API, one model; not yet timed on an idle machine).
 
 Why the previous draft of this test was withdrawn (last session): it was never run; with
 `--n-null-edges 0` every edge is inconclusive, so "the altered edge is not verified" held
