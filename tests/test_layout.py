@@ -32,8 +32,9 @@ def resolve(name: str, modules: dict[str, Path]) -> str | None:
     return name or None
 
 
-def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """Every package module ``name`` imports, anywhere in its body."""
+def imports_of(name: str, path: Path, modules: dict[str, Path], *, parents: bool = False) -> set[str]:
+    """Every package module ``name`` imports, anywhere in its body; with ``parents``, also the
+    packages an import runs on the way (``circuitspec.a.b`` runs ``circuitspec/a/__init__.py``)."""
     is_package = path.name == "__init__.py"
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -55,14 +56,16 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
             if not target.startswith("circuitspec"):
                 continue
             resolved = resolve(target, modules)
-            if resolved is not None and resolved != name:
-                found.add(resolved)
+            while resolved:
+                if resolved != name:
+                    found.add(resolved)
+                resolved = resolved.rpartition(".")[0] if parents else ""
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(*, parents: bool = False) -> dict[str, set[str]]:
     modules = package_modules()
-    return {name: imports_of(name, path, modules) for name, path in modules.items()}
+    return {name: imports_of(name, path, modules, parents=parents) for name, path in modules.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -115,12 +118,12 @@ def test_the_graph_sees_imports_inside_functions_and_type_checking(tmp_path):
     modules = {
         "circuitspec.results": module,
         "circuitspec.verify": module,
-        "circuitspec.verify.errors": module,
+        "circuitspec.verification.errors": module,
         "circuitspec.spec.load": module,
     }
-    assert imports_of("circuitspec.verify.fake", path, modules) == {
+    assert imports_of("circuitspec.verification.fake", path, modules) == {
         "circuitspec.results",
-        "circuitspec.verify.errors",
+        "circuitspec.verification.errors",
         "circuitspec.spec.load",
     }
 
@@ -128,6 +131,33 @@ def test_the_graph_sees_imports_inside_functions_and_type_checking(tmp_path):
 def test_no_import_cycles():
     found = cycles(import_graph())
     assert not found, f"{len(found)} import cycle(s) among circuitspec's modules: {found}"
+
+
+def test_no_import_cycles_through_package_inits():
+    """The stricter reading: importing ``circuitspec.a.b`` also runs ``circuitspec.a``'s
+    ``__init__``; no cycle through a package's ``__init__`` either."""
+    found = cycles(import_graph(parents=True))
+    assert not found, f"{len(found)} import cycle(s) through package __init__ modules: {found}"
+
+
+def test_the_public_names_agree():
+    """``__all__``, the lazy map and the type stub name the same things, and each resolves."""
+    import circuitspec
+
+    stub = ast.parse((PACKAGE / "__init__.pyi").read_text())
+    stubbed = {a.asname or a.name for n in stub.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert set(circuitspec.__all__) - {"__version__"} == set(circuitspec._LAZY) == stubbed
+    for name in circuitspec.__all__:
+        assert getattr(circuitspec, name) is not None
+
+
+def test_no_module_shadows_a_public_name():
+    """``import circuitspec.x`` sets the attribute ``x`` on the package, so a module named like
+    a public function (``verify``) would replace it: ``cs.verify(...)`` would call a module."""
+    import circuitspec
+
+    top = {name.split(".")[1] for name in package_modules() if name.count(".") >= 1}
+    assert not top & set(circuitspec.__all__)
 
 
 def test_every_module_is_short():

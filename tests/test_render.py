@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from test_results import NODES, sample_result
 
-from circuitspec.rendering import (
+from circuitspec.errors import RenderError
+from circuitspec.output.diagram import (
     ROLE_COLOURS,
     VERDICT_COLOURS,
-    RenderError,
     _tint,
     render,
     render_hypothesis,
@@ -193,7 +193,7 @@ def test_bad_suffix_and_bad_head_are_clear_errors(tmp_path):
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("hypotheses/ioi_*.yaml")),
                          ids=lambda p: p.stem)
 def test_shipped_hypotheses_render(tmp_path, path):
-    from circuitspec.spec import load_hypothesis
+    from circuitspec.spec.load import load_hypothesis
 
     hyp = load_hypothesis(path)
     svg = render(hyp, tmp_path / "hyp.svg")

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import pytest
 from test_results import sample_result
 
-from circuitspec import report
-from circuitspec.report import render_markdown, write_outputs, write_report
+from circuitspec.output import report
+from circuitspec.output.report import render_markdown, write_outputs, write_report
 from circuitspec.results import Result
 
 OUTPUTS = ["circuit.png", "circuit.svg", "report.html", "report.md", "results.json"]

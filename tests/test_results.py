@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from circuitspec import atomic
+from circuitspec.errors import ResultFileError
+from circuitspec.output import atomic
 from circuitspec.results import (
     CircuitScores,
     EdgeResult,
@@ -19,7 +20,6 @@ from circuitspec.results import (
     NodeInfo,
     NullDistribution,
     Result,
-    ResultFileError,
     RobustnessRow,
     Score,
     Settings,

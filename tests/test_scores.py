@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from circuitspec.ablation import AblationRunner, Keep, per_prompt_logit_diff
-from circuitspec.dataset import Dataset
-from circuitspec.scores import (
-    completeness,
-    evaluate_circuit,
-    faithfulness,
-    minimality,
-)
+from circuitspec.ablation.node import AblationRunner, Keep, per_prompt_logit_diff
+from circuitspec.data.dataset import Dataset
+from circuitspec.scoring.faithfulness import faithfulness
+from circuitspec.scoring.scores import completeness, evaluate_circuit, minimality
 
 TEMPLATES = (
     "When {A} and {B} went to the store , {S} gave a drink to",
@@ -289,7 +285,7 @@ def test_completeness_minimality_on_tiny_model(tiny_models, datasets):
 def test_inert_head_has_zero_minimality(tiny_model_dirs, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     hf = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["gpt2"])
     with torch.no_grad():  # head 1 of layer 2 writes nothing: rows 8:16 of c_proj (Conv1D)

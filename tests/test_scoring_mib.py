@@ -7,7 +7,7 @@ import random
 import pytest
 from reference_mib import reference_metric
 
-from circuitspec.ioi import build_ioi
+from circuitspec.data.ioi import build_ioi
 from circuitspec.scoring.mib import all_edges, mib_faithfulness, mib_metric
 
 

@@ -8,12 +8,13 @@ import warnings
 import pytest
 
 import circuitspec as cs
-import circuitspec.fast as fast_module
-import circuitspec.models as models
-from circuitspec.engine import LOGITS, ExactEngine, Sender
+import circuitspec.bridge.loading as models
+import circuitspec.patching.fast as fast_module
+from circuitspec.data.ioi import build_ioi
 from circuitspec.errors import CircuitSpecError
-from circuitspec.fast import FastEngine
-from circuitspec.ioi import build_ioi
+from circuitspec.patching.exact import ExactEngine
+from circuitspec.patching.fast import FastEngine
+from circuitspec.patching.types import LOGITS, Sender
 
 FAST = {"n_random": 10, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 200, "robustness": False}
 

@@ -105,7 +105,8 @@ def test_same_seed_same_numbers(tmp_path, llama_dir):
 def test_path_patch_api_matches_engine(tiny_models):
     from test_engine import ioi_dataset
 
-    from circuitspec.engine import ExactEngine, Receiver, Sender
+    from circuitspec.patching.exact import ExactEngine
+    from circuitspec.patching.types import Receiver, Sender
 
     model = tiny_models["gpt2"]
     ds = ioi_dataset(model.tokenizer)
@@ -120,13 +121,13 @@ def test_path_patch_reuses_the_engine_across_calls(tiny_models, monkeypatch):
     """A per-edge loop of path_patch builds the caches once per model and prompts."""
     from test_engine import ioi_dataset
 
-    from circuitspec import verification
+    from circuitspec.patching import api
 
     model = tiny_models["llama"]
     ds = ioi_dataset(model.tokenizer)
     built = []
-    make = verification.make_engine
-    monkeypatch.setattr(verification, "make_engine", lambda *a, **k: built.append(a) or make(*a, **k))
+    make = api.select_engine
+    monkeypatch.setattr(api, "select_engine", lambda *a, **k: built.append(a) or make(*a, **k))
     first = cs.path_patch(model, ds, ["L0H1"], ["L2H0"], via="k", at="S2")
     second = cs.path_patch(model, ds, ["L1H0"], "logits")
     again = cs.path_patch(model, ds, ["L0H1"], ["L2H0"], via="k", at="S2")
@@ -141,8 +142,8 @@ def test_path_patch_reuses_the_engine_across_calls(tiny_models, monkeypatch):
 def test_path_patch_many_batches_by_receiver_and_matches_the_reference(tiny_models):
     from test_engine import ioi_dataset
 
-    from circuitspec.engine import ExactEngine
-    from circuitspec.patching import path_patch_many
+    from circuitspec.patching.api import path_patch_many
+    from circuitspec.patching.exact import ExactEngine
 
     model = tiny_models["llama"]
     ds = ioi_dataset(model.tokenizer)

@@ -1,6 +1,6 @@
 """Edge-level circuit evaluation: only the hypothesis' edges carry clean signal.
 
-Node-level ablation (:mod:`circuitspec.ablation`) keeps the circuit's heads and ablates
+Node-level ablation (:mod:`circuitspec.ablation.node`) keeps the circuit's heads and ablates
 the rest, so every circuit head still reads every other circuit head. Edge-level
 evaluation keeps only the *edges* the hypothesis names, in the spirit of ACDC and
 auto-circuit edge patching: a head's residual input is embeddings + upstream head
@@ -52,7 +52,7 @@ waves: a head joins the pass after the last one holding a sender it reads. One f
 pass per wave, up to its last layer, the prompts stacked once per distinct view; then
 one full pass for the logits. (The IOI circuit of SmolLM2 takes four waves.) Below the
 first sender any of a pass's views reads, every copy is the fully ablated run, so the pass
-resumes there from that run's cached residual (:mod:`circuitspec.bridge_resume`).
+resumes there from that run's cached residual (:mod:`circuitspec.bridge.resume`).
 """
 
 from __future__ import annotations
@@ -65,11 +65,10 @@ if TYPE_CHECKING:
     import torch
     from jaxtyping import Float
 
-    from circuitspec.ablation import AblationRunner
-    from circuitspec.scores import Score
-    from circuitspec.spec import Circuit
+    from circuitspec.ablation.node import AblationRunner
+    from circuitspec.spec.circuit import Circuit
 
-__all__ = ["Wire", "complete_wires", "edge_faithfulness", "edge_level_logit_diff", "wires_from_circuit"]
+__all__ = ["Wire", "complete_wires", "edge_level_logit_diff", "wires_from_circuit"]
 
 Head = tuple[int, int]
 Via = Literal["q", "k", "v"]
@@ -268,7 +267,7 @@ def _run(runner: AblationRunner, group: Any, sl: slice, copies: int, hooks: list
     """One pass of ``group[sl]`` stacked ``copies`` times, from layer ``start`` (to ``stop``)."""
     import torch
 
-    from circuitspec.bridge_resume import resumed_at
+    from circuitspec.bridge.resume import resumed_at
 
     # The reference run is cached on first use: before this pass's hooks go on.
     resid = runner._reference(group, sl, "ablated")[start] if start else None
@@ -364,27 +363,3 @@ def _where(group: Any, sl: slice, names: tuple[str, ...] | None, length: int) ->
     for name in names:
         mask |= group.pos_masks[name][sl]
     return mask
-
-
-def edge_faithfulness(
-    runner: AblationRunner,
-    wires: Sequence[Wire],
-    *,
-    threshold: float | None = None,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    clusters: Sequence[int] | None = None,
-) -> Score:
-    """Edge-level F(C) / F(M) with its bootstrap CI and verdict; the per-prompt-ratio mean beside it.
-
-    The edge-level run is evaluated once; the intervals resample its per-prompt values.
-    """
-    from circuitspec.scores import ratio_score
-
-    fm = runner.clean.double().numpy()
-    fc = edge_level_logit_diff(runner, wires).double().numpy()
-    score = ratio_score(fc, fm, threshold, "edge-level faithfulness", n_bootstrap=n_bootstrap,
-                        seed=seed, level=level, clusters=clusters)
-    score.details.update({"level": "edge", "n_wires": len(wires)})
-    return score

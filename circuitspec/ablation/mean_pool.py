@@ -40,15 +40,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.data.ioi import build_ioi
 from circuitspec.errors import TaskError
-from circuitspec.ioi import build_ioi
 
 if TYPE_CHECKING:
     import torch
 
+    from circuitspec.bridge.loading import LoadedModel
     from circuitspec.bridge.work import Work
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 __all__ = ["DEFAULT_PER_MEAN", "MIN_PER_MEAN", "Layout", "MeanPool", "build_mean_pool", "layout_key",
            "pool_seed"]

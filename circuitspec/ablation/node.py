@@ -5,13 +5,14 @@ every other head has its output replaced at ``hook_z`` (the per-query-head atten
 output before ``W_O``), at every position, by
 
 - ``mean``: the head's z averaged per position over a separate pool of corrupted (ABC)
-  prompts (``mean_pool``, see :mod:`circuitspec.mean_pool`; what ``verify`` uses), or,
+  prompts (``mean_pool``, see :mod:`circuitspec.ablation.mean_pool`; what ``verify`` uses), or,
   without a pool, over the corrupted prompts of the same template in the dataset
   (Wang et al. 2022, section 4; the corrupted set is the ABC distribution);
 - ``resample``: the head's z on the paired corrupted prompt (as ACDC does);
 - ``zero``: zero.
 
-Optionally a circuit head runs normally only at named positions (``circuit_positions``)
+The ablation type is applied in :mod:`circuitspec.ablation.replacement`. Optionally a
+circuit head runs normally only at named positions (``circuit_positions``)
 and is ablated everywhere else, as the paper does. MLPs run normally unless
 ``mlp_keep`` names the layers to keep; ablated MLPs get the same treatment at
 ``hook_mlp_out``.
@@ -27,24 +28,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from circuitspec.mean_pool import layout_key
+from circuitspec.ablation.replacement import ABLATIONS, AblationKind, replacements
+from circuitspec.bridge.hooks import (
+    UNEMBED_IN,
+    capture_into,
+    keep_or_replace,
+    mlp_out_hook,
+    resid_pre_hook,
+    take_rows,
+    z_hook,
+)
+from circuitspec.bridge.resume import can_resume, resumed_at
+from circuitspec.errors import InvalidArgument
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
     import torch
     from jaxtyping import Float
 
+    from circuitspec.ablation.mean_pool import MeanPool
+    from circuitspec.bridge.loading import LoadedModel
     from circuitspec.bridge.work import Work
-    from circuitspec.dataset import Dataset
-    from circuitspec.mean_pool import MeanPool
-    from circuitspec.models import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
-__all__ = ["AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
+__all__ = ["ABLATIONS", "AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
 
-Head = tuple[int, int]
-AblationKind = Literal["mean", "resample", "zero"]
-ABLATIONS = ("mean", "resample", "zero")
 
 
 @dataclass(frozen=True)
@@ -85,14 +95,6 @@ class _Group:
     pos_masks: dict[str, torch.Tensor]  # position name -> [n, pos] bool
 
 
-def _z(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def _mlp(layer: int) -> str:
-    return f"blocks.{layer}.hook_mlp_out"
-
-
 class AblationRunner:
     """Evaluate many keep-sets on one dataset, sharing cached corrupted activations.
 
@@ -111,10 +113,8 @@ class AblationRunner:
         work: Work | None = None,
         mean_pool: MeanPool | None = None,
     ) -> None:
-        from circuitspec.bridge_resume import can_resume
-
         if ablation not in ABLATIONS:
-            raise ValueError(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
+            raise InvalidArgument(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
         self.bridge = model.bridge
         self.dataset = dataset
         self.ablation = ablation
@@ -150,8 +150,8 @@ class AblationRunner:
 
         zs: dict[int, torch.Tensor] = {}
         mlps: dict[int, torch.Tensor] = {}
-        hooks = [(_z(L), _grab(zs, L)) for L in range(self.n_layers)]
-        hooks += [(_mlp(L), _grab(mlps, L)) for L in range(self.n_layers)]
+        hooks = [(z_hook(L), capture_into(zs, L)) for L in range(self.n_layers)]
+        hooks += [(mlp_out_hook(L), capture_into(mlps, L)) for L in range(self.n_layers)]
         with torch.no_grad():
             self.bridge.run_with_hooks(tokens, fwd_hooks=hooks)  # type: ignore[arg-type]
         self.n_forward += 1
@@ -164,36 +164,10 @@ class AblationRunner:
 
         ds, dev = self.dataset, self._device()
         groups = ds.length_groups()
-        corrupt: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-        if self.ablation == "resample" or (self.ablation == "mean" and self.mean_pool is None):
-            for gi, idx in enumerate(groups):
-                toks = torch.tensor([ds.corrupt[i] for i in idx], dtype=torch.long, device=dev)
-                corrupt[gi] = self._chunked_capture(toks)
-        means = self._template_means(groups, corrupt) if corrupt and self.ablation == "mean" else {}
+        repl = replacements(self.ablation, ds, groups, self._chunked_capture, self.mean_pool, self.n_layers, dev)
         out = []
-        for gi, idx in enumerate(groups):
+        for idx, (z_repl, mlp_repl) in zip(groups, repl, strict=True):
             n, length = len(idx), len(ds.clean[idx[0]])
-            if self.ablation == "zero":
-                zero = torch.zeros((), device=dev)
-                z_repl, mlp_repl = [zero] * self.n_layers, [zero] * self.n_layers
-            elif self.ablation == "resample":
-                z_repl, mlp_repl = corrupt[gi]
-            elif self.mean_pool is not None:
-                # One mean per token layout (length and named positions): prompts of one
-                # length may have their names at different indices.
-                keys = [layout_key(ds, i) for i in idx]
-                if len(set(keys)) == 1:
-                    zs, ms = self.mean_pool.mean_for(keys[0])
-                    z_repl = [z.to(dev).expand(n, *z.shape) for z in zs]
-                    mlp_repl = [m.to(dev).expand(n, *m.shape) for m in ms]
-                else:
-                    per = [self.mean_pool.mean_for(k) for k in keys]
-                    z_repl = [torch.stack([p[0][L] for p in per]).to(dev) for L in range(self.n_layers)]
-                    mlp_repl = [torch.stack([p[1][L] for p in per]).to(dev) for L in range(self.n_layers)]
-            else:
-                tids = [ds.template[i] for i in idx]
-                z_repl = [torch.stack([means[t][0][L] for t in tids]) for L in range(self.n_layers)]
-                mlp_repl = [torch.stack([means[t][1][L] for t in tids]) for L in range(self.n_layers)]
             pos_masks = {}
             for name, where in ds.positions.items():
                 mask = torch.zeros((n, length), dtype=torch.bool, device=dev)
@@ -221,33 +195,6 @@ class AblationRunner:
         zs = [torch.cat([p[0][L] for p in parts]) for L in range(self.n_layers)]
         mlps = [torch.cat([p[1][L] for p in parts]) for L in range(self.n_layers)]
         return zs, mlps
-
-    def _template_means(
-        self, groups: list[list[int]], corrupt: dict[int, Any]
-    ) -> dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]]:
-        """Per template: the corrupted z (and MLP output) averaged over its prompts, per position."""
-        import torch
-
-        rows: dict[int, list[tuple[int, int]]] = {}  # template -> (group, row)
-        for gi, idx in enumerate(groups):
-            for r, i in enumerate(idx):
-                rows.setdefault(self.dataset.template[i], []).append((gi, r))
-        means = {}
-        for t, members in rows.items():
-            if len({gi for gi, _ in members}) > 1:
-                raise ValueError(
-                    f"template {t} has prompts of different token lengths, so its positions do "
-                    "not align and a per-position mean is undefined; give each length its own "
-                    "template id"
-                )
-            gi = members[0][0]
-            sel = torch.tensor([r for _, r in members], device=corrupt[gi][0][0].device)
-            zs, mlps = corrupt[gi]
-            means[t] = (
-                [zs[L][sel].mean(0) for L in range(self.n_layers)],
-                [mlps[L][sel].mean(0) for L in range(self.n_layers)],
-            )
-        return means
 
     # ------------------------------------------------------------- evaluation
     @property
@@ -381,7 +328,6 @@ class AblationRunner:
         """One batched pass: the prompts ``group[sl]`` stacked once per keep-set, from layer ``start``."""
         import torch
 
-        from circuitspec.bridge_resume import resumed_at
 
         tokens = group.tokens[sl]
         n, n_k = tokens.shape[0], len(keeps)
@@ -390,23 +336,18 @@ class AblationRunner:
                                 device=tokens.device)
         hooks: list[tuple[str, Any]] = []
         if capture is not None:
-            hooks += [(f"blocks.{L}.hook_resid_pre", _grab(capture, L)) for L in range(self.n_layers)]
+            hooks += [(resid_pre_hook(L), capture_into(capture, L)) for L in range(self.n_layers)]
         for layer in range(start, self.n_layers):
             head_masks = [m[layer, sl] if m is not None else everything for m, _ in masks]
             if not all(bool(hm.all()) for hm in head_masks):
                 stacked = torch.stack(head_masks)[..., None]  # [k, n, pos, heads, 1]
-                hooks.append((_z(layer), _replace(stacked, _rows(group.z_repl[layer], sl))))
+                hooks.append((z_hook(layer), keep_or_replace(stacked, _rows(group.z_repl[layer], sl))))
             mlp_flags = [kept[layer] for _, kept in masks]
             if not all(mlp_flags):
                 keep_mlp = torch.tensor(mlp_flags, device=tokens.device)[:, None, None, None]
-                hooks.append((_mlp(layer), _replace(keep_mlp, _rows(group.mlp_repl[layer], sl))))
+                hooks.append((mlp_out_hook(layer), keep_or_replace(keep_mlp, _rows(group.mlp_repl[layer], sl))))
         end = group.end[sl].repeat(n_k)
-
-        def take_end(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            # Only END reaches the unembedding: the logits tensor stays [rows, 1, vocab].
-            return x[torch.arange(x.shape[0], device=x.device), end].unsqueeze(1)
-
-        hooks.append(("unembed.hook_in", take_end))
+        hooks.append((UNEMBED_IN, take_rows(end)))
         with torch.no_grad():
             if start:
                 resid = self._reference(group, sl, which)[start]
@@ -424,32 +365,8 @@ class AblationRunner:
         return diff.reshape(n_k, n).float()
 
 
-def _grab(store: dict[int, torch.Tensor], layer: int) -> Any:
-    def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        store[layer] = x.detach().clone()
-        return x
-
-    return hook
-
-
 def _rows(repl: torch.Tensor, sl: slice) -> torch.Tensor:
     return repl if repl.dim() == 0 else repl[sl]
-
-
-def _replace(keep_mask: torch.Tensor, replacement: torch.Tensor) -> Any:
-    """A hook that keeps the activation where ``keep_mask`` and takes ``replacement`` elsewhere.
-
-    The activation is ``[k * n, ...]``: k stacked copies of n prompts; ``keep_mask`` is
-    ``[k, ...]`` broadcastable over the copy, ``replacement`` is ``[n, ...]`` or a scalar.
-    """
-    import torch
-
-    def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        k = keep_mask.shape[0]
-        view = x.reshape(k, x.shape[0] // k, *x.shape[1:])
-        return torch.where(keep_mask, view, replacement.to(x.dtype)).reshape(x.shape)
-
-    return hook
 
 
 def per_prompt_logit_diff(

@@ -19,18 +19,19 @@ changed alone at ``hook_k``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
 
 from circuitspec.analyses.grid import Grid, head_grid, head_label
+from circuitspec.analyses.row_resume import resumed_scores
 from circuitspec.analyses.runs import Group, capture, end_logit_diff, groups_of, progress_bar
+from circuitspec.analyses.variants import Patch, Variant
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 Kind = Literal[
     "resid_pre", "attn_out", "mlp_out", "head_out", "head_out_by_pos", "q", "k", "v", "pattern"
@@ -48,17 +49,6 @@ _HOOK = {
 NOTE = ("denoising: corrupted run with clean activations patched in; "
         "(patched - corrupted) / (clean - corrupted): 0 = corrupted, 1 = clean")
 
-
-@dataclass(frozen=True)
-class Patch:
-    """One activation to take from the clean run: a hook, optionally one head and position."""
-
-    hook: str
-    head: int | None = None  # None: the whole activation
-    position: str | None = None  # a named position; None: every position
-
-
-Variant = tuple[Patch, ...]
 
 
 def named_positions(dataset: Dataset) -> list[str]:
@@ -85,8 +75,6 @@ def patch_variants(
     is a full forward pass of the stacked prompts.
     """
     if resume:
-        from circuitspec.analyses.resume import resumed_scores
-
         with progress_bar(description, len(variants) * len(groups_of(dataset)), progress) as bar:
             fast = resumed_scores(model, dataset, variants, bar=bar)
         if fast is not None:

@@ -22,8 +22,8 @@ from circuitspec.analyses.grid import Grid, head_label
 from circuitspec.analyses.runs import capture, groups_of
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 Head = tuple[int, int]
 

@@ -38,8 +38,8 @@ from circuitspec.analyses.runs import (
 )
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 Head = tuple[int, int]
 
@@ -171,9 +171,9 @@ def mean_ablation_hooks(
     """Per length group, hook_z replacements setting ``heads`` to their corrupted mean.
 
     The mean is over the corrupted prompts of the same template, per position (Wang et
-    al. 2022's mean ablation over the ABC distribution; :mod:`circuitspec.ablation`).
+    al. 2022's mean ablation over the ABC distribution; :mod:`circuitspec.ablation.node`).
     """
-    from circuitspec.ablation import AblationRunner
+    from circuitspec.ablation.node import AblationRunner
 
     runner = AblationRunner(model, dataset, "mean")
     by_layer: dict[int, list[int]] = {}

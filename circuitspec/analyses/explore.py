@@ -2,7 +2,7 @@
 
 Each analysis is a function in :mod:`circuitspec.analyses` returning labelled numbers;
 this module runs the chosen ones in order, writes ``NAME.json`` and ``NAME.csv`` (the
-numbers with their convention) and ``NAME.png`` (via :mod:`circuitspec.plots`) into
+numbers with their convention) and ``NAME.png`` (via :mod:`circuitspec.output.plots`) into
 the output folder, and returns where everything went and how long each took.
 """
 
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from circuitspec.analyses.attribution import DLA
     from circuitspec.analyses.grid import Grid
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 __all__ = ["ANALYSES", "Context", "explore", "file_stem"]
 
@@ -52,7 +52,7 @@ class Context:
         return top_heads(self.get_dla().per_head, self.n_name_movers)
 
     def save(self, grid: Grid, picture: Callable[[Grid, Path], Any] | None) -> None:
-        from circuitspec.atomic import atomic_write_text as write_text
+        from circuitspec.output.atomic import atomic_write_text as write_text
 
         stem = file_stem(grid.name)
         json_, csv_, png = (self.out / f"{stem}.{ext}" for ext in ("json", "csv", "png"))
@@ -67,7 +67,7 @@ class Context:
 
     def patched(self, kind: str) -> Grid:
         """An activation-patching grid, computed once per run."""
-        from circuitspec.analyses.patching import activation_patching
+        from circuitspec.analyses.activation_patching import activation_patching
 
         if f"patch_{kind}" not in self.grids:
             dataset = self.dataset
@@ -84,8 +84,8 @@ def file_stem(name: str) -> str:
 
 
 def _logit_lens(ctx: Context) -> None:
-    from circuitspec import plots
     from circuitspec.analyses.attribution import logit_lens
+    from circuitspec.output import plots
 
     frozen = logit_lens(ctx.model, ctx.dataset)
     ctx.save(frozen, lambda g, p: plots.line(g, p, title="Logit lens: logit difference from "
@@ -93,16 +93,15 @@ def _logit_lens(ctx: Context) -> None:
 
 
 def _dla(ctx: Context) -> None:
-    from circuitspec import plots
-
+    from circuitspec.output import plots
     dla = ctx.get_dla()
     ctx.save(dla.per_layer, lambda g, p: plots.line(g, p, title="Direct logit attribution per layer"))
     ctx.save(dla.per_head, lambda g, p: plots.heatmap(g, p, title="Direct logit attribution per head (END)"))
 
 
 def _attention(ctx: Context) -> None:
-    from circuitspec import plots
     from circuitspec.analyses.attention import attention_maps, attention_summaries
+    from circuitspec.output import plots
 
     grid = attention_summaries(ctx.model, ctx.dataset)
     ctx.save(grid, lambda g, p: plots.heatmap(g, p, title="Mean attention between named positions",
@@ -113,8 +112,7 @@ def _attention(ctx: Context) -> None:
 
 def _patch(*kinds: str) -> Callable[[Context], None]:
     def run(ctx: Context) -> None:
-        from circuitspec import plots
-
+        from circuitspec.output import plots
         for kind in kinds:
             ctx.save(ctx.patched(kind), lambda g, p, kind=kind: plots.heatmap(  # type: ignore[misc]
                 g, p, title=f"Activation patching ({kind}, denoising: 1 = clean)"))
@@ -124,8 +122,8 @@ def _patch(*kinds: str) -> Callable[[Context], None]:
 
 def _patch_qkv(ctx: Context) -> None:
     """Each head's q, k, v and pattern, then output against pattern and against value."""
-    from circuitspec import plots
-    from circuitspec.analyses.patching import compare_heads
+    from circuitspec.analyses.activation_patching import compare_heads
+    from circuitspec.output import plots
 
     _patch("q", "k", "v", "pattern")(ctx)
     for other in ("pattern", "v"):
@@ -141,11 +139,12 @@ def _path_sweeps(ctx: Context) -> None:
     the second strongest when its effect is at least half as large: a weak second receiver
     in an early layer would cut the next sweep's senders to the layers before it.
     """
-    from circuitspec import plots
     from circuitspec.analyses.grid import top_heads
-    from circuitspec.analyses.sweeps import make_engine, path_patch_sweep
+    from circuitspec.analyses.sweeps import path_patch_sweep
+    from circuitspec.output import plots
+    from circuitspec.patching.engine import select_engine
 
-    engine = make_engine(ctx.model, ctx.dataset) if ctx.sweep_method == "exact" else None
+    engine = select_engine(ctx.model, ctx.dataset) if ctx.sweep_method == "exact" else None
     receivers: list[tuple[int, int]] = []
     grid: Grid | None = None
     for via, at in ((None, "END"), ("q", "END"), ("v", "S2"), ("k", "S1+1")):
@@ -163,8 +162,8 @@ def _path_sweeps(ctx: Context) -> None:
 
 
 def _backup(ctx: Context) -> None:
-    from circuitspec import plots
     from circuitspec.analyses.attribution import backup_name_movers
+    from circuitspec.output import plots
 
     grid = backup_name_movers(ctx.model, ctx.dataset, ctx.name_movers(), before=ctx.get_dla())
     ctx.save(grid, lambda g, p: plots.scatter(
@@ -223,7 +222,7 @@ def explore(
     summary = {"model": model.reference, "n_prompts": len(dataset),
                "patch_prompts": min(patch_prompts or len(dataset), len(dataset)), "seconds": seconds,
                "files": ctx.written}
-    from circuitspec.atomic import atomic_write_text as write_text
+    from circuitspec.output.atomic import atomic_write_text as write_text
 
     write_text(ctx.out / "explore.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -7,7 +7,7 @@ or after its first patched position (their queries read the cached corrupted key
 and values of the earlier rows), and reads the answer logits at END. Variants with
 the same start (layer, position) share the cached prefix and run as one batch.
 
-The blocks are recomputed with :class:`circuitspec.fast_model.RowModel` (the
+The blocks are recomputed with :class:`circuitspec.bridge.rows.RowModel` (the
 bridge's own norms and MLPs, attention from its processed weights), so this path
 exists only for the architectures that module reproduces exactly;
 :func:`resumed_scores` returns None for the others and the caller falls back to
@@ -30,11 +30,12 @@ import torch
 from torch import Tensor
 
 from circuitspec.analyses.runs import Group, end_logit_diff, groups_of
+from circuitspec.analyses.variants import Variant
+from circuitspec.bridge.rows import RowModel, unsupported_reason
 
 if TYPE_CHECKING:
-    from circuitspec.analyses.patching import Variant
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 _NAME = re.compile(r"blocks\.(\d+)\.(hook_resid_pre|hook_attn_out|hook_mlp_out|attn\.hook_[zqkv]"
                    r"|attn\.hook_pattern)$")
@@ -58,8 +59,6 @@ def resumed_scores(
     bar: Any = None,
 ) -> tuple[Tensor, float, float] | None:
     """Per-variant summed patched logit diff, and the clean and corrupted sums; None if unsupported."""
-    from circuitspec.fast_model import RowModel, unsupported_reason
-
     if unsupported_reason(model.bridge) is not None:
         return None
     parsed = [[_parse(p.hook) for p in v] for v in variants]

@@ -29,8 +29,8 @@ from circuitspec.analyses.grid import head_label
 
 if TYPE_CHECKING:
     from circuitspec.analyses.grid import Grid
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 Head = tuple[int, int]
 
@@ -64,7 +64,7 @@ def draft_hypothesis(
 
     from circuitspec.analyses.attention import attention_summaries
     from circuitspec.analyses.attribution import direct_logit_attribution
-    from circuitspec.analyses.sweeps import make_engine
+    from circuitspec.patching.engine import select_engine
 
     draft = Draft()
     clock = time.perf_counter()
@@ -79,7 +79,7 @@ def draft_hypothesis(
     dla = direct_logit_attribution(model, dataset).per_head
     attn = attention_summaries(model, dataset)
     lap("dla+attention")
-    engine = make_engine(model, dataset)
+    engine = select_engine(model, dataset)
     lap("engine caches")
 
     def dla_of(h: Head) -> float:
@@ -179,7 +179,7 @@ def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: in
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-    from circuitspec.atomic import atomic_write_text
+    from circuitspec.output.atomic import atomic_write_text
 
     doc = CommentedMap()
     doc["name"] = f"ioi-draft-{Path(model_ref).name}"
@@ -231,7 +231,7 @@ def suggest(
     progress: bool = True, log: Callable[[str], None] | None = None, confirm: int = 6,
 ) -> tuple[Path, Draft]:
     """Draft, write and validate a hypothesis; return its path and the draft."""
-    from circuitspec.spec import load_hypothesis
+    from circuitspec.spec.load import load_hypothesis
 
     draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
     path = write_draft(draft, out, model_ref=model_ref, n_prompts=len(dataset), seed=seed,

@@ -19,12 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.data.ioi import TEMPLATES, build_ioi
 from circuitspec.errors import TaskError
-from circuitspec.ioi import TEMPLATES, build_ioi
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.spec import Hypothesis
+    from circuitspec.data.dataset import Dataset
+    from circuitspec.spec.schema import Hypothesis
 
 __all__ = ["HeldOut", "held_out_status"]
 

@@ -18,7 +18,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from circuitspec.dataset import Dataset
+from circuitspec.data.dataset import Dataset
 from circuitspec.errors import TaskError
 
 IOI_POSITIONS = ("END", "IO", "S1", "S1+1", "S2", "and")

@@ -1,6 +1,6 @@
 """Tasks: turn a hypothesis's ``task`` section into a tokenized :class:`Dataset`.
 
-``kind: ioi`` runs the IOI generator (:mod:`circuitspec.ioi`). ``kind: prompts`` takes
+``kind: ioi`` runs the IOI generator (:mod:`circuitspec.data.ioi`). ``kind: prompts`` takes
 your own clean/corrupted pairs, inline, from a JSONL file, or a packaged set
 (``builtin: notebook``, the eight prompts of the Pythia IOI notebook). IOI positions
 (IO, S1, S1+1, S2) are found automatically when every prompt has the
@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from circuitspec.dataset import Dataset
-from circuitspec.errors import InputFileError, TaskError
-from circuitspec.ioi import IOI_POSITIONS, build_ioi, ioi_positions
-from circuitspec.textfile import read_text
-
-if TYPE_CHECKING:
-    from circuitspec.spec import PromptRecord, TaskSpec
+from circuitspec.data.dataset import Dataset
+from circuitspec.data.ioi import IOI_POSITIONS, build_ioi, ioi_positions
+from circuitspec.errors import HypothesisError, InputFileError, PromptError, TaskError
+from circuitspec.spec.schema import PromptRecord, TaskSpec
+from circuitspec.spec.textfile import read_text
 
 __all__ = ["NOTEBOOK_PROMPTS", "PromptError", "build_dataset", "prompt_records", "task_positions"]
 
@@ -39,17 +37,7 @@ NOTEBOOK_PROMPTS = (
 )
 
 
-class PromptError(TaskError):
-    """A problem with one prompt; ``loc`` is its place in the hypothesis file."""
-
-    def __init__(self, message: str, loc: tuple[str | int, ...] = ("task",)):
-        super().__init__(message)
-        self.loc = loc
-
-
 def _notebook_records() -> list[PromptRecord]:
-    from circuitspec.spec import PromptRecord
-
     return [
         PromptRecord(clean=clean, corrupted=NOTEBOOK_PROMPTS[i ^ 1][0], correct=c, incorrect=w)
         for i, (clean, c, w) in enumerate(NOTEBOOK_PROMPTS)
@@ -75,8 +63,6 @@ def prompt_records(task: TaskSpec, base_dir: str | Path | None = None) -> list[P
 def _file_records(path: Path) -> list[tuple[int, PromptRecord]]:
     """The records of a JSONL prompts file, each with its line number."""
     from pydantic import ValidationError
-
-    from circuitspec.spec import PromptRecord
 
     try:
         lines = read_text(path, "prompts file").splitlines()
@@ -226,8 +212,6 @@ def _tokenize_records(
 
 def hypothesis_dataset(hyp: Any, tokenizer: Any, *, default_prepend_bos: bool, **overrides: Any) -> Dataset:
     """:func:`build_dataset` for a loaded hypothesis; prompt problems become located errors."""
-    from circuitspec.errors import HypothesisError
-
     try:
         return build_dataset(
             hyp.task, tokenizer, prepend_bos=hyp.resolve_prepend_bos(default_prepend_bos), **overrides

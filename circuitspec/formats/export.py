@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from circuitspec.formats.graph import FormatError, GraphEdge, GraphShape, Note, ScoredGraph
-from circuitspec.models import model_info
+from circuitspec.bridge.loading import model_info
+from circuitspec.errors import FormatError
+from circuitspec.formats.graph import GraphEdge, GraphShape, Note, ScoredGraph
 from circuitspec.results import Result
-from circuitspec.spec import load_hypothesis, parse_member
+from circuitspec.spec.heads import parse_member
+from circuitspec.spec.load import load_hypothesis
 
 __all__ = ["from_hypothesis", "from_result", "load_source"]
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from circuitspec.errors import CircuitSpecError
+from circuitspec.errors import FormatError
 
 __all__ = [
     "FORMATS", "FormatError", "GraphEdge", "GraphShape", "Note", "ScoredGraph", "component",
@@ -36,10 +36,6 @@ FORMATS = ("eap-ig", "mib-pt", "acdc", "auto-circuit")
 Via = Literal["q", "k", "v"]
 
 _COMPONENT = re.compile(r"^(?:L(\d+)H(\d+)|MLP(\d+)|input|logits)$")
-
-
-class FormatError(CircuitSpecError):
-    """A circuit file is unreadable, foreign, or does not fit the model (exit status 2)."""
 
 
 def read_json(path: Path, not_text: str) -> Any:

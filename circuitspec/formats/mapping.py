@@ -25,17 +25,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from circuitspec.errors import HypothesisError
-from circuitspec.formats.graph import (
-    FormatError,
-    GraphEdge,
-    Note,
-    ScoredGraph,
-    layer_of,
-    parse_component,
-)
-from circuitspec.spec import Role, parse_member
-from circuitspec.spec_checks import compose_located
+from circuitspec.errors import FormatError, HypothesisError
+from circuitspec.formats.graph import GraphEdge, Note, ScoredGraph, layer_of, parse_component
+from circuitspec.spec.heads import parse_member
+from circuitspec.spec.locate import compose_located
+from circuitspec.spec.schema import Role
 
 __all__ = ["ImportOptions", "RoleGroup", "load_role_map", "to_hypothesis"]
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from circuitspec.report import score_label
+from circuitspec.output.report import score_label
 
 if TYPE_CHECKING:
     from rich.console import Console

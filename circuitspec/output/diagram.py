@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circuitspec.atomic import atomic_write_bytes
-from circuitspec.errors import CircuitSpecError
+from circuitspec.errors import RenderError
+from circuitspec.output.atomic import atomic_write_bytes
+from circuitspec.results import Result
 
 __all__ = ["ROLE_COLOURS", "VERDICT_COLOURS", "RenderError", "render", "render_hypothesis",
            "render_result"]
@@ -54,10 +55,6 @@ LOGITS = "logits"
 FONT = "DejaVu Sans"
 MONO = "DejaVu Sans Mono"
 _HEAD = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
-
-
-class RenderError(CircuitSpecError):
-    """The diagram cannot be drawn as asked (unknown file type, unreadable head name)."""
 
 
 @dataclass(frozen=True)
@@ -312,8 +309,6 @@ def render_result(result: Any, path: str | os.PathLike[str]) -> Path:
 
 def render(source: Any, path: str | os.PathLike[str]) -> Path:
     """Draw ``source`` to ``path``: a Result, a path to ``results.json``, or a hypothesis."""
-    from circuitspec.results import Result
-
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".json":
         source = Result.load(source)
     if isinstance(source, Result):

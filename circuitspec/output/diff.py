@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuitspec.errors import CircuitSpecError
-from circuitspec.result_fields import Interval
-from circuitspec.results import Result, ResultFileError
+from circuitspec.errors import CircuitSpecError, ResultFileError
+from circuitspec.records.fields import Interval
+from circuitspec.results import Result
 
 __all__ = ["Change", "Diff", "diff_files", "diff_results", "load_result"]
 

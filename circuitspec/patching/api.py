@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from circuitspec.engine import LOGITS, Receiver, Sender
 from circuitspec.errors import CircuitSpecError
+from circuitspec.patching.engine import PatchEngine, select_engine
+from circuitspec.patching.types import LOGITS, Receiver, Sender
+from circuitspec.scoring.effects import effect_ci, effect_of
+from circuitspec.spec.heads import parse_member
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 Component = str | tuple[int, int]
 
@@ -42,8 +45,6 @@ class EdgeEffect:
 
 
 def _parse(components: Sequence[Component]) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
-    from circuitspec.spec import parse_member
-
     heads: list[tuple[int, int]] = []
     mlps: list[int] = []
     for c in components:
@@ -86,7 +87,7 @@ def _fingerprint(dataset: Dataset) -> tuple[Any, ...]:
             tuple(sorted(dataset.positions.items())), dataset.template, dataset.prepend_bos)
 
 
-def engine_for(model: LoadedModel, dataset: Dataset, engine: str = "auto", *, reuse: bool = True) -> Any:
+def engine_for(model: LoadedModel, dataset: Dataset, engine: str = "auto", *, reuse: bool = True) -> PatchEngine:
     """The patching engine for these prompts, built once per model and dataset.
 
     Building the fast engine's caches costs a few full passes; a loop that calls
@@ -95,14 +96,12 @@ def engine_for(model: LoadedModel, dataset: Dataset, engine: str = "auto", *, re
     prompts and engine choice are equal. It assumes the weights do not change between
     calls: pass ``reuse=False`` after editing them.
     """
-    from circuitspec.verification import make_engine
-
     key = (engine, _fingerprint(dataset))
     kept = model.extra.get("patching_engine")
     if reuse and kept is not None and kept[0] == key:
         return kept[1]
     model.extra.pop("patching_engine", None)  # free the old caches before building new ones
-    eng = make_engine(model, dataset, engine)  # type: ignore[arg-type]
+    eng = select_engine(model, dataset, engine)  # type: ignore[arg-type]
     model.extra["patching_engine"] = (key, eng)
     return eng
 
@@ -124,26 +123,24 @@ def path_patch_many(
     """Patch each (sender, receiver) pair; caches are shared across the list, and across
     calls on the same model and prompts (see :func:`engine_for`). Edges into the same
     receiver are patched in one batched pass."""
-    from circuitspec.verification import effect_ci, sweep
-
     eng = engine_for(model, dataset, engine, reuse=reuse)
     clean_t, corrupt_t = eng.baselines()
     clean, corrupt = clean_t.double().numpy(), corrupt_t.double().numpy()
     parsed = [(as_sender(s), as_receiver(r, via, at)) for s, r in edges]
-    # Edges into the same receiver run as one batched sweep where the engine has one
-    # (the same numbers as one edge at a time, in fewer passes).
+    # Edges into the same receiver run as one batched sweep (the same numbers as one edge
+    # at a time, in fewer passes on the fast engine).
     by_receiver: dict[Receiver, list[int]] = {}
     for i, (_, receiver) in enumerate(parsed):
         by_receiver.setdefault(receiver, []).append(i)
     rows: dict[int, Tensor] = {}
     kw = {"semantics": semantics, "freeze_mlps": freeze_mlps}
     for receiver, index in by_receiver.items():
-        swept = sweep(eng, receiver, [parsed[i][0] for i in index], **kw)
+        swept = eng.sweep(receiver, [parsed[i][0] for i in index], **kw)  # type: ignore[arg-type]
         rows.update(zip(index, swept, strict=True))
     out = []
     for i, (sender, receiver) in enumerate(parsed):
         patched = rows[i].double().numpy()
-        effect = float((patched.mean() - clean.mean()) / (clean.mean() - corrupt.mean()))
+        effect = effect_of(patched, clean, corrupt)
         ci = effect_ci(patched, clean, corrupt, n=n_bootstrap, seed=seed, level=0.95)
         out.append(
             EdgeEffect(sender, receiver, float(np.mean(patched)), effect, ci, rows[i],

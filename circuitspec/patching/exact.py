@@ -25,120 +25,29 @@ and every other head the unpatched one's, and both copies continue identically.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from circuitspec.errors import CircuitSpecError
+from circuitspec.bridge.hooks import add_delta, capture_into, hooked, replace_with
+from circuitspec.patching.types import (
+    Group,
+    Receiver,
+    Semantics,
+    Sender,
+    check_semantics,
+    dataset_groups,
+    logit_diff,
+    position_mask,
+)
 
 if TYPE_CHECKING:
+    from circuitspec.bridge.loading import LoadedModel
     from circuitspec.bridge.work import Work
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
-
-Head = tuple[int, int]
-Via = Literal["q", "k", "v"]
-Semantics = Literal["path", "direct"]
-SEMANTICS: tuple[str, ...] = ("path", "direct")
-
-
-def check_semantics(semantics: str) -> None:
-    """Both engines branch on the semantics; anything but the two names is refused here, so
-    an unknown value cannot run path patching on one engine and direct on the other."""
-    if semantics not in SEMANTICS:
-        raise CircuitSpecError(f"semantics {semantics!r}: choose one of {', '.join(SEMANTICS)}")
-
-
-@dataclass(frozen=True)
-class Sender:
-    """What is patched: heads and/or MLPs, at every position or at named ones."""
-
-    heads: tuple[Head, ...] = ()
-    mlps: tuple[int, ...] = ()
-    positions: tuple[str, ...] | None = None  # None: every position
-
-    @property
-    def last_layer(self) -> int:
-        return max([layer for layer, _ in self.heads] + list(self.mlps))
-
-
-@dataclass(frozen=True)
-class Receiver:
-    """Where the change is read: heads' q, k or v input at a named position, or the logits."""
-
-    heads: tuple[Head, ...] = ()
-    via: Via | None = None
-    at: str | None = "END"  # None: every position
-
-    @property
-    def is_logits(self) -> bool:
-        return not self.heads
-
-    @property
-    def layers(self) -> list[int]:
-        return sorted({layer for layer, _ in self.heads})
-
-
-LOGITS = Receiver()
-
-
-@dataclass(frozen=True)
-class Group:
-    """One length group of the dataset as tensors (prompts of equal token length)."""
-
-    index: Tensor  # positions of these prompts in the dataset
-    clean: Tensor  # [batch, pos] token ids
-    corrupt: Tensor
-    correct: Tensor  # [batch]
-    incorrect: Tensor
-    positions: dict[str, Tensor]  # name -> [batch] token index
-
-
-def dataset_groups(dataset: Dataset) -> list[Group]:
-    groups = []
-    for idx in dataset.length_groups():
-        sub = dataset.subset(idx)
-        groups.append(
-            Group(
-                index=torch.tensor(idx),
-                clean=torch.tensor(sub.clean, dtype=torch.long),
-                corrupt=torch.tensor(sub.corrupt, dtype=torch.long),
-                correct=torch.tensor(sub.correct, dtype=torch.long),
-                incorrect=torch.tensor(sub.incorrect, dtype=torch.long),
-                positions={k: torch.tensor(v, dtype=torch.long) for k, v in sub.positions.items()},
-            )
-        )
-    return groups
-
-
-def logit_diff(logits: Tensor, group: Group) -> Tensor:
-    """Per-prompt logit(correct) - logit(incorrect) at END."""
-    rows = torch.arange(logits.shape[0])
-    end = logits[rows, group.positions["END"]]
-    return end[rows, group.correct] - end[rows, group.incorrect]
-
-
-def position_mask(group: Group, names: tuple[str, ...] | None, n_pos: int) -> Tensor:
-    """[batch, pos] bool: True at the named positions of each prompt (all if names is None)."""
-    batch = group.clean.shape[0]
-    if names is None:
-        return torch.ones(batch, n_pos, dtype=torch.bool)
-    mask = torch.zeros(batch, n_pos, dtype=torch.bool)
-    for name in names:
-        mask[torch.arange(batch), group.positions[name]] = True
-    return mask
-
-
-@contextmanager
-def hooked(bridge: Any, fwd_hooks: list[tuple[str, Callable]]) -> Iterator[Any]:
-    """Add forward hooks for the duration of the block; always removed afterwards."""
-    with bridge.hooks(fwd_hooks=fwd_hooks):
-        yield bridge
-
+    from circuitspec.data.dataset import Dataset
 
 def _stop(bridge: Any, tokens: Tensor, hooks: list, stop_at_layer: int | None) -> Any:
     with hooked(bridge, hooks):
@@ -233,6 +142,20 @@ class ExactEngine:
             parts.append(self._patch_group(group, cache, sender, receiver, semantics, freeze_mlps))
         return self._scatter(parts)
 
+    @torch.no_grad()
+    def sweep(
+        self,
+        receiver: Receiver,
+        senders: list[Sender],
+        *,
+        semantics: Semantics = "path",
+        freeze_mlps: bool = False,
+    ) -> Tensor:
+        """[n_senders, N]: each sender patched alone into the same receiver, one edge at a time."""
+        check_semantics(semantics)
+        return torch.stack([self.patch(s, receiver, semantics=semantics, freeze_mlps=freeze_mlps)
+                            for s in senders])
+
     def _patch_group(
         self,
         group: Group,
@@ -250,13 +173,13 @@ class ExactEngine:
                 return logit_diff(self._stop(group.clean, hooks, None), group)
             captured: dict[int, Tensor] = {}
             for layer in receiver.layers:
-                hooks.append((f"blocks.{layer}.hook_resid_pre", _capture(captured, layer)))
+                hooks.append((f"blocks.{layer}.hook_resid_pre", capture_into(captured, layer)))
             self._stop(group.clean, hooks, max(receiver.layers) + 1)
             new_input = captured
         else:
             deltas = self._direct_deltas(group, cache, sender, s_mask)
             if receiver.is_logits:
-                hooks = [("ln_final.hook_in", _add(deltas[self.n_layers]))]
+                hooks = [("ln_final.hook_in", add_delta(deltas[self.n_layers]))]
                 return logit_diff(self._stop(group.clean, hooks, None), group)
             new_input = {layer: cache.resid_clean[layer] + deltas[layer] for layer in receiver.layers}
         r_mask = position_mask(group, None if receiver.at is None else (receiver.at,), n_pos)
@@ -283,7 +206,7 @@ class ExactEngine:
             z = cache.z_clean[layer].clone()
             for head in heads:
                 z[:, :, head][s_mask] = cache.z_corrupt[layer][:, :, head][s_mask]
-            hooks.append((f"blocks.{layer}.attn.hook_z", _replace(z)))
+            hooks.append((f"blocks.{layer}.attn.hook_z", replace_with(z)))
         for layer in range(self.n_layers):
             is_sender = layer in sender.mlps
             if not (is_sender or freeze_mlps):
@@ -291,7 +214,7 @@ class ExactEngine:
             mlp = cache.mlp_clean[layer].clone()
             if is_sender:
                 mlp[s_mask] = cache.mlp_corrupt[layer][s_mask]
-            hooks.append((f"blocks.{layer}.hook_mlp_out", _replace(mlp)))
+            hooks.append((f"blocks.{layer}.hook_mlp_out", replace_with(mlp)))
         return hooks
 
     def _direct_deltas(
@@ -308,7 +231,7 @@ class ExactEngine:
             only = Sender(heads=tuple(h for h in sender.heads if h[0] == layer))
             hooks = self._sender_hooks(cache, only, s_mask, freeze_all=False, freeze_mlps=False)
             captured: dict[int, Tensor] = {}
-            hooks.append((f"blocks.{layer}.hook_attn_out", _capture(captured, layer)))
+            hooks.append((f"blocks.{layer}.hook_attn_out", capture_into(captured, layer)))
             self._stop(group.clean, hooks, layer + 1)
             per_layer.append((layer, captured[layer] - cache.attn_clean[layer]))
         for layer in sender.mlps:
@@ -355,28 +278,6 @@ class ExactEngine:
             tokens = torch.cat([tokens, tokens])
         logits = self._stop(tokens, hooks, None)
         return logit_diff(logits[:batch], group)
-
-
-def _replace(value: Tensor) -> Callable:
-    def hook(act: Tensor, hook: Any) -> Tensor:
-        return value
-
-    return hook
-
-
-def _capture(store: dict[int, Tensor], key: int) -> Callable:
-    def hook(act: Tensor, hook: Any) -> Tensor:
-        store[key] = act.detach().clone()
-        return act
-
-    return hook
-
-
-def _add(delta: Tensor) -> Callable:
-    def hook(act: Tensor, hook: Any) -> Tensor:
-        return act + delta
-
-    return hook
 
 
 def _set_input(value: Tensor, mask: Tensor, slots: list[int], doubled: bool, batch: int) -> Callable:

@@ -1,6 +1,7 @@
 """The fast path-patching engine: the exact engine's numbers without its full passes.
 
-:class:`FastEngine` has :class:`~circuitspec.engine.ExactEngine`'s interface and
+:class:`FastEngine` implements the same :class:`~circuitspec.patching.engine.PatchEngine` protocol as
+:class:`~circuitspec.patching.exact.ExactEngine` and
 reproduces its results (to float rounding, checked to 1e-4 in the tests), using
 three facts about path patching:
 
@@ -21,12 +22,13 @@ three facts about path patching:
 
 The cache is flat (every length group's tokens as rows of one tensor per layer),
 so passes C and D run every length group in one batch for the position-wise
-matmuls (:mod:`circuitspec.fast_passes`); with the few rows they recompute, those
+matmuls (:mod:`circuitspec.patching.fast_passes`); with the few rows they recompute, those
 cost what reading the weights costs, once per layer instead of once per group.
 Many senders into one receiver (:meth:`FastEngine.sweep`) share the cached prefix
-keys/values and run as one batch. Architectures that :mod:`circuitspec.fast_model`
-cannot reproduce exactly (e.g. logit softcapping) fall back to the exact engine,
-with a warning.
+keys/values and run as one batch. Architectures that :mod:`circuitspec.bridge.rows`
+cannot reproduce exactly (e.g. logit softcapping), and a model whose row-wise clean run
+disagrees with the bridge, raise :class:`~circuitspec.errors.EngineUnsupported`;
+:func:`~circuitspec.patching.engine.select_engine` then runs the exact engine, with a warning.
 
 Gemma 3 norms the attention output again before adding it (a sandwich norm), so a
 sender head's write is not ``dz W_O`` alone: pass C computes
@@ -36,15 +38,16 @@ layer, from the clean pre-norm head sum cached per row.
 
 from __future__ import annotations
 
-import warnings
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from circuitspec.engine import (
-    ExactEngine,
+from circuitspec.bridge.rows import RowModel, unsupported_reason
+from circuitspec.errors import EngineUnsupported
+from circuitspec.patching.fast_passes import FlatCache, Layout, d_plan, pass_c, pass_d
+from circuitspec.patching.types import (
     Group,
     Receiver,
     Semantics,
@@ -54,13 +57,11 @@ from circuitspec.engine import (
     logit_diff,
     position_mask,
 )
-from circuitspec.fast_model import RowModel, unsupported_reason
-from circuitspec.fast_passes import FlatCache, Layout, d_plan, pass_c, pass_d
 
 if TYPE_CHECKING:
+    from circuitspec.bridge.loading import LoadedModel
     from circuitspec.bridge.work import Work
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 __all__ = ["FastEngine"]
 
@@ -87,29 +88,21 @@ class FastEngine:
         self.n_layers = model.info.n_layers
         self.n_heads = model.info.n_heads
         self.max_rows = max_rows
-        self.exact: ExactEngine | None = None
         reason = unsupported_reason(self.bridge)
-        if reason is None:
-            self.rows = RowModel(self.bridge, model.info.n_heads, model.info.n_kv_heads)
-            self.groups = [
-                chunk for group in dataset_groups(dataset) for chunk in _split(group, max_batch)
-            ]
-            sizes = [g.clean.numel() for g in self.groups]
-            self.layout = Layout(self.groups, [sum(sizes[:i]) for i in range(len(sizes))])
-            self.order = torch.cat([g.index for g in self.groups])  # flat prompt -> dataset index
-            self.correct = torch.cat([g.correct for g in self.groups])
-            self.incorrect = torch.cat([g.incorrect for g in self.groups])
-            with torch.no_grad():
-                self._build_cache()
-            self._masks: dict[tuple[str, ...] | None, Tensor] = {}
-            if check:
-                reason = self._self_check()
         if reason is not None:
-            warnings.warn(f"FastEngine falls back to the exact engine: {reason}", stacklevel=2)
-            self.exact = ExactEngine(model, dataset, work)
-            # results.json records the engine that really ran, not the one asked for.
-            self.name = ExactEngine.name
-            self.fallback_reason = reason
+            raise EngineUnsupported(reason)
+        self.rows = RowModel(self.bridge, model.info.n_heads, model.info.n_kv_heads)
+        self.groups = [chunk for group in dataset_groups(dataset) for chunk in _split(group, max_batch)]
+        sizes = [g.clean.numel() for g in self.groups]
+        self.layout = Layout(self.groups, [sum(sizes[:i]) for i in range(len(sizes))])
+        self.order = torch.cat([g.index for g in self.groups])  # flat prompt -> dataset index
+        self.correct = torch.cat([g.correct for g in self.groups])
+        self.incorrect = torch.cat([g.incorrect for g in self.groups])
+        with torch.no_grad():
+            self._build_cache()
+        self._masks: dict[tuple[str, ...] | None, Tensor] = {}
+        if check and (reason := self._self_check()) is not None:
+            raise EngineUnsupported(reason)
 
     # -- caches --------------------------------------------------------------------
     def _build_cache(self) -> None:
@@ -181,8 +174,6 @@ class FastEngine:
 
     def baselines(self) -> tuple[Tensor, Tensor]:
         """Per-prompt clean and corrupted logit differences, in dataset order."""
-        if self.exact is not None:
-            return self.exact.baselines()
         out = self._scatter(torch.stack([self.ld_clean, self.ld_corrupt]))
         return out[0], out[1]
 
@@ -211,8 +202,6 @@ class FastEngine:
         freeze_mlps: bool = False,
     ) -> Tensor:
         """Per-prompt patched logit difference for one edge, in dataset order."""
-        if self.exact is not None:
-            return self.exact.patch(sender, receiver, semantics=semantics, freeze_mlps=freeze_mlps)
         return self.sweep(receiver, [sender], semantics=semantics, freeze_mlps=freeze_mlps)[0]
 
     @torch.no_grad()
@@ -226,10 +215,6 @@ class FastEngine:
     ) -> Tensor:
         """[n_senders, N]: each sender patched alone into the same receiver, as one batch."""
         check_semantics(semantics)
-        if self.exact is not None:
-            return torch.stack(
-                [self.exact.patch(s, receiver, semantics=semantics, freeze_mlps=freeze_mlps) for s in senders]
-            )
         frozen = freeze_mlps or semantics == "direct"
         rows = []
         for group in self.groups:

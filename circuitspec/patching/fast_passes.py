@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from circuitspec.engine import Group, Receiver, Sender
-from circuitspec.fast_model import RowModel
+from circuitspec.bridge.rows import RowModel
+from circuitspec.patching.types import Group, Receiver, Sender
 
 
 @dataclass

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from circuitspec.ablation import AblationRunner, Head, Keep
-from circuitspec.edge_ablation import Wire, edge_level_logit_diff
+from circuitspec.ablation.edge import Wire, edge_level_logit_diff
+from circuitspec.ablation.node import AblationRunner, Head, Keep
 from circuitspec.scoring.nulls import LayerMatched, MonteCarlo, NullDraws, run_null, stream
 
 __all__ = ["CircuitMaps", "edge_null_distribution", "null_distribution"]

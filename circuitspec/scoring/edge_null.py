@@ -37,7 +37,7 @@ from circuitspec.scoring.nulls import (
 )
 
 if TYPE_CHECKING:
-    from circuitspec.engine import Receiver, Sender
+    from circuitspec.patching.types import Receiver, Sender
 
 __all__ = ["EdgeNullSetup", "GroupSpace", "edge_null", "group_space", "judge_with_null"]
 

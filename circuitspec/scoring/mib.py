@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from circuitspec.dataset import Dataset
+from circuitspec.data.dataset import Dataset
 from circuitspec.formats.convert import READERS, check_format
 from circuitspec.formats.eap_ig import (
     backward_nodes,

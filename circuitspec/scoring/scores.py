@@ -1,7 +1,7 @@
 """Circuit-level scores: faithfulness, completeness, minimality (Wang et al. 2022, section 4).
 
 F(X) is the mean logit difference over prompts when only the heads in X run normally
-and every other head is ablated (see :mod:`circuitspec.ablation`); M is the whole model,
+and every other head is ablated (see :mod:`circuitspec.ablation.node`); M is the whole model,
 C the hypothesised circuit.
 
 - faithfulness = F(C) / F(M): how much of the model's behaviour the circuit alone
@@ -14,7 +14,7 @@ C the hypothesised circuit.
   large. Each head's score is the largest such change relative to F(M) over the K tried;
   the circuit's score is its weakest head's.
 - null: the faithfulness of layer-matched random circuits (each head mapped onto a random
-  head of its layer outside the circuit, :mod:`circuitspec.null`), to show the circuit beats
+  head of its layer outside the circuit, :mod:`circuitspec.scoring.circuit_null`), to show the circuit beats
   chance (p-value = (1 + #random at least as close to 1) / (1 + n)).
 
 Every score carries a bootstrap CI over prompts, computed from per-prompt values that are
@@ -25,74 +25,43 @@ scores say "post-selection" in their reason and ``details.post_selection``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from circuitspec.ablation import AblationKind, AblationRunner, Head, Keep
-from circuitspec.null import CircuitMaps, null_distribution
+from circuitspec.ablation.node import AblationKind, AblationRunner, Head, Keep
+from circuitspec.scoring.circuit_null import CircuitMaps, null_distribution
+from circuitspec.scoring.faithfulness import (
+    Score,
+    faithfulness,
+    head_name,
+    jsonable,
+    judge,
+)
 from circuitspec.scoring.nulls import MonteCarlo, NullDraws
-from circuitspec.stats import (
+from circuitspec.scoring.stats import (
     bootstrap_ci,
     bootstrap_paired_ci,
-    bootstrap_ratio_ci,
-    nonfinite_resamples,
-    verdict,
 )
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 __all__ = [
     "CircuitScores",
     "NullDraws",
-    "Score",
     "completeness",
     "evaluate_circuit",
-    "faithfulness",
     "minimality",
     "null_distribution",
 ]
 
 Groups = Mapping[str, Sequence[Head]]
-
-
-def head_name(head: Head) -> str:
-    return f"L{head[0]}H{head[1]}"
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x
-
-
-@dataclass(frozen=True)
-class Score:
-    """One circuit-level score with its CI and verdict (``None`` when nothing was claimed)."""
-
-    value: float
-    ci: tuple[float, float]
-    verdict: str | None
-    reason: str
-    per_prompt_mean_ratio: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    per_prompt: dict[str, list[float]] | None = None  # ratio scores: {circuit: F(C), model: F(M)}
-
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -118,13 +87,7 @@ class CircuitScores:
         for name in ("faithfulness", "completeness", "minimality", "null"):
             value = getattr(self, name)
             out[name] = None if value is None else value.to_dict()
-        return _jsonable(out)
-
-
-def _judge(ci: tuple[float, float], threshold: float | None, direction: str, what: str) -> tuple[str | None, str]:
-    if threshold is None:
-        return None, f"no {what} claim was made; reported for information"
-    return verdict(ci, threshold, direction)  # type: ignore[arg-type]
+        return jsonable(out)
 
 
 def _stage(runner: AblationRunner, name: str) -> AbstractContextManager[None]:
@@ -152,59 +115,6 @@ class _Evaluator:
 
     def values(self, keeps: Sequence[Keep]) -> np.ndarray:
         return self.runner.run(keeps).double().numpy()
-
-
-def faithfulness(
-    runner: AblationRunner,
-    circuit: Sequence[Head] | frozenset[Head],
-    *,
-    threshold: float | None = None,
-    circuit_positions: Mapping[Head, Sequence[str]] | None = None,
-    mlp_keep: Sequence[int] | None = None,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    clusters: Sequence[int] | None = None,
-) -> Score:
-    """F(C) / F(M) with a CI that resamples prompts (or ``clusters`` of them) jointly for
-    numerator and denominator."""
-    fm = runner.clean.double().numpy()
-    fc = runner.run([Keep.of(circuit, mlp_keep, circuit_positions)])[0].double().numpy()
-    return ratio_score(fc, fm, threshold, "faithfulness", n_bootstrap=n_bootstrap, seed=seed, level=level,
-                       clusters=clusters)
-
-
-def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a.mean(1) / b.mean(1)
-
-
-def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: str, *,
-                n_bootstrap: int, seed: int, level: float, clusters: Sequence[int] | None = None) -> Score:
-    """mean(fc) / mean(fm) judged against ``threshold``; the mean of per-prompt ratios beside
-    it, each with a bootstrap interval over the same prompts (``clusters``: whole templates)."""
-    ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters)
-    word, reason = _judge(ci, threshold, "at_least", what)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = fc / fm
-    boot: dict[str, Any] = {"n_resamples": n_bootstrap, "seed": seed, "level": level, "clusters": clusters}
-    bad = nonfinite_resamples([fc, fm], _ratio, n_resamples=n_bootstrap, seed=seed, clusters=clusters)
-    if bad:
-        reason += f" {bad} of {n_bootstrap} resamples gave a non-finite ratio (F(M) near 0 in them)."
-    details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
-               "f_model_ci": bootstrap_ci(fm, **boot), "f_circuit_ci": bootstrap_ci(fc, **boot),
-               "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot),
-               "power": power(ci, len(fc)), "nonfinite_resamples": bad,
-               "bootstrap_unit": "prompt" if clusters is None else "template"}
-    return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details,
-                 {"circuit": fc.tolist(), "model": fm.tolist()})
-
-
-def power(ci: tuple[float, float], n: int, target: float = 0.1) -> dict[str, Any]:
-    """The interval half-width reached with ``n`` prompts, and about how many prompts a
-    +-``target`` interval would need (half-widths shrink as 1/sqrt(n))."""
-    half = (ci[1] - ci[0]) / 2
-    need = math.ceil(n * (half / target) ** 2) if math.isfinite(half) else None
-    return {"half_width": half, "n_prompts": n, "target_half_width": target, "n_prompts_needed": need}
 
 
 def _gap_stat(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -271,7 +181,7 @@ def _completeness(
     gap, a, b = gaps[worst]
     ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed, level=level,
                              clusters=clusters)
-    word, reason = _judge(ci, threshold, "at_most", "completeness")
+    word, reason = judge(ci, threshold, "at_most", "completeness")
     reason = f"post-selection (the worst K was chosen on these prompts): {reason}"
     searched = [
         {"name": name, "heads": [head_name(h) for h in sorted(c)], "gap": gaps[c][0],
@@ -341,7 +251,7 @@ def minimality(
     change, i = best[weakest]
     ci = bootstrap_paired_ci([without_kv[i], without_k[i], fm], _gap_stat,
                              n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters)
-    word, reason = _judge(ci, threshold, "at_least", "minimality")
+    word, reason = judge(ci, threshold, "at_least", "minimality")
     below = [] if threshold is None else [n for n, s in per_head.items() if s < threshold]
     details = {
         "per_head": per_head,

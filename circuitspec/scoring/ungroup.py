@@ -15,7 +15,13 @@ import copy
 import dataclasses
 from pathlib import Path
 
-from circuitspec.models import PACKAGED, LoadedModel, boot_bridge, converted_dir, resolve_kind
+from circuitspec.bridge.loading import (
+    PACKAGED,
+    LoadedModel,
+    boot_bridge,
+    converted_dir,
+    resolve_kind,
+)
 
 __all__ = ["ungrouped"]
 

@@ -1,6 +1,6 @@
 """The hypothesis file: a typed, located description of a circuit and how to test it.
 
-Users write YAML; :func:`load_hypothesis` parses it with a safe YAML composer that
+Users write YAML; :func:`circuitspec.spec.load.load_hypothesis` parses it with a safe YAML composer that
 keeps the line and column of every key, validates it with the pydantic models
 below (unknown keys forbidden, closed choices as ``Literal``), then runs the
 semantic checks that need the whole file (edges between known groups, in forward
@@ -8,15 +8,12 @@ order, at positions the task defines). Every problem found becomes a located
 :class:`~circuitspec.errors.Problem`, and all of them are raised together in one
 :class:`~circuitspec.errors.HypothesisError`.
 
-Inside the package the circuit is a frozen graph: :class:`Node`, :class:`Edge`
-and :class:`Circuit`, built by :meth:`Hypothesis.circuit`.
+Inside the package the circuit is a frozen graph (:mod:`circuitspec.spec.circuit`), built by
+:meth:`Hypothesis.circuit`.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,38 +22,20 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     model_validator,
 )
 
-from circuitspec.errors import HypothesisError, InputFileError, Problem
-from circuitspec.spec_checks import Loc, compose_located, locate, pydantic_problems
-from circuitspec.textfile import read_text
+from circuitspec.errors import Problem
+from circuitspec.spec.circuit import Circuit, Edge, Node
+from circuitspec.spec.heads import parse_member
+from circuitspec.spec.locate import Loc, locate
 
-__all__ = [
-    "Circuit", "Edge", "Hypothesis", "Node", "check_against_model", "json_schema",
-    "load_hypothesis", "load_with_problems", "model_problems", "parse_member",
-]
+__all__ = ["Hypothesis", "field_names", "json_schema"]
 
 Role = Literal[
     "name_mover", "backup_name_mover", "negative_name_mover", "s_inhibition",
     "induction", "duplicate_token", "previous_token", "other",
 ]
-
-_HEAD = re.compile(r"^(?:L(\d+)H(\d+)|(\d+)\.(\d+))$")
-_MLP = re.compile(r"^MLP(\d+)$")
-
-
-def parse_member(ref: str) -> tuple[str, int, int | None]:
-    """``"L9H9"``/``"9.9"`` -> ``("head", 9, 9)``; ``"MLP3"`` -> ``("mlp", 3, None)``."""
-    text = str(ref).strip()
-    if m := _HEAD.match(text):
-        layer, head = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-        return "head", int(layer), int(head)
-    if m := _MLP.match(text):
-        return "mlp", int(m.group(1)), None
-    raise ValueError(f"{ref!r} is not a head or MLP: write heads as L9H9 (or 9.9) and MLPs as MLP3")
-
 
 def _member(ref: str) -> str:
     parse_member(ref)
@@ -360,49 +339,6 @@ class Hypothesis(_Strict):
         return Circuit(nodes, tuple(edges))
 
 
-@dataclass(frozen=True)
-class Node:
-    """A group of heads (layer, head) and MLPs (layer) with one role."""
-
-    name: str
-    role: str
-    heads: tuple[tuple[int, int], ...]
-    mlps: tuple[int, ...] = ()
-
-    @property
-    def layers(self) -> list[int]:
-        return [lay for lay, _ in self.heads] + list(self.mlps)
-
-
-@dataclass(frozen=True)
-class Edge:
-    """Sender group -> receiver group's q/k/v at a position (or -> logits, via None)."""
-
-    sender: str
-    receiver: str
-    via: str | None
-    at: str
-    sign: str = "negative"
-    min_effect: float = 0.05
-
-    @property
-    def name(self) -> str:
-        target = self.receiver if self.via is None else f"{self.receiver}.{self.via}"
-        return f"{self.sender}->{target}@{self.at}"
-
-
-@dataclass(frozen=True)
-class Circuit:
-    nodes: dict[str, Node]
-    edges: tuple[Edge, ...]
-
-    def heads(self) -> set[tuple[int, int]]:
-        return {h for node in self.nodes.values() for h in node.heads}
-
-    def mlps(self) -> set[int]:
-        return {m for node in self.nodes.values() for m in node.mlps}
-
-
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of hypothesis files (keys as users write them, e.g. ``from``)."""
     schema = Hypothesis.model_json_schema(by_alias=True)
@@ -410,65 +346,8 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-# --- loading -----------------------------------------------------------------------------
-
-
-def load_hypothesis(path: str | Path) -> Hypothesis:
-    """Parse, validate and check a hypothesis file; raise HypothesisError with every problem."""
-    hyp, problems = load_with_problems(path)
-    if problems or hyp is None:
-        raise HypothesisError(str(path), problems)
-    return hyp
-
-
-def load_with_problems(path: str | Path) -> tuple[Hypothesis | None, list[Problem]]:
-    """The hypothesis (None if it does not parse into one) and every problem found."""
-    path = Path(path)
-    try:
-        text = read_text(path, "hypothesis file", allow_empty=True)
-    except InputFileError as exc:
-        return None, [Problem("", exc.reason, exc.line)]
-    data, locations, problems = compose_located(text)
-    if data is None and not problems:
-        problems.append(Problem("", "the file is empty; see `circuitspec schema` for the format"))
-    if not isinstance(data, dict):
-        if data is not None:
-            problems.append(Problem("", "a hypothesis file must be a mapping (name, model, ...)", 1, 1))
-        return None, problems
-    try:
-        hyp = Hypothesis.model_validate(data)
-    except ValidationError as exc:
-        located = {p.field for p in problems}  # e.g. a rejected tag already explains the value
-        problems += [p for p in pydantic_problems(exc, data, locations) if p.field not in located]
-        return None, problems
-    if hyp.task.file is not None:
-        resolved = (path.parent / hyp.task.file).resolve()
-        hyp = hyp.model_copy(update={"task": hyp.task.model_copy(update={"file": str(resolved)})})
-    hyp._source, hyp._locations = str(path), locations
-    from circuitspec.spec_checks import semantic_problems
-
-    problems += [hyp.problem(loc, msg) for loc, msg in semantic_problems(hyp)]
-    return hyp, problems
-
-
-def check_against_model(hyp: Hypothesis, info: Any) -> None:
-    """Check every head and MLP index against ``info`` (a models.ModelInfo)."""
-    problems = model_problems(hyp, info)
-    if problems:
-        raise HypothesisError(hyp.source, problems)
-
-
-def model_problems(hyp: Hypothesis, info: Any) -> list[Problem]:
-    """Heads and MLPs that ``info`` (a models.ModelInfo) does not have, each located."""
-    problems = []
-    for group, spec in hyp.nodes.items():
-        for i, ref in enumerate(spec.heads):
-            kind, layer, head = parse_member(ref)
-            if layer >= info.n_layers:
-                msg = f"{ref}: {info.name} has layers 0-{info.n_layers - 1}"
-            elif head is not None and head >= info.n_heads:
-                msg = f"{ref}: {info.name} has heads 0-{info.n_heads - 1} in each layer"
-            else:
-                continue
-            problems.append(hyp.problem(("nodes", group, "heads", i), msg))
-    return problems
+def field_names() -> list[str]:
+    """Every key a hypothesis file may use anywhere, for 'did you mean'."""
+    models = [v for v in globals().values()
+              if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == __name__]
+    return sorted({f.alias or n for m in models for n, f in m.model_fields.items()})

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitspec import __version__
-from circuitspec.atomic import atomic_write_text
+from circuitspec.output.atomic import atomic_write_text
 from circuitspec.results import Result
 from circuitspec.sweep.grid import Cell
 from circuitspec.sweep.worker import CellOutcome

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from circuitspec.errors import CircuitSpecError
+from circuitspec.errors import ResultFileError
 
 VERDICTS = ("verified", "refuted", "inconclusive")
 
@@ -20,10 +20,6 @@ Verdict = Literal["verified", "refuted", "inconclusive"]
 the wrong side; ``inconclusive``: it straddles the threshold."""
 
 Interval = tuple[float | None, float | None]
-
-
-class ResultFileError(CircuitSpecError):
-    """A ``results.json`` file is missing a field or holds a value of the wrong kind."""
 
 
 # --- JSON helpers ---------------------------------------------------------------------------

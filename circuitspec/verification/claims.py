@@ -4,42 +4,44 @@ Faithfulness at node level (heads outside the circuit ablated) and at edge level
 (only the hypothesis' edges carry signal between circuit heads), completeness and
 minimality with their random-circuit null, and the robustness panel that repeats
 them under every ablation and aggregation. Each function takes the run's
-:class:`~circuitspec.verification.Verifier` (model, dataset, engine, options) and
-shares its ablation runners, so one ablation kind's caches serve every score.
+:class:`~circuitspec.verification.context.RunContext` (model, dataset, engine, settings) and
+shares its ablation runners, so one ablation kind's caches serve every score; each
+returns what it measured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from circuitspec import results as R
+import circuitspec.results as R
+from circuitspec.ablation.edge import Wire, wires_from_circuit
+from circuitspec.data.ioi import BABA_TEMPLATES
+from circuitspec.scoring.circuit_null import CircuitMaps, edge_null_distribution
+from circuitspec.scoring.effects import effect_of
+from circuitspec.scoring.faithfulness import Score, edge_faithfulness, faithfulness
 from circuitspec.scoring.nulls import MonteCarlo, NullDraws
-
-if TYPE_CHECKING:
-    from circuitspec.verification import Verifier
-
-
-def runner(v: Verifier, kind: str) -> Any:
-    """The node-ablation runner for ``kind``, built once (its caches serve both levels)."""
-    from circuitspec.ablation import AblationRunner
-
-    if kind not in v.runners:
-        pool = v.mean_pool() if kind == "mean" else None
-        with v.work.at("ablation_caches"):
-            v.runners[kind] = AblationRunner(v.model, v.dataset, kind, work=v.work,  # type: ignore[arg-type]
-                                             mean_pool=pool)
-    return v.runners[kind]
+from circuitspec.scoring.scores import evaluate_circuit
+from circuitspec.scoring.stats import band_verdict, bootstrap_paired_ci, bootstrap_ratio_ci
+from circuitspec.verification.context import RunContext
+from circuitspec.verification.edges import edge_endpoints, null_result
 
 
-def pool_gate(v: Verifier, score: R.Score) -> R.Score:
+@dataclass(frozen=True)
+class Measured:
+    """The faithfulness scores the full run measured under its own ablation (node and edge
+    level, before judging), which the robustness panel reports again rather than recompute."""
+    node: Score
+    edge: Score
+
+
+def pool_gate(v: RunContext, score: R.Score) -> R.Score:
     """A mean-ablation claim judged on an insufficient pool (too small, or not disjoint from
     the scored prompts) cannot be verified: it becomes inconclusive, saying why."""
-    from dataclasses import replace
-
-    pool = v._mean_pool
+    pool = v.built_mean_pool
     if v.ablation != "mean" or pool is None or pool.sufficient or score.verdict != "verified":
         return score
     why = (f"the mean-ablation pool is insufficient ({pool.n} prompts, smallest mean over "
@@ -48,7 +50,7 @@ def pool_gate(v: Verifier, score: R.Score) -> R.Score:
     return replace(score, verdict="inconclusive", reason=f"{score.reason} But {why}.")
 
 
-def circuit_positions(v: Verifier) -> dict[tuple[int, int], list[str]] | None:
+def circuit_positions(v: RunContext) -> dict[tuple[int, int], list[str]] | None:
     """With ``ablation_scope: circuit_positions``, each head's positions: the ``at`` of
     every edge it sends or receives along (END for logits edges); else None."""
     if v.hyp.ablation_scope != "circuit_positions":
@@ -65,49 +67,31 @@ def circuit_positions(v: Verifier) -> dict[tuple[int, int], list[str]] | None:
     return out
 
 
-def wires(v: Verifier) -> list[Any]:
+def wires(v: RunContext) -> list[Wire]:
     """The hypothesis' edges as wires between circuit heads, for edge-level runs."""
-    from circuitspec.edge_ablation import wires_from_circuit
-
     return wires_from_circuit(v.circuit, at_positions=v.hyp.ablation_scope == "circuit_positions")
 
 
-def edge_level(v: Verifier, kind: str, threshold: float | None) -> Any:
-    """Edge-level faithfulness under ``kind`` (a :class:`circuitspec.scores.Score`)."""
-    from circuitspec.edge_ablation import edge_faithfulness
-
-    return edge_faithfulness(runner(v, kind), wires(v), threshold=threshold, n_bootstrap=v.n_boot,
+def edge_level(v: RunContext, kind: str, threshold: float | None) -> Score:
+    """Edge-level faithfulness under ``kind``."""
+    return edge_faithfulness(v.runner(kind), wires(v), threshold=threshold, n_bootstrap=v.n_boot,
                              seed=v.seed, level=v.level, clusters=v.clusters)
 
 
-def edge_null(v: Verifier, real: float) -> NullDraws | None:
+def edge_null(v: RunContext, real: float) -> NullDraws | None:
     """The edge-level null: ``n_random_edge`` layer-matched random circuits wired like the
     hypothesis (the same random circuits as the node-level null's first draws)."""
-    from circuitspec.null import CircuitMaps, edge_null_distribution
-
-    n, run = v.opts.n_random_edge, runner(v, v.ablation)
+    n, run = v.opts.n_random_edge, v.runner(v.ablation)
     maps = CircuitMaps.of(run, sorted(v.circuit.heads()), v.seed)
     return edge_null_distribution(run, wires(v), maps, real=real,
                                   rule=MonteCarlo(n_min=n, n_max=n, batch=n, alpha=1 - v.level))
 
 
-def null_result(draws: NullDraws | None) -> R.NullDistribution | None:
-    """A null's draws as results.json reports them."""
-    if draws is None:
-        return None
-    return R.NullDistribution(draws.mean, draws.low, draws.high, draws.n, draws.real, draws.fraction_beaten,
-                              draws.p_value, "layer_matched", draws.off_layer, draws.nonfinite,
-                              draws.layers, draws.widened,
-                              draws.n_distinct)
-
-
-def two_sided(v: Verifier, score: Any, empty: Any, band: tuple[float, float | None] | None) -> Any:
+def two_sided(v: RunContext, score: Any, empty: Any, band: tuple[float, float | None] | None) -> Any:
     """A faithfulness score with the normalised (F(C) - F(empty)) / (F(M) - F(empty)) beside it
     (its interval resamples the three per-prompt arrays jointly), judged against ``band``
     (min, max) when this is the level the claim is judged at."""
-    from dataclasses import replace
 
-    from circuitspec.stats import band_verdict, bootstrap_paired_ci
 
     fc, fm = (np.asarray(score.per_prompt[k], dtype=np.float64) for k in ("circuit", "model"))
     value = float((fc.mean() - empty.mean()) / (fm.mean() - empty.mean()))
@@ -126,12 +110,9 @@ def two_sided(v: Verifier, score: Any, empty: Any, band: tuple[float, float | No
     return replace(out, verdict=word, reason=reason)
 
 
-def by_order(v: Verifier, fc: Any, fm: Any) -> dict[str, Any]:
+def by_order(v: RunContext, fc: Any, fm: Any) -> dict[str, Any]:
     """Faithfulness on the BABA and the ABBA prompts apart (they behave differently), each with
     its own interval, from the same per-prompt values."""
-    from circuitspec.ioi import BABA_TEMPLATES
-    from circuitspec.stats import bootstrap_ratio_ci
-
     templates = np.asarray(v.dataset.template)
     out: dict[str, Any] = {}
     for name, mask in (("BABA", templates < len(BABA_TEMPLATES)), ("ABBA", templates >= len(BABA_TEMPLATES))):
@@ -144,12 +125,11 @@ def by_order(v: Verifier, fc: Any, fm: Any) -> dict[str, Any]:
     return out
 
 
-def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
+def circuit_scores(v: RunContext) -> tuple[R.CircuitScores | None, Measured | None]:
     """Faithfulness (both levels, judged at the hypothesis' level), completeness,
-    minimality and the null, as results.json reports them; also the raw scores."""
-    from dataclasses import replace
+    minimality and the null, as results.json reports them; also the faithfulness measured
+    under the run's ablation, for the robustness panel."""
 
-    from circuitspec.scores import evaluate_circuit
 
     claims = v.hyp.claims
     groups = {name: list(node.heads) for name, node in v.circuit.nodes.items() if node.heads}
@@ -176,7 +156,7 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         seed=v.seed,
         level=v.level,
         circuit_positions=circuit_positions(v),
-        runner=runner(v, v.ablation),
+        runner=v.runner(v.ablation),
         clusters=v.clusters,
     )
     with v.work.at("edge_level"):
@@ -195,7 +175,7 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         else:
             node = replace(node, reason=other)
     band = faith_bound.band if faith_bound is not None else None
-    empty = runner(v, v.ablation).run([()])[0].double().numpy()
+    empty = v.runner(v.ablation).run([()])[0].double().numpy()
     node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
     edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
     scores = replace(scores, faithfulness=node)
@@ -224,26 +204,23 @@ def circuit_scores(v: Verifier) -> tuple[R.CircuitScores | None, Any]:
         f_empty=scores.f_empty,
         f_empty_ci=scores.f_empty_ci,
     )
-    v.edge_scores[v.ablation] = edge
-    return out, scores
+    return out, Measured(node=node, edge=edge)
 
 
 QUICK_NOTE = "not computed: verify --quick checks the edges and faithfulness only"
 
 
-def quick_scores(v: Verifier) -> R.CircuitScores | None:
+def quick_scores(v: RunContext) -> R.CircuitScores | None:
     """``verify --quick``: faithfulness at both levels, judged against the same band and at
     the same level as the full run, with no completeness, minimality or circuit nulls; the
     result cannot pass (see ``verify``)."""
-    from circuitspec.scores import faithfulness
-
     heads = sorted(v.circuit.heads())
     if not heads:
         return None
     bound = v.hyp.claims.resolved()["faithfulness"][0]
     claim = bound.min if bound is not None else None
     band = bound.band if bound is not None else None
-    run = runner(v, v.ablation)
+    run = v.runner(v.ablation)
     with v.work.at("faithfulness"):
         node = faithfulness(run, heads, threshold=claim if v.ablation_level == "node" else None,
                             circuit_positions=circuit_positions(v), n_bootstrap=v.n_boot, seed=v.seed,
@@ -264,21 +241,17 @@ def quick_scores(v: Verifier) -> R.CircuitScores | None:
                            faithfulness_edge_level=conv(edge))
 
 
-def panel_verdict(v: Verifier, score: Any) -> tuple[Any, str | None]:
+def panel_verdict(v: RunContext, score: Any) -> tuple[Any, str | None]:
     """A robustness row's interval and its verdict against the faithfulness band (None when
     faithfulness is off), so a setting under which the claim fails shows it."""
-    from circuitspec.stats import band_verdict
-
     bound = v.hyp.claims.resolved()["faithfulness"][0]
     ci = tuple(score.ci)
     return ci, None if bound is None else band_verdict(ci, *bound.band)[0]  # type: ignore[arg-type]
 
 
-def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> tuple[R.RobustnessRow, ...]:
+def robustness(v: RunContext, edges: Sequence[R.EdgeResult], measured: Measured | None) -> tuple[R.RobustnessRow, ...]:
     """Faithfulness (node and edge level) under every ablation and aggregation; edge
     effects under both semantics."""
-    from circuitspec.scores import faithfulness
-    from circuitspec.verification import edge_endpoints, effect_of
 
     rows = []
     heads = sorted(v.circuit.heads())
@@ -286,12 +259,12 @@ def robustness(v: Verifier, edges: Sequence[R.EdgeResult], raw_scores: Any) -> t
     for kind in ("mean", "resample", "zero"):
         if not heads:
             continue
-        if raw_scores is not None and kind == v.ablation:
-            node = raw_scores.faithfulness
+        if measured is not None and kind == v.ablation:
+            node = measured.node
         else:
-            node = faithfulness(runner(v, kind), heads, circuit_positions=circuit_positions(v),
+            node = faithfulness(v.runner(kind), heads, circuit_positions=circuit_positions(v),
                                 n_bootstrap=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
-        edge = v.edge_scores.get(kind) or edge_level(v, kind, None)
+        edge = measured.edge if measured is not None and kind == v.ablation else edge_level(v, kind, None)
         # Path patching does not ablate, so the edge effects are not repeated on these rows;
         # each faithfulness is measured under this ablation and judged against the band.
         for level, score in (("", node), ("edge level, ", edge)):

@@ -2,7 +2,7 @@
 
 The command line turns each into a click range (so ``--n-prompts 0`` is a usage
 error, exit 2, that states the range) and :meth:`Options.check
-<circuitspec.verification.Options.check>` applies the same table to Python callers.
+<circuitspec.verification.run.Options.check>` applies the same table to Python callers.
 ``None`` is an open end.
 """
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from circuitspec.result_fields import _req
+from circuitspec.records.fields import _req
 
 # --- hypothesis, model, task ----------------------------------------------------------------
 
