@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from factories import FAMILIES, save_tiny_model  # noqa: E402
+from helpers.factories import FAMILIES, save_tiny_model
 
 
 @pytest.fixture(scope="session")

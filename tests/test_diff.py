@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from checkpoints import save_silenced, write_late_hypothesis
+from helpers.checkpoints import save_silenced, write_late_hypothesis
 
 import circuitspec as cs
 from circuitspec.output.diff import diff_files

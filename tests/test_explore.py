@@ -25,7 +25,7 @@ def gpt2(tiny_models):
 
 @pytest.fixture(scope="module")
 def gemma3(tmp_path_factory):
-    from factories import save_tiny_model
+    from helpers.factories import save_tiny_model
 
     from circuitspec.bridge.loading import load_model
 

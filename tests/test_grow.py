@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import save_tiny_model
-from test_edge_ablation import reference
-from test_scores import ioi_dataset
+from helpers.ablation_reference import reference
+from helpers.factories import save_tiny_model
+from helpers.ioi_prompts import ioi_dataset
 
 from circuitspec.ablation.edge import Wire
 from circuitspec.ablation.node import AblationRunner

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from test_results import sample_result
+from helpers.sample_result import sample_result
 
 from circuitspec.output.interactive import render_interactive, view
 from circuitspec.output.report import write_outputs

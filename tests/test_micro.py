@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import save_tiny_model
-from test_engine import ioi_dataset
+from helpers.engine_prompts import ioi_dataset
+from helpers.factories import save_tiny_model
 
 from circuitspec.bridge.loading import load_model
 from circuitspec.patching.exact import ExactEngine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checkpoints import LATE_HYPOTHESIS, save_silenced
+from helpers.checkpoints import LATE_HYPOTHESIS, save_silenced
 
 import circuitspec as cs
 from circuitspec.bridge.loading import load_model

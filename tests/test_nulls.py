@@ -292,7 +292,7 @@ def test_non_finite_draws_count_as_extreme_and_are_reported():
 
 
 def test_node_and_edge_level_nulls_use_layer_matched_circuits(tiny_models):
-    from test_scores import ioi_dataset
+    from helpers.ioi_prompts import ioi_dataset
 
     from circuitspec.ablation.edge import Wire, edge_level_logit_diff
     from circuitspec.ablation.node import AblationRunner

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_results import NODES, sample_result
+from helpers.sample_result import NODES, sample_result
 
 from circuitspec.errors import RenderError
 from circuitspec.output.diagram import (

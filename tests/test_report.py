@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import pytest
-from test_results import sample_result
+from helpers.sample_result import sample_result
 
 from circuitspec.output import report
 from circuitspec.output.report import render_markdown, write_outputs, write_report

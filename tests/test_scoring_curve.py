@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from reference_mib import reference_metric
+from helpers.reference_mib import reference_metric
 
 from circuitspec.data.ioi import build_ioi
 from circuitspec.formats import eap_ig

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from factories import word_tokenizer
+from helpers.factories import word_tokenizer
 
 from circuitspec.data.ioi import ABBA_TEMPLATES, BABA_TEMPLATES
 from circuitspec.data.tasks import NOTEBOOK_PROMPTS, build_dataset, task_positions

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_scores import ioi_dataset
+from helpers.ioi_prompts import ioi_dataset
 
 from circuitspec.ablation.node import AblationRunner, Keep
 from circuitspec.bridge.work import Work

@@ -61,6 +61,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from circuitspec.spec.heads import Head
+
 if TYPE_CHECKING:
     import torch
     from jaxtyping import Float
@@ -70,7 +72,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Wire", "complete_wires", "edge_level_logit_diff", "wires_from_circuit"]
 
-Head = tuple[int, int]
 Via = Literal["q", "k", "v"]
 SLOTS: tuple[Via, ...] = ("q", "k", "v")
 # What a view receives: (sender head, its positions or None for all).

@@ -36,12 +36,12 @@ from circuitspec.analyses.runs import (
     is_rms,
     logit_direction,
 )
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
     from circuitspec.bridge.loading import LoadedModel
     from circuitspec.data.dataset import Dataset
 
-Head = tuple[int, int]
 
 
 @torch.no_grad()

@@ -44,13 +44,13 @@ from typing import TYPE_CHECKING, Any
 from circuitspec.ablation.edge import Wire, edge_level_logit_diff
 from circuitspec.analyses.grid import head_label
 from circuitspec.patching.types import LOGITS, Receiver, Sender
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
     from circuitspec.ablation.node import AblationRunner
 
 __all__ = ["GrowEdge", "GrowResult", "GrowStep", "candidates", "grow_edges", "prune"]
 
-Head = tuple[int, int]
 Groups = Mapping[str, tuple[str, Sequence[Head]]]
 POSITIONS = ("END", "S2", "S1+1", "IO", "S1")
 VIAS = ("q", "k", "v")

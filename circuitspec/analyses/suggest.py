@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circuitspec.analyses.grid import head_label
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
     from circuitspec.analyses.grid import Grid
     from circuitspec.bridge.loading import LoadedModel
     from circuitspec.data.dataset import Dataset
 
-Head = tuple[int, int]
 
 MIN_ATTENTION = 0.1  # mean END attention a head needs to count as attending to a name
 

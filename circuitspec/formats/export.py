@@ -18,7 +18,7 @@ from circuitspec.bridge.loading import model_info
 from circuitspec.errors import FormatError
 from circuitspec.formats.graph import GraphEdge, GraphShape, Note, ScoredGraph
 from circuitspec.results import Result
-from circuitspec.spec.heads import parse_member
+from circuitspec.spec.heads import format_member, parse_member
 from circuitspec.spec.load import load_hypothesis
 
 __all__ = ["from_hypothesis", "from_result", "load_source"]
@@ -28,8 +28,7 @@ _NO_POSITIONS = {"eap-ig": "EAP-IG JSON", "mib-pt": "MIB .pt", "acdc": "ACDC edg
 
 
 def _member(ref: str) -> str:
-    kind, layer, head = parse_member(ref)
-    return f"L{layer}H{head}" if kind == "head" else f"MLP{layer}"
+    return format_member(*parse_member(ref))
 
 
 def _expand(groups: dict[str, list[str]], sender: str, receiver: str, via: str | None, at: str,

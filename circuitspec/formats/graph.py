@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from circuitspec.errors import FormatError
+from circuitspec.spec.heads import format_member
 
 __all__ = [
     "FORMATS", "FormatError", "GraphEdge", "GraphShape", "Note", "ScoredGraph", "component",
@@ -129,10 +130,8 @@ class ScoredGraph:
 
 def component(kind: str, layer: int | None = None, head: int | None = None) -> str:
     """circuitspec's name for a component: ``input``, ``L3H1``, ``MLP3``, ``logits``."""
-    if kind == "head":
-        return f"L{layer}H{head}"
-    if kind == "mlp":
-        return f"MLP{layer}"
+    if kind in ("head", "mlp"):
+        return format_member(kind, layer, head)  # type: ignore[arg-type]
     return kind
 
 

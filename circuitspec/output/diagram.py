@@ -19,7 +19,6 @@ from __future__ import annotations
 import html
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 from circuitspec.errors import RenderError
 from circuitspec.output.atomic import atomic_write_bytes
 from circuitspec.results import Result
+from circuitspec.spec.heads import format_head, format_member, parse_head
 
 __all__ = ["ROLE_COLOURS", "VERDICT_COLOURS", "RenderError", "render", "render_hypothesis",
            "render_result"]
@@ -54,7 +54,6 @@ FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "d
 LOGITS = "logits"
 FONT = "DejaVu Sans"
 MONO = "DejaVu Sans Mono"
-_HEAD = re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -97,10 +96,10 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
 
 def _head(h: Any) -> tuple[int, int]:
     if isinstance(h, str):
-        m = _HEAD.match(h.strip())
-        if not m:
-            raise RenderError(f"cannot read head {h!r}; write heads as L<layer>H<head>, e.g. L9H9")
-        return int(m[1]), int(m[2])
+        try:
+            return parse_head(h)
+        except ValueError:
+            raise RenderError(f"cannot read head {h!r}; write heads as L<layer>H<head>, e.g. L9H9") from None
     if isinstance(h, Sequence) and len(h) == 2:
         return int(h[0]), int(h[1])
     return int(_get(h, "layer")), int(_get(h, "head"))
@@ -163,7 +162,7 @@ def _interval(ci: tuple[float | None, float | None] | None) -> str:
 
 def _node_label(node: _Node) -> str:
     e = html.escape
-    parts = [f"L{layer}H{head}" for layer, head in node.heads] + [f"MLP{m}" for m in node.mlps]
+    parts = [format_head(h) for h in node.heads] + [format_member("mlp", m, None) for m in node.mlps]
     lines = [" ".join(parts[i:i + 4]) for i in range(0, len(parts), 4)]
     rows = [f'<TR><TD><B>{e(node.name)}</B></TD></TR>',
             f'<TR><TD><FONT POINT-SIZE="9" COLOR="#333333"><I>{e(node.role.replace("_", " "))}'

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.spec.heads import format_head
+
 if TYPE_CHECKING:
     from circuitspec.analyses.attention import AttentionMaps
     from circuitspec.analyses.grid import Grid
@@ -94,7 +96,7 @@ def attention_maps(maps: AttentionMaps, path: str | Path, *, title: str) -> Path
     labels = [t.replace("\n", "\\n") for t in maps.tokens]
     for ax, (layer, head), pattern in zip(axes.flat, maps.heads, maps.patterns, strict=False):
         ax.imshow(pattern.numpy(), cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(f"L{layer}H{head}", fontsize=9)
+        ax.set_title(format_head((layer, head)), fontsize=9)
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(len(labels)), labels, fontsize=6)
     for ax in list(axes.flat)[n:]:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from circuitspec.errors import CircuitSpecError
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
     from circuitspec.data.dataset import Dataset
@@ -24,7 +25,6 @@ __all__ = [
     "check_semantics", "dataset_groups", "logit_diff", "position_mask",
 ]
 
-Head = tuple[int, int]
 Via = Literal["q", "k", "v"]
 Semantics = Literal["path", "direct"]
 SEMANTICS: tuple[str, ...] = ("path", "direct")

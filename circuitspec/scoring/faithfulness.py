@@ -17,14 +17,11 @@ from typing import Any
 import numpy as np
 
 from circuitspec.ablation.edge import Wire, edge_level_logit_diff
-from circuitspec.ablation.node import AblationRunner, Head, Keep
+from circuitspec.ablation.node import AblationRunner, Keep
 from circuitspec.scoring.stats import bootstrap_ci, bootstrap_ratio_ci, nonfinite_resamples, verdict
+from circuitspec.spec.heads import Head
 
-__all__ = ["Score", "edge_faithfulness", "faithfulness", "head_name", "jsonable", "judge", "power", "ratio_score"]
-
-
-def head_name(head: Head) -> str:
-    return f"L{head[0]}H{head[1]}"
+__all__ = ["Score", "edge_faithfulness", "faithfulness", "jsonable", "judge", "power", "ratio_score"]
 
 
 def jsonable(x: Any) -> Any:

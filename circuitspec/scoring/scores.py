@@ -38,7 +38,6 @@ from circuitspec.scoring.circuit_null import CircuitMaps, null_distribution
 from circuitspec.scoring.faithfulness import (
     Score,
     faithfulness,
-    head_name,
     jsonable,
     judge,
 )
@@ -47,6 +46,7 @@ from circuitspec.scoring.stats import (
     bootstrap_ci,
     bootstrap_paired_ci,
 )
+from circuitspec.spec.heads import format_head
 
 if TYPE_CHECKING:
     from circuitspec.bridge.loading import LoadedModel
@@ -175,7 +175,7 @@ def _completeness(
         measure(options)
         k = max(options, key=lambda o: gaps[o][0])
         candidates.setdefault(k, f"greedy:{step + 1}")
-        path.append({"heads": [head_name(h) for h in sorted(k)], "gap": gaps[k][0],
+        path.append({"heads": [format_head(h) for h in sorted(k)], "gap": gaps[k][0],
                      "relative_gap": gaps[k][0] / scale})
     worst = max(candidates, key=lambda c: gaps[c][0])
     gap, a, b = gaps[worst]
@@ -184,12 +184,12 @@ def _completeness(
     word, reason = judge(ci, threshold, "at_most", "completeness")
     reason = f"post-selection (the worst K was chosen on these prompts): {reason}"
     searched = [
-        {"name": name, "heads": [head_name(h) for h in sorted(c)], "gap": gaps[c][0],
+        {"name": name, "heads": [format_head(h) for h in sorted(c)], "gap": gaps[c][0],
          "relative_gap": gaps[c][0] / scale}
         for c, name in candidates.items()
     ]
     details = {
-        "worst_k": [head_name(h) for h in sorted(worst)],
+        "worst_k": [format_head(h) for h in sorted(worst)],
         "worst_k_name": candidates[worst],
         "worst_gap": gap,
         "worst_relative_gap": gap / scale,
@@ -246,7 +246,7 @@ def minimality(
         change = abs(without_kv[i].mean() - without_k[i].mean())
         if v not in best or change > best[v][0]:
             best[v] = (change, i)
-    per_head = {head_name(v): c / scale for v, (c, _) in best.items()}
+    per_head = {format_head(v): c / scale for v, (c, _) in best.items()}
     weakest = min(best, key=lambda v: best[v][0])
     change, i = best[weakest]
     ci = bootstrap_paired_ci([without_kv[i], without_k[i], fm], _gap_stat,
@@ -255,16 +255,16 @@ def minimality(
     below = [] if threshold is None else [n for n, s in per_head.items() if s < threshold]
     details = {
         "per_head": per_head,
-        "per_head_k": {head_name(v): [head_name(h) for h in sorted(pairs[j][1])]
+        "per_head_k": {format_head(v): [format_head(h) for h in sorted(pairs[j][1])]
                        for v, (_, j) in best.items()},
-        "weakest": head_name(weakest),
+        "weakest": format_head(weakest),
         "below_threshold": below,
         "threshold": threshold,
         "post_selection": True,
     }
     return Score(float(change / scale), ci, word,
                  f"post-selection (the weakest head and its K were chosen on these prompts): "
-                 f"weakest head {head_name(weakest)}: {reason}",
+                 f"weakest head {format_head(weakest)}: {reason}",
                  None, details)
 
 

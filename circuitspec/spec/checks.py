@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from circuitspec.data.tasks import prompt_records, task_positions
 from circuitspec.errors import PromptError, TaskError, did_you_mean
-from circuitspec.spec.heads import parse_member
+from circuitspec.spec.heads import format_member, parse_member
 from circuitspec.spec.locate import Loc
 from circuitspec.spec.schema import Hypothesis
 
@@ -101,7 +101,7 @@ def _order(hyp: Hypothesis, i: int, sender: str, receiver: str) -> Iterator[Find
     first = min(receivers, key=lambda m: m[1])
     if first[1] <= last[1]:
         def show(m: tuple[str, int, int | None]) -> str:
-            return f"MLP{m[1]}" if m[0] == "mlp" else f"L{m[1]}H{m[2]}"
+            return format_member(*m)
 
         yield (("edges", i, "to"),
                f"edge goes backward: receiver {show(first)} (layer {first[1]}) does not come after "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from factories import save_tiny_model
+from helpers.factories import save_tiny_model
 
 LATE_HYPOTHESIS = """name: tiny-late-heads
 model: {model}
