@@ -61,6 +61,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from circuitspec.bridge.hooks import UNEMBED_IN, take_rows
+from circuitspec.patching.types import answer_diff
 from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
@@ -243,16 +245,10 @@ def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: An
     start = _start(runner, (plan.logits,), runner.n_layers - 1)
     hooks = _z_hooks(runner, group, sl, [plan.logits], circuit_z, runner.n_layers, None, start)
     end = group.end[sl]
-
-    def take_end(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        # Only END reaches the unembedding, as in the node-level runner.
-        return x[torch.arange(x.shape[0], device=x.device), end].unsqueeze(1)
-
-    hooks.append(("unembed.hook_in", take_end))
+    hooks.append((UNEMBED_IN, take_rows(end)))  # only END reaches the unembedding
     logits = _run(runner, group, sl, 1, hooks, start, None)
     logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(n), end]
-    rows = torch.arange(n, device=logits.device)
-    return logits[rows, group.correct[sl]] - logits[rows, group.incorrect[sl]]
+    return answer_diff(logits, group.correct[sl], group.incorrect[sl])
 
 
 def _start(runner: AblationRunner, views: Iterable[_View], first_head: int) -> int:

@@ -42,6 +42,7 @@ from circuitspec.bridge.hooks import (
 )
 from circuitspec.bridge.resume import can_resume, resumed_at
 from circuitspec.errors import InvalidArgument
+from circuitspec.patching.types import answer_diff
 from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
@@ -360,8 +361,7 @@ class AblationRunner:
         if self.work is not None:
             self.work.add(n * n_k, tokens.shape[1], self.n_layers - start)
         logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        diff = logits[rows, group.correct[sl].repeat(n_k)] - logits[rows, group.incorrect[sl].repeat(n_k)]
+        diff = answer_diff(logits, group.correct[sl].repeat(n_k), group.incorrect[sl].repeat(n_k))
         return diff.reshape(n_k, n).float()
 
 

@@ -26,8 +26,9 @@ from torch import Tensor
 
 from circuitspec.analyses.grid import Grid, head_grid, head_label
 from circuitspec.analyses.row_resume import resumed_scores
-from circuitspec.analyses.runs import Group, capture, end_logit_diff, groups_of, progress_bar
+from circuitspec.analyses.runs import Group, capture, end_logit_diff, groups_of
 from circuitspec.analyses.variants import Patch, Variant
+from circuitspec.output.console import counted_bar
 
 if TYPE_CHECKING:
     from circuitspec.bridge.loading import LoadedModel
@@ -75,7 +76,7 @@ def patch_variants(
     is a full forward pass of the stacked prompts.
     """
     if resume:
-        with progress_bar(description, len(variants) * len(groups_of(dataset)), progress) as bar:
+        with counted_bar(description, len(variants) * len(groups_of(dataset)), progress) as bar:
             fast = resumed_scores(model, dataset, variants, bar=bar)
         if fast is not None:
             sums_, clean_, corrupt_ = fast
@@ -86,7 +87,7 @@ def patch_variants(
     sums = torch.zeros(len(variants))
     clean_sum = corrupt_sum = 0.0
     groups = groups_of(dataset)
-    with progress_bar(description, len(variants) * len(groups), progress) as bar:
+    with counted_bar(description, len(variants) * len(groups), progress) as bar:
         for group in groups:
             end, n = group.positions["END"], group.clean.shape[0]
             logits_c, clean = capture(bridge, group.clean, whole=hooks_used, end=end)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from circuitspec.bridge.hooks import UNEMBED_IN, capture_into, take_rows
-from circuitspec.patching.types import Group, dataset_groups
+from circuitspec.patching.types import Group, answer_diff, dataset_groups
 
 if TYPE_CHECKING:
     from circuitspec.data.dataset import Dataset
@@ -63,8 +63,7 @@ def capture(
 
 def end_logit_diff(logits: Tensor, group: Group) -> Tensor:
     """Per-prompt logit(correct) - logit(incorrect) from END logits [batch, vocab]."""
-    rows = torch.arange(logits.shape[0])
-    return logits[rows, group.correct] - logits[rows, group.incorrect]
+    return answer_diff(logits, group.correct, group.incorrect)
 
 
 def is_rms(bridge: Any) -> bool:
@@ -89,40 +88,3 @@ def logit_direction(bridge: Any, group: Group) -> tuple[Tensor, Tensor]:
 
 def groups_of(dataset: Dataset) -> list[Group]:
     return dataset_groups(dataset)
-
-
-class progress_bar:  # noqa: N801 - used like a function in a with statement
-    """A rich progress bar on stderr (or nothing when ``enabled`` is False)."""
-
-    def __init__(self, description: str, total: int, enabled: bool = True):
-        self.description, self.total, self.enabled = description, total, enabled
-        self._bar: Any = None
-
-    def __enter__(self) -> progress_bar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                transient=True,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task(self.description, total=self.total)
-        return self
-
-    def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)

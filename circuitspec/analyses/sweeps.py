@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from circuitspec.analyses.grid import Grid, head_grid, head_label, top_heads
-from circuitspec.analyses.runs import Group, capture, end_logit_diff, groups_of, progress_bar
+from circuitspec.analyses.runs import Group, capture, end_logit_diff, groups_of
+from circuitspec.output.console import counted_bar
 from circuitspec.patching.engine import PatchEngine, select_engine
 from circuitspec.patching.types import LOGITS, Head, Receiver, Sender
 
@@ -94,7 +95,7 @@ def _exact(
     clean, corrupt = engine.baselines()
     m_clean, gap = clean.mean(), clean.mean() - corrupt.mean()
     out = torch.empty(len(senders))
-    with progress_bar(description, len(senders), progress) as bar:
+    with counted_bar(description, len(senders), progress) as bar:
         for i in range(0, len(senders), chunk):
             part = [Sender(heads=(h,)) for h in senders[i : i + chunk]]
             patched = engine.sweep(receiver, part)

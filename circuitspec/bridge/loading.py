@@ -303,7 +303,7 @@ def model_info(ref: str, revision: str | None = None) -> ModelInfo | None:
         from transformers import AutoConfig
 
         return info_from_config(ref, AutoConfig.from_pretrained(ref, revision=revision))
-    except Exception:  # noqa: BLE001 - an unreachable hub is an expected condition here
+    except (OSError, ValueError):  # an unreachable hub (or an unknown id) is expected here
         return None
 
 
@@ -383,10 +383,17 @@ def boot_bridge(name: str, hf: Any, tokenizer: Any, *, device: str | None = "cpu
     import torch
     from transformer_lens.model_bridge import TransformerBridge
 
-    logging.getLogger("root").setLevel(logging.ERROR)
-    bridge = TransformerBridge.boot_transformers(
-        name, hf_model=hf, tokenizer=tokenizer, device=device, dtype=dtype or torch.float32
-    )
+    # TransformerLens logs its boot notes on the root logger; they are silenced for the boot
+    # only, and the caller's logging configuration is restored after.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        bridge = TransformerBridge.boot_transformers(
+            name, hf_model=hf, tokenizer=tokenizer, device=device, dtype=dtype or torch.float32
+        )
+    finally:
+        root.setLevel(level)
     bridge.enable_compatibility_mode()
     bridge.set_use_split_qkv_input(True)
     bridge.set_use_attn_result(True)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from circuitspec.errors import InvalidArgument
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -33,12 +35,12 @@ class Dataset:
         n = len(self.clean)
         for name in ("corrupt", "correct", "incorrect", "template"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"dataset field {name} has {len(getattr(self, name))} rows, not {n}")
+                raise InvalidArgument(f"dataset field {name} has {len(getattr(self, name))} rows, not {n}")
         for c, k in zip(self.clean, self.corrupt, strict=True):
             if len(c) != len(k):
-                raise ValueError("clean and corrupted prompts must have the same token length")
+                raise InvalidArgument("clean and corrupted prompts must have the same token length")
         if "END" not in self.positions:
-            raise ValueError("a dataset needs the END position")
+            raise InvalidArgument("a dataset needs the END position")
 
     def __len__(self) -> int:
         return len(self.clean)

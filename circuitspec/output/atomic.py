@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from circuitspec.errors import InvalidArgument
+
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "staged_dir"]
 
 
@@ -52,7 +54,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     left as it was.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open writes whole files; mode must be 'w' or 'wb', not {mode!r}")
+        raise InvalidArgument(f"atomic_open writes whole files; mode must be 'w' or 'wb', not {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if mode == "w":

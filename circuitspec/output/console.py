@@ -1,4 +1,4 @@
-"""Terminal output for ``circuitspec verify``: progress while it runs, a verdict table after."""
+"""Terminal output: the one progress bar (verify's stages, an analysis's steps) and the verdict table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from circuitspec.output.report import score_label
 
@@ -57,29 +57,60 @@ def timed_log(stream: TextIO | None = None) -> Callable[[str], None]:
     return log
 
 
+def _rich_bar(*counts: Any) -> Any:
+    """The one rich progress bar of the package, on stderr, gone when done."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), *counts, TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
 @contextmanager
 def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar on stderr fed by ``(what, done, total)`` calls; outside a
-    terminal, one line per stage with its elapsed time instead."""
+    """A progress bar fed by ``(what, done, total)`` calls (the stages of ``verify``); outside
+    a terminal, one line per stage with its elapsed time instead."""
     if quiet:
         yield lambda what, done, total: None
         return
     if not sys.stderr.isatty():
         yield stage_lines(sys.stderr)
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TextColumn
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-    ) as bar:
+    with _rich_bar(TextColumn("{task.completed}/{task.total}")) as bar:
         task = bar.add_task("loading", total=1)
 
         def update(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=max(total, 1))
 
         yield update
+
+
+class counted_bar:  # noqa: N801 - used like a function in a with statement
+    """The same bar counting ``total`` steps of one task (``advance``), with the time left;
+    nothing when ``enabled`` is False."""
+
+    def __init__(self, description: str, total: int, enabled: bool = True):
+        self.description, self.total, self.enabled = description, total, enabled
+        self._bar: Any = None
+
+    def __enter__(self) -> counted_bar:
+        if self.enabled:
+            from rich.progress import MofNCompleteColumn, TimeRemainingColumn
+
+            self._bar = _rich_bar(MofNCompleteColumn(), TimeRemainingColumn())
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
 
 
 def _ci(ci: tuple[float | None, float | None] | None) -> str:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from circuitspec.data.dataset import Dataset
 
 __all__ = [
-    "LOGITS", "SEMANTICS", "Group", "Head", "Receiver", "Semantics", "Sender", "Via",
+    "LOGITS", "SEMANTICS", "Group", "answer_diff", "Head", "Receiver", "Semantics", "Sender", "Via",
     "check_semantics", "dataset_groups", "logit_diff", "position_mask",
 ]
 
@@ -99,11 +99,17 @@ def dataset_groups(dataset: Dataset) -> list[Group]:
     return groups
 
 
+def answer_diff(end_logits: Tensor, correct: Tensor, incorrect: Tensor) -> Tensor:
+    """The metric, per row: logit(correct) - logit(incorrect), from the END logits [rows, vocab].
+    Every stage computes the logit difference here."""
+    rows = torch.arange(end_logits.shape[0], device=end_logits.device)
+    return end_logits[rows, correct] - end_logits[rows, incorrect]
+
+
 def logit_diff(logits: Tensor, group: Group) -> Tensor:
-    """Per-prompt logit(correct) - logit(incorrect) at END."""
-    rows = torch.arange(logits.shape[0])
-    end = logits[rows, group.positions["END"]]
-    return end[rows, group.correct] - end[rows, group.incorrect]
+    """Per-prompt logit(correct) - logit(incorrect) at END, from logits at every position."""
+    end = logits[torch.arange(logits.shape[0], device=logits.device), group.positions["END"]]
+    return answer_diff(end, group.correct, group.incorrect)
 
 
 def position_mask(group: Group, names: tuple[str, ...] | None, n_pos: int) -> Tensor:

@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 
+from circuitspec.errors import InvalidArgument
+
 __all__ = [
     "Direction",
     "VERDICTS",
@@ -45,13 +47,13 @@ def _as_array(values: ArrayLike | object) -> np.ndarray:
         values = values.detach().cpu().numpy()  # type: ignore[union-attr]
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"need a non-empty 1-d array of per-prompt values, got shape {arr.shape}")
+        raise InvalidArgument(f"need a non-empty 1-d array of per-prompt values, got shape {arr.shape}")
     return arr
 
 
 def _percentile_interval(stats: np.ndarray, level: float) -> tuple[float, float]:
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+        raise InvalidArgument(f"level must lie strictly between 0 and 1, got {level}")
     # A non-finite resample (a denominator of 0) is not dropped: an interval conditioned on
     # the finite ones would claim more than the data give, so the interval is not finite
     # and any verdict on it inconclusive. nonfinite_resamples() counts them.
@@ -90,9 +92,9 @@ def _resampled(arrays: Sequence[ArrayLike], statistic: Callable[..., np.ndarray]
     data = [_as_array(a) for a in arrays]
     n = data[0].size
     if any(d.size != n for d in data):
-        raise ValueError(f"paired arrays must have equal lengths, got {[d.size for d in data]}")
+        raise InvalidArgument(f"paired arrays must have equal lengths, got {[d.size for d in data]}")
     if n_resamples < 1:
-        raise ValueError("n_resamples must be at least 1")
+        raise InvalidArgument("n_resamples must be at least 1")
     rng = np.random.default_rng(seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         if clusters is None:
@@ -100,7 +102,7 @@ def _resampled(arrays: Sequence[ArrayLike], statistic: Callable[..., np.ndarray]
             return np.asarray(statistic(*(d[index] for d in data)), dtype=np.float64).reshape(-1)
         ids = np.asarray(clusters)
         if ids.size != n:
-            raise ValueError(f"clusters has {ids.size} labels for {n} prompts")
+            raise InvalidArgument(f"clusters has {ids.size} labels for {n} prompts")
         _, inverse = np.unique(ids, return_inverse=True)
         members = [np.flatnonzero(inverse == g) for g in range(int(inverse.max()) + 1)]
         picks = rng.integers(0, len(members), size=(n_resamples, len(members)))
@@ -180,10 +182,10 @@ def verdict(
     if not (np.isfinite(low) and np.isfinite(high)):
         return "inconclusive", f"{interval} is not finite, so it cannot be compared with {threshold}"
     if low > high:
-        raise ValueError(f"CI bounds out of order: {ci}")
+        raise InvalidArgument(f"CI bounds out of order: {ci}")
     t = float(threshold)
     if direction in ("negative", "positive", "any") and t < 0:
-        raise ValueError(f"a minimum effect size cannot be negative, got {threshold}")
+        raise InvalidArgument(f"a minimum effect size cannot be negative, got {threshold}")
     if direction == "at_least":
         good, bad = low >= t, high < t
         claim = f"at least {_fmt(t)}"
@@ -200,7 +202,7 @@ def verdict(
         good, bad = (low >= t or high <= -t), (low > -t and high < t)
         claim = f"an effect of size at least {_fmt(t)} in either direction"
     else:
-        raise ValueError(
+        raise InvalidArgument(
             f"unknown direction {direction!r}; use one of at_least, at_most, negative, positive, any"
         )
     if good:
@@ -222,7 +224,7 @@ def band_verdict(ci: tuple[float, float], low: float, high: float | None) -> tup
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "inconclusive", f"{interval} is not finite, so it cannot be compared with the band {claim}"
     if lo > hi:
-        raise ValueError(f"CI bounds out of order: {ci}")
+        raise InvalidArgument(f"CI bounds out of order: {ci}")
     if low <= lo and hi <= high:
         return "verified", f"{interval} lies entirely within the claim: {claim}."
     if hi < low:

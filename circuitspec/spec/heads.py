@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from circuitspec.errors import InvalidArgument
+
 __all__ = ["Head", "format_head", "format_member", "parse_head", "parse_member"]
 
 Head = tuple[int, int]
@@ -35,12 +37,12 @@ def parse_member(ref: str) -> tuple[str, int, int | None]:
         return "head", int(layer), int(head)
     if m := _MLP.match(text):
         return "mlp", int(m.group(1)), None
-    raise ValueError(f"{ref!r} is not a head or MLP: write heads as L9H9 (or 9.9) and MLPs as MLP3")
+    raise InvalidArgument(f"{ref!r} is not a head or MLP: write heads as L9H9 (or 9.9) and MLPs as MLP3")
 
 
 def parse_head(ref: str) -> Head:
     """``"L9H9"`` (or ``"9.9"``) -> ``(9, 9)``; anything else, an MLP included, is a ValueError."""
     kind, layer, head = parse_member(ref)
     if kind != "head" or head is None:
-        raise ValueError(f"{ref!r} is not a head: write heads as L9H9 (or 9.9)")
+        raise InvalidArgument(f"{ref!r} is not a head: write heads as L9H9 (or 9.9)")
     return layer, head

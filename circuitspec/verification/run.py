@@ -23,6 +23,7 @@ import circuitspec.results as R
 from circuitspec.bridge.loading import load_model
 from circuitspec.data.held_out import HeldOut, held_out_status
 from circuitspec.data.tasks import hypothesis_dataset
+from circuitspec.errors import InvalidArgument, did_you_mean
 from circuitspec.scoring.stats import bootstrap_ci
 from circuitspec.spec.heads import format_head
 from circuitspec.spec.load import check_against_model, load_hypothesis
@@ -72,7 +73,7 @@ def verify(
     opts = options or Options()
     for key, value in overrides.items():
         if not hasattr(opts, key):
-            raise TypeError(f"verify() got an unknown option {key!r}")
+            raise InvalidArgument(f"verify() got an unknown option {key!r}{did_you_mean(key, vars(opts))}")
         setattr(opts, key, value)
     opts.check()
     report = progress or (lambda what, done, total: None)
