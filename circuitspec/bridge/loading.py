@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.bridge.boot import boot_bridge, placement_kwargs
 from circuitspec.errors import ModelLoadError, did_you_mean
 
 if TYPE_CHECKING:
@@ -329,7 +330,7 @@ def load_model(
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise ModelLoadError(f"unknown dtype {dtype!r}; use float32, float64 or bfloat16")
-    placement = _placement(device_map, n_devices)
+    placement = placement_kwargs(device_map, n_devices)
     kind = resolve_kind(ref)
     if kind == "alias":
         folder = _convert_gguf(ref)
@@ -357,45 +358,3 @@ def load_model(
     info = PACKAGED[ref].info if kind == "alias" else info_from_config(ref, hf.config)
     extra = {"hf_device_map": dict(getattr(hf, "hf_device_map", {}) or {})} if placement else {}
     return LoadedModel(bridge, tokenizer, info, ref, revision, source, extra)
-
-
-def _placement(device_map: str | dict[str, str | int] | None, n_devices: int | None) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments that spread the weights over devices ({} for one device)."""
-    if device_map is None and (n_devices is None or n_devices <= 1):
-        return {}
-    from transformer_lens.utilities.multi_gpu import resolve_device_map
-
-    try:
-        resolved, max_memory = resolve_device_map(n_devices, device_map, None, None)
-    except ValueError as exc:
-        raise ModelLoadError(f"cannot place the model (device_map={device_map!r}, n_devices={n_devices}): "
-                             f"{exc}") from None
-    out: dict[str, Any] = {"device_map": resolved}
-    if max_memory is not None:
-        out["max_memory"] = max_memory
-    return out
-
-
-def boot_bridge(name: str, hf: Any, tokenizer: Any, *, device: str | None = "cpu", dtype: Any = None) -> Any:
-    """Wrap a loaded HF model in a TransformerBridge with the hooks circuitspec uses."""
-    import logging
-
-    import torch
-    from transformer_lens.model_bridge import TransformerBridge
-
-    # TransformerLens logs its boot notes on the root logger; they are silenced for the boot
-    # only, and the caller's logging configuration is restored after.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        bridge = TransformerBridge.boot_transformers(
-            name, hf_model=hf, tokenizer=tokenizer, device=device, dtype=dtype or torch.float32
-        )
-    finally:
-        root.setLevel(level)
-    bridge.enable_compatibility_mode()
-    bridge.set_use_split_qkv_input(True)
-    bridge.set_use_attn_result(True)
-    bridge.eval()
-    return bridge
