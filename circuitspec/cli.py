@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -173,24 +173,21 @@ def verify(
 ) -> None:
     """Run every edge and claim of a hypothesis; exit 0 if all hold, 1 if any fails (--quick: 3 or 1)."""
     from circuitspec.errors import CircuitSpecError
-    from circuitspec.verification.run import Options
     from circuitspec.verification.run import verify as run_verify
+    from circuitspec.verification.settings import CHOICES, Options
 
-    choices = {"semantics": (semantics, ("path", "direct")), "ablation": (ablation, ("mean", "resample", "zero")),
-               "ablation-level": (ablation_level, ("node", "edge")),
-               "bootstrap": (bootstrap, ("template", "prompt")),
-               "engine": (engine, ("auto", "fast", "reference"))}
-    for flag, (value, allowed) in choices.items():
-        if value is not None and value not in allowed:
-            raise CircuitSpecError(f"--{flag} {value!r}: choose one of {', '.join(allowed)}")
+    given: dict[str, Any] = {"semantics": semantics, "ablation": ablation, "ablation_level": ablation_level,
+             "bootstrap": bootstrap, "engine": engine}
+    for key, value in given.items():  # the same table Options.check uses, named by the flag
+        if value is not None and value not in CHOICES[key]:
+            raise CircuitSpecError(f"--{key.replace('_', '-')} {value!r}: choose one of {', '.join(CHOICES[key])}")
     if out is not None and out.exists() and not out.is_dir():
         raise CircuitSpecError(f"--out {out}: is a file; give a folder (it is created if missing)")
     opts = Options(
-        n_prompts=n_prompts, seed=seed, device=device, semantics=semantics, ablation=ablation,
-        ablation_level=ablation_level, engine=engine,  # type: ignore[arg-type]
+        n_prompts=n_prompts, seed=seed, device=device, **given,
         n_bootstrap=n_bootstrap, n_random=n_random, n_null_edges=n_null_edges, n_random_edge=n_random_edge,
         robustness=robustness, quick=quick, mean_pool_min=mean_pool_min, mean_pool_seed=mean_pool_seed,
-        in_sample=in_sample, templates=_template_ids(held_out_templates), bootstrap=bootstrap,
+        in_sample=in_sample, templates=_template_ids(held_out_templates),
     )
     from circuitspec.output.console import print_result, progress_bar
 

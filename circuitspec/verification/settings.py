@@ -8,14 +8,16 @@ work. :func:`bootstrap_clusters` decides the unit the bootstrap resamples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from circuitspec.errors import CircuitSpecError
 from circuitspec.verification.limits import LIMITS, check_limits
 
 if TYPE_CHECKING:  # annotations only: importing the engines would import torch
+    from circuitspec.ablation.replacement import AblationKind
     from circuitspec.data.dataset import Dataset
     from circuitspec.patching.engine import EngineName
+    from circuitspec.patching.types import Semantics
 
 __all__ = ["CHOICES", "QUICK_NULL", "Options", "bootstrap_clusters"]
 
@@ -29,9 +31,9 @@ class Options:
     n_prompts: int | None = None
     seed: int | None = None
     device: str | None = None
-    semantics: str | None = None
-    ablation: str | None = None
-    ablation_level: str | None = None  # node | edge: where the faithfulness claim is judged
+    semantics: Semantics | None = None
+    ablation: AblationKind | None = None
+    ablation_level: Literal["node", "edge"] | None = None  # where the faithfulness claim is judged
     freeze_mlps: bool | None = None
     engine: EngineName = "auto"
     n_bootstrap: int | None = None
@@ -46,7 +48,7 @@ class Options:
     mean_pool_seed: int | None = None  # the pool's generator seed (default: the run's seed + 7919)
     in_sample: bool = False  # accept verification prompts that overlap the discovery prompts
     templates: list[int] | None = None  # IOI template ids to verify on (overrides task.templates)
-    bootstrap: str = "template"  # template: resample templates as clusters; prompt: single prompts
+    bootstrap: Literal["template", "prompt"] = "template"  # template: resample templates as clusters; prompt: single prompts
     per_head: bool = True
     robustness: bool = True
     scores: bool = True
