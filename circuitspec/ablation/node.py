@@ -61,7 +61,6 @@ __all__ = ["ABLATIONS", "AblationKind", "AblationRunner", "Head", "Keep", "per_p
 @dataclass(frozen=True)
 class Keep:
     """What runs normally in one ablated run; ``None`` means everything of that kind."""
-
     heads: frozenset[Head] | None = None
     mlps: frozenset[int] | None = None
     positions: tuple[tuple[Head, tuple[str, ...]], ...] = ()  # circuit head -> its positions
@@ -85,7 +84,6 @@ class Keep:
 @dataclass
 class _Group:
     """One length group of prompts and everything an ablated run of it needs."""
-
     index: torch.Tensor  # [n] prompt indices into the dataset
     tokens: torch.Tensor  # [n, pos] clean tokens
     end: torch.Tensor  # [n]
@@ -102,7 +100,6 @@ class AblationRunner:
     ``max_tokens`` bounds the tokens of one forward pass (rows x positions); lower it
     when memory is tight, raise it on an accelerator.
     """
-
     def __init__(
         self,
         model: LoadedModel,

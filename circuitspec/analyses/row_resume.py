@@ -87,7 +87,6 @@ def resumed_scores(
 
 class _GroupRun:
     """Clean and corrupted caches of one length group, and the resumed forward."""
-
     def __init__(self, rm: Any, group: Group):
         self.rm, self.group = rm, group
         bridge, n = rm.bridge, rm.n_layers

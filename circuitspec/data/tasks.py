@@ -46,8 +46,6 @@ def _notebook_records() -> list[PromptRecord]:
 
 def prompt_records(task: TaskSpec, base_dir: str | Path | None = None) -> list[PromptRecord]:
     """The prompt pairs of a ``kind: prompts`` task (inline, JSONL file or builtin)."""
-
-
     if task.builtin == "notebook":
         return _notebook_records()
     if task.prompts is not None:

@@ -33,7 +33,6 @@ Component = str | tuple[int, int]
 @dataclass(frozen=True)
 class EdgeEffect:
     """One patched edge: per-prompt values, the mean metric and the normalised effect."""
-
     sender: Sender
     receiver: Receiver
     metric_patched: float

@@ -91,8 +91,6 @@ def two_sided(v: RunContext, score: Any, empty: Any, band: tuple[float, float | 
     """A faithfulness score with the normalised (F(C) - F(empty)) / (F(M) - F(empty)) beside it
     (its interval resamples the three per-prompt arrays jointly), judged against ``band``
     (min, max) when this is the level the claim is judged at."""
-
-
     fc, fm = (np.asarray(score.per_prompt[k], dtype=np.float64) for k in ("circuit", "model"))
     value = float((fc.mean() - empty.mean()) / (fm.mean() - empty.mean()))
     ci = bootstrap_paired_ci([fc, empty, fm], lambda c, e, m: (c.mean(1) - e.mean(1)) / (m.mean(1) - e.mean(1)),
@@ -129,8 +127,6 @@ def circuit_scores(v: RunContext) -> tuple[R.CircuitScores | None, Measured | No
     """Faithfulness (both levels, judged at the hypothesis' level), completeness,
     minimality and the null, as results.json reports them; also the faithfulness measured
     under the run's ablation, for the robustness panel."""
-
-
     claims = v.hyp.claims
     groups = {name: list(node.heads) for name, node in v.circuit.nodes.items() if node.heads}
     if not groups:
@@ -252,7 +248,6 @@ def panel_verdict(v: RunContext, score: Any) -> tuple[Any, str | None]:
 def robustness(v: RunContext, edges: Sequence[R.EdgeResult], measured: Measured | None) -> tuple[R.RobustnessRow, ...]:
     """Faithfulness (node and edge level) under every ablation and aggregation; edge
     effects under both semantics."""
-
     rows = []
     heads = sorted(v.circuit.heads())
     main = {e.name: e.effect for e in edges}
