@@ -102,7 +102,7 @@ def test_legend_lists_roles_and_verdicts(tmp_path):
 
 
 def test_png_has_png_magic(tmp_path):
-    path = sample_result().render(tmp_path / "circuit.png")
+    path = render_result(sample_result(), tmp_path / "circuit.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
