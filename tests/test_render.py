@@ -185,7 +185,7 @@ def test_bad_suffix_and_bad_head_are_clear_errors(tmp_path):
     with pytest.raises(RenderError, match=r"\.svg"):
         render_result(sample_result(), tmp_path / "circuit.jpg")
     with pytest.raises(RenderError, match="L<layer>H<head>"):
-        render_hypothesis({"nodes": [{"name": "a", "heads": ["9.9"]}], "edges": []},
+        render_hypothesis({"nodes": [{"name": "a", "heads": ["H9L9"]}], "edges": []},
                           tmp_path / "x.svg")
     assert list(tmp_path.iterdir()) == []
 
