@@ -8,7 +8,6 @@ import warnings
 import pytest
 
 import circuitspec as cs
-import circuitspec.bridge.loading as models
 import circuitspec.patching.fast as fast_module
 from circuitspec.data.ioi import build_ioi
 from circuitspec.errors import CircuitSpecError
@@ -43,7 +42,8 @@ def no_model_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the settings were checked")
 
-    monkeypatch.setattr(models, "load_model", refuse)
+    # verify() calls the load_model its module imported, so that is the one refused.
+    monkeypatch.setattr("circuitspec.verification.run.load_model", refuse)
 
 
 @pytest.mark.parametrize(("key", "value"), [
