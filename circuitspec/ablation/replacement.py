@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from circuitspec.ablation.mean_pool import MeanPool, layout_key
-from circuitspec.errors import TaskError
+from circuitspec.errors import InvalidArgument
 
 if TYPE_CHECKING:
     import torch
@@ -89,7 +89,7 @@ def template_means(dataset: Dataset, groups: list[list[int]], corrupt: dict[int,
     means = {}
     for t, members in rows.items():
         if len({gi for gi, _ in members}) > 1:
-            raise TaskError(
+            raise InvalidArgument(
                 f"template {t} has prompts of different token lengths, so its positions do "
                 "not align and a per-position mean is undefined; give each length its own "
                 "template id"
