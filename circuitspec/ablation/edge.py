@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from circuitspec.bridge.hooks import UNEMBED_IN, take_rows
+from circuitspec.bridge.resume import resumed_at
 from circuitspec.patching.types import answer_diff
 from circuitspec.spec.heads import Head
 
@@ -263,8 +264,6 @@ def _run(runner: AblationRunner, group: Any, sl: slice, copies: int, hooks: list
          start: int, stop: int | None) -> torch.Tensor:
     """One pass of ``group[sl]`` stacked ``copies`` times, from layer ``start`` (to ``stop``)."""
     import torch
-
-    from circuitspec.bridge.resume import resumed_at
 
     # The reference run is cached on first use: before this pass's hooks go on.
     resid = runner._reference(group, sl, "ablated")[start] if start else None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
+from circuitspec.ablation.node import AblationRunner
 from circuitspec.analyses.grid import Grid, head_grid, head_label
 from circuitspec.analyses.runs import (
     Group,
@@ -173,7 +174,6 @@ def mean_ablation_hooks(
     The mean is over the corrupted prompts of the same template, per position (Wang et
     al. 2022's mean ablation over the ABC distribution; :mod:`circuitspec.ablation.node`).
     """
-    from circuitspec.ablation.node import AblationRunner
 
     runner = AblationRunner(model, dataset, "mean")
     by_layer: dict[int, list[int]] = {}

@@ -15,6 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.analyses.activation_patching import activation_patching, compare_heads
+from circuitspec.analyses.attention import attention_maps, attention_summaries
+from circuitspec.analyses.attribution import (
+    backup_name_movers,
+    direct_logit_attribution,
+    logit_lens,
+)
+from circuitspec.analyses.grid import top_heads
+from circuitspec.analyses.sweeps import path_patch_sweep
+from circuitspec.errors import CircuitSpecError, did_you_mean
+from circuitspec.output import plots
+from circuitspec.output.atomic import atomic_write_text as write_text
+from circuitspec.patching.engine import select_engine
+
 if TYPE_CHECKING:
     from circuitspec.analyses.attribution import DLA
     from circuitspec.analyses.grid import Grid
@@ -40,19 +54,16 @@ class Context:
     written: dict[str, list[str]] = field(default_factory=dict)
 
     def get_dla(self) -> DLA:
-        from circuitspec.analyses.attribution import direct_logit_attribution
 
         if self.dla is None:
             self.dla = direct_logit_attribution(self.model, self.dataset)
         return self.dla
 
     def name_movers(self) -> list[tuple[int, int]]:
-        from circuitspec.analyses.grid import top_heads
 
         return top_heads(self.get_dla().per_head, self.n_name_movers)
 
     def save(self, grid: Grid, picture: Callable[[Grid, Path], Any] | None) -> None:
-        from circuitspec.output.atomic import atomic_write_text as write_text
 
         stem = file_stem(grid.name)
         json_, csv_, png = (self.out / f"{stem}.{ext}" for ext in ("json", "csv", "png"))
@@ -67,7 +78,6 @@ class Context:
 
     def patched(self, kind: str) -> Grid:
         """An activation-patching grid, computed once per run."""
-        from circuitspec.analyses.activation_patching import activation_patching
 
         if f"patch_{kind}" not in self.grids:
             dataset = self.dataset
@@ -84,8 +94,6 @@ def file_stem(name: str) -> str:
 
 
 def _logit_lens(ctx: Context) -> None:
-    from circuitspec.analyses.attribution import logit_lens
-    from circuitspec.output import plots
 
     frozen = logit_lens(ctx.model, ctx.dataset)
     ctx.save(frozen, lambda g, p: plots.line(g, p, title="Logit lens: logit difference from "
@@ -93,15 +101,12 @@ def _logit_lens(ctx: Context) -> None:
 
 
 def _dla(ctx: Context) -> None:
-    from circuitspec.output import plots
     dla = ctx.get_dla()
     ctx.save(dla.per_layer, lambda g, p: plots.line(g, p, title="Direct logit attribution per layer"))
     ctx.save(dla.per_head, lambda g, p: plots.heatmap(g, p, title="Direct logit attribution per head (END)"))
 
 
 def _attention(ctx: Context) -> None:
-    from circuitspec.analyses.attention import attention_maps, attention_summaries
-    from circuitspec.output import plots
 
     grid = attention_summaries(ctx.model, ctx.dataset)
     ctx.save(grid, lambda g, p: plots.heatmap(g, p, title="Mean attention between named positions",
@@ -112,7 +117,6 @@ def _attention(ctx: Context) -> None:
 
 def _patch(*kinds: str) -> Callable[[Context], None]:
     def run(ctx: Context) -> None:
-        from circuitspec.output import plots
         for kind in kinds:
             ctx.save(ctx.patched(kind), lambda g, p, kind=kind: plots.heatmap(  # type: ignore[misc]
                 g, p, title=f"Activation patching ({kind}, denoising: 1 = clean)"))
@@ -122,8 +126,6 @@ def _patch(*kinds: str) -> Callable[[Context], None]:
 
 def _patch_qkv(ctx: Context) -> None:
     """Each head's q, k, v and pattern, then output against pattern and against value."""
-    from circuitspec.analyses.activation_patching import compare_heads
-    from circuitspec.output import plots
 
     _patch("q", "k", "v", "pattern")(ctx)
     for other in ("pattern", "v"):
@@ -139,10 +141,6 @@ def _path_sweeps(ctx: Context) -> None:
     the second strongest when its effect is at least half as large: a weak second receiver
     in an early layer would cut the next sweep's senders to the layers before it.
     """
-    from circuitspec.analyses.grid import top_heads
-    from circuitspec.analyses.sweeps import path_patch_sweep
-    from circuitspec.output import plots
-    from circuitspec.patching.engine import select_engine
 
     engine = select_engine(ctx.model, ctx.dataset) if ctx.sweep_method == "exact" else None
     receivers: list[tuple[int, int]] = []
@@ -162,8 +160,6 @@ def _path_sweeps(ctx: Context) -> None:
 
 
 def _backup(ctx: Context) -> None:
-    from circuitspec.analyses.attribution import backup_name_movers
-    from circuitspec.output import plots
 
     grid = backup_name_movers(ctx.model, ctx.dataset, ctx.name_movers(), before=ctx.get_dla())
     ctx.save(grid, lambda g, p: plots.scatter(
@@ -203,7 +199,6 @@ def explore(
     names = list(only) if only else list(ANALYSES)
     unknown = [n for n in names if n not in ANALYSES]
     if unknown:
-        from circuitspec.errors import CircuitSpecError, did_you_mean
 
         raise CircuitSpecError(
             f"unknown analysis {unknown[0]!r}{did_you_mean(unknown[0], ANALYSES)}; "
@@ -222,7 +217,6 @@ def explore(
     summary = {"model": model.reference, "n_prompts": len(dataset),
                "patch_prompts": min(patch_prompts or len(dataset), len(dataset)), "seconds": seconds,
                "files": ctx.written}
-    from circuitspec.output.atomic import atomic_write_text as write_text
 
     write_text(ctx.out / "explore.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -25,8 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.analyses.attention import attention_summaries
+from circuitspec.analyses.attribution import direct_logit_attribution
 from circuitspec.analyses.grid import head_label
+from circuitspec.analyses.sweeps import path_patch_sweep
+from circuitspec.output.atomic import atomic_write_text
+from circuitspec.patching.engine import select_engine
 from circuitspec.spec.heads import Head
+from circuitspec.spec.load import load_hypothesis
 
 if TYPE_CHECKING:
     from circuitspec.analyses.grid import Grid
@@ -61,10 +67,6 @@ def draft_hypothesis(
 ) -> Draft:
     """Find candidate heads per role and the edges between them."""
     import time
-
-    from circuitspec.analyses.attention import attention_summaries
-    from circuitspec.analyses.attribution import direct_logit_attribution
-    from circuitspec.patching.engine import select_engine
 
     draft = Draft()
     clock = time.perf_counter()
@@ -156,7 +158,6 @@ def draft_hypothesis(
 
 def _sweep(model: Any, dataset: Any, engine: Any, receivers: list[Head], via: str, at: str,
            confirm: int, progress: bool) -> Grid:
-    from circuitspec.analyses.sweeps import path_patch_sweep
 
     return path_patch_sweep(model, dataset, receivers, via, at, method="attribution",  # type: ignore[arg-type]
                             confirm=confirm, engine=engine, progress=progress)
@@ -178,8 +179,6 @@ def write_draft(draft: Draft, path: str | Path, *, model_ref: str, n_prompts: in
 
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    from circuitspec.output.atomic import atomic_write_text
 
     doc = CommentedMap()
     doc["name"] = f"ioi-draft-{Path(model_ref).name}"
@@ -231,7 +230,6 @@ def suggest(
     progress: bool = True, log: Callable[[str], None] | None = None, confirm: int = 6,
 ) -> tuple[Path, Draft]:
     """Draft, write and validate a hypothesis; return its path and the draft."""
-    from circuitspec.spec.load import load_hypothesis
 
     draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
     path = write_draft(draft, out, model_ref=model_ref, n_prompts=len(dataset), seed=seed,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from circuitspec.output.atomic import atomic_write_text, staged_dir
+from circuitspec.output.diagram import render_result
 from circuitspec.output.interactive import render_interactive
 from circuitspec.results import EdgeResult, NullDistribution, Result
 
@@ -346,7 +347,6 @@ def _write_reports(result: Result, folder: Path, svg: str) -> tuple[Path, Path]:
 
 def write_report(result: Result, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``out_dir``; draws ``circuit.svg`` if absent."""
-    from circuitspec.output.diagram import render_result
 
     out = Path(out_dir)
     with staged_dir(out) as stage:
@@ -364,7 +364,6 @@ def write_outputs(result: Result, out_dir: str | os.PathLike[str]) -> dict[str, 
     only once every one succeeded; on any error ``out_dir`` keeps its old files
     and no partial file is left. Returns the final path of each file by name.
     """
-    from circuitspec.output.diagram import render_result
 
     out = Path(out_dir)
     with staged_dir(out) as stage:

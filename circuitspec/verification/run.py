@@ -68,7 +68,6 @@ def verify(
     overrides set :class:`Options` fields (``n_prompts=32, engine="reference"``...).
     """
 
-    from circuitspec.spec.schema import Hypothesis
 
     opts = options or Options()
     for key, value in overrides.items():
