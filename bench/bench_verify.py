@@ -1,7 +1,11 @@
 """Benchmark: the whole default ``verify`` against a naive implementation of the same statistics.
 
     .venv/bin/python bench/bench_verify.py [--hypothesis hypotheses/ioi_smollm2_135m.yaml] [--n N]
-        [--naive-sweeps K] [--naive-keeps K]
+        [--naive-sweeps K] [--naive-keeps K] [--ratio]
+
+``--ratio`` only times one plain forward pass over the run's clean prompts (full logits,
+the median of three, before and after) and the whole default ``circuitspec.verify`` in the
+same process, and prints the wall-time ratio beside the counted forward-equivalents.
 
 The fast run is ``circuitspec.verify``'s own stages (engine caches, edges with their
 per-head breakdown and layer-matched nulls, circuit scores with both circuit nulls, the
@@ -38,9 +42,9 @@ from circuitspec.ablation.node import AblationRunner, Keep  # noqa: E402
 from circuitspec.bridge.loading import load_model  # noqa: E402
 from circuitspec.data.tasks import hypothesis_dataset  # noqa: E402
 from circuitspec.spec.load import check_against_model, load_hypothesis  # noqa: E402
-from circuitspec.verification import claims  # noqa: E402
 from circuitspec.verification.context import RunContext  # noqa: E402
 from circuitspec.verification.edges import verify_edge  # noqa: E402
+from circuitspec.verification.run import claims  # noqa: E402
 from circuitspec.verification.settings import Options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,12 +92,46 @@ def naive_keep(runner: AblationRunner, keep: Keep) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
+def forward_seconds(model, ds, repeats: int = 3) -> float:
+    """Median wall time of one plain forward pass (full logits) over every clean prompt."""
+    batches = [torch.tensor([ds.clean[i] for i in idx]) for idx in ds.length_groups()]
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for tokens in batches:
+            model.bridge(tokens)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def wall_ratio(hyp_path: str, hyp, model, ds, n: int | None) -> None:
+    """The whole default ``verify`` against one forward pass of its prompts, in one process."""
+    import circuitspec as cs
+
+    before = forward_seconds(model, ds)
+    start = time.perf_counter()
+    result = cs.verify(hyp_path, model=model, n_prompts=n)
+    seconds = time.perf_counter() - start
+    after = forward_seconds(model, ds)
+    forward = (before + after) / 2
+    work = result.work or {}
+    print(f"one forward: {before:.2f} s before, {after:.2f} s after verify (mean {forward:.2f} s)")
+    print(f"{'stage':<18} {'s':>8} {'forward-eq.':>12} {'x forward (wall)':>17}")
+    for stage, secs in (result.timings or {}).items():
+        print(f"{stage:<18} {secs:8.1f} {work.get(stage, 0.0):12.2f} {secs / forward:17.1f}")
+    print(f"whole verify: {seconds:.1f} s = {seconds / forward:.0f} forwards (wall); "
+          f"{sum(work.values()):.0f} forward-equivalents counted; passed={result.passed}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hypothesis", default=str(ROOT / "hypotheses" / "ioi_smollm2_135m.yaml"))
     ap.add_argument("--n", type=int, default=None, help="n_prompts (default: the file's)")
     ap.add_argument("--naive-sweeps", type=int, default=None, help="naive patches per stage (default: all)")
     ap.add_argument("--naive-keeps", type=int, default=None, help="naive keep-sets per stage (default: all)")
+    ap.add_argument("--ratio", action="store_true",
+                    help="only time one forward and the whole default verify (the wall-time ratio)")
     args = ap.parse_args()
 
     hyp = load_hypothesis(args.hypothesis)
@@ -103,6 +141,9 @@ def main() -> None:
     ds = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos,
                             n_prompts=args.n)
     print(f"{hyp.name}: {len(ds)} prompts, threads={torch.get_num_threads()}")
+    if args.ratio:
+        wall_ratio(args.hypothesis, hyp, model, ds, args.n)
+        return
     opts = Options(n_prompts=args.n)
     rss0 = peak_rss_mib()
 
@@ -123,8 +164,9 @@ def main() -> None:
     keeps: list[tuple[str, str, Keep]] = []  # stage, ablation kind, keep-set (first evaluation)
 
     def runner_for(kind: str) -> AblationRunner:
+        pool = v.mean_pool() if kind == "mean" else None  # as verify's own runner (claims.runner)
         with work.at("ablation_caches"):
-            run = AblationRunner(model, ds, kind, work=work)  # type: ignore[arg-type]
+            run = AblationRunner(model, ds, kind, work=work, mean_pool=pool)  # type: ignore[arg-type]
         evaluate = run.run
 
         def recorded(specs):

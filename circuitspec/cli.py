@@ -194,7 +194,7 @@ def verify(
     with progress_bar(quiet=as_json) as progress:
         result = run_verify(hypothesis, options=opts, progress=progress)
     if out is not None:
-        from circuitspec.output.report import write_outputs
+        from circuitspec.output.outputs import write_outputs
 
         write_outputs(result, out)
     if as_json:

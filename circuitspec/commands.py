@@ -243,64 +243,104 @@ def export(
     typer.echo(f"wrote {path}")
 
 
+# Options shared by the two commands that score a graph file on MIB's graph.
+_GraphFormat = Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")]
+_GraphModel = Annotated[str, typer.Option("--model", help="The model: alias, Hugging Face id or folder.")]
+_IoiPrompts = Annotated[int, typer.Option("--n-prompts", help="IOI prompts to score on.", **in_range("n_prompts"))]
+_IoiSeed = Annotated[int, typer.Option("--seed", help="Seed of the IOI prompts (and of curve's bootstrap "
+                                       "and random rankings).", **in_range("seed"))]
+
+
+def _check_corruption(value: str) -> str:
+    if value not in ("abc", "s_swap"):
+        raise typer.BadParameter(f"{value!r}: choose abc or s_swap")
+    return value
+
+
+_IoiCorruption = Annotated[str, typer.Option(
+    "--corruption", callback=_check_corruption,
+    help="abc (three fresh names) or s_swap (S2 becomes the IO name, MIB's default IOI "
+         "counterfactual s2_io_flip; needs an even --n-prompts).")]
+
+
+def _graph_on_ioi(file: Path, fmt: str, model: str, n_prompts: int, seed: int,
+                  corruption: str) -> tuple[Any, Any, Any]:
+    """The graph file (read before any model work is wasted on a bad file, then checked
+    against the model's shape), the loaded model, and its IOI prompts."""
+    from circuitspec.bridge.loading import load_model
+    from circuitspec.data.ioi import build_ioi
+    from circuitspec.formats.convert import READERS, check_format
+    from circuitspec.formats.graph import check_fits
+
+    graph = READERS[check_format(fmt)](file)
+    loaded = load_model(model)
+    check_fits(graph, loaded.info.n_layers, loaded.info.n_heads, model)
+    data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption=corruption,
+                     prepend_bos=loaded.info.default_prepend_bos)
+    return graph, loaded, data
+
+
 def mib_score(
     file: Annotated[Path, typer.Argument(help="An edge-scored circuit file (any import format).")],
-    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
-    model: Annotated[str, typer.Option("--model", help="The model: alias, Hugging Face id or folder.")],
+    fmt: _GraphFormat,
+    model: _GraphModel,
     top_k: Annotated[int | None, typer.Option("--top-k", help="The circuit: the K edges with the largest |score|.")] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="The circuit: edges with |score| >= T.")] = None,
     in_graph: Annotated[bool, typer.Option("--in-graph", help="The circuit: the edges the file marks in_graph.")] = False,
-    n_prompts: Annotated[int, typer.Option("--n-prompts", help="IOI prompts to score on.")] = 32,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the IOI prompts.")] = 0,
+    n_prompts: _IoiPrompts = 32,
+    seed: _IoiSeed = 0,
+    corruption: _IoiCorruption = "abc",
 ) -> None:
     """MIB's edge-level faithfulness of a circuit file: MLPs and the input are graph nodes."""
-    from circuitspec.bridge.loading import load_model
-    from circuitspec.data.ioi import build_ioi
-    from circuitspec.formats.convert import check_format
-    from circuitspec.scoring.mib import score_file
+    from circuitspec.formats.graph import select_edges
+    from circuitspec.scoring.mib import mib_faithfulness, prune
 
-    fmt = check_format(fmt)
-    loaded = load_model(model)
-    data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption="abc",
-                     prepend_bos=loaded.info.default_prepend_bos)
-    score, n = score_file(file, fmt, loaded, data, top_k=top_k, threshold=threshold, in_graph=in_graph)
-    typer.echo(f"{file}: {n} edges on {len(data)} IOI prompts (seed {seed}, abc corruption)")
+    graph, loaded, data = _graph_on_ioi(file, fmt, model, n_prompts, seed, corruption)
+    chosen, _ = select_edges(graph, top_k=top_k, threshold=threshold, in_graph=in_graph)
+    edges = prune([e.key for e in chosen])
+    score = mib_faithfulness(loaded, data, edges)
+    typer.echo(f"{file}: {len(edges)} edges ({len(chosen)} chosen, pruned as EAP-IG prunes) on "
+               f"{len(data)} IOI prompts (seed {seed}, {corruption} corruption)")
     typer.echo(f"m(C) {score.circuit:.4f}  m(empty) {score.empty:.4f}  m(M) {score.model:.4f}")
     typer.echo(f"MIB faithfulness (m(C) - m(empty)) / (m(M) - m(empty)) = {score.faithfulness:.4f}")
 
 
 def curve_(
     scores: Annotated[Path, typer.Argument(help="An edge-scored graph (any import format).")],
-    fmt: Annotated[str, typer.Option("--format", help="eap-ig | mib-pt | acdc | auto-circuit")],
-    model: Annotated[str, typer.Option("--model", help="The model: alias, Hugging Face id or folder.")],
+    fmt: _GraphFormat,
+    model: _GraphModel,
     out: Annotated[Path, typer.Option("--out", help="Folder for curve.json and curve.png.")] = Path("curve"),
-    n_prompts: Annotated[int, typer.Option("--n-prompts", help="IOI prompts to score on.")] = 32,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the prompts, bootstrap and random rankings.")] = 0,
-    n_random: Annotated[int, typer.Option("--n-random", help="Random rankings in the baseline.")] = 2,
-    n_bootstrap: Annotated[int, typer.Option("--n-bootstrap", help="Bootstrap resamples over prompts.")] = 1000,
+    n_prompts: _IoiPrompts = 32,
+    seed: _IoiSeed = 0,
+    corruption: _IoiCorruption = "abc",
+    n_random: Annotated[int, typer.Option("--n-random", help="Random rankings in the baseline.",
+                                          **in_range("n_random"))] = 2,
+    n_bootstrap: Annotated[int, typer.Option("--n-bootstrap", help="Bootstrap resamples over prompts.",
+                                             **in_range("n_bootstrap"))] = 1000,
 ) -> None:
     """MIB's faithfulness curve (0.1-100 % of edges), CPR and CMD with intervals, vs random rankings."""
     import json
 
-    from circuitspec.bridge.loading import load_model
-    from circuitspec.data.ioi import build_ioi
-    from circuitspec.formats.convert import READERS, check_format
-    from circuitspec.formats.graph import check_fits
     from circuitspec.output.atomic import atomic_write_text
-    from circuitspec.scoring.curve import curve, plot
+    from circuitspec.scoring.curve import baseline, curve, plot
 
-    graph = READERS[check_format(fmt)](scores)
-    loaded = load_model(model)
-    check_fits(graph, loaded.info.n_layers, loaded.info.n_heads, model)
-    data = build_ioi(loaded.tokenizer, n_prompts=n_prompts, seed=seed, corruption="abc",
-                     prepend_bos=loaded.info.default_prepend_bos)
+    graph, loaded, data = _graph_on_ioi(scores, fmt, model, n_prompts, seed, corruption)
     curves = curve(loaded, data, graph.edges, n_random=n_random, n_bootstrap=n_bootstrap, seed=seed)
+    random_summary = baseline(curves)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "curve.json", json.dumps(
         {"source": str(scores), "model": model, "n_prompts": len(data), "seed": seed,
-         "curves": [c.to_json() for c in curves]}, indent=1) + "\n")
+         "corruption": corruption,
+         "curves": [c.to_json() for c in curves], "random_baseline": random_summary}, indent=1) + "\n")
     plot(curves, out / "curve.png", f"{scores.name} on {model}")
     for c in curves:
         typer.echo(f"{c.ranking:>9}: CPR {c.cpr:.3f} [{c.cpr_ci[0]:.3f}, {c.cpr_ci[1]:.3f}]  "
                    f"CMD {c.cmd:.3f} [{c.cmd_ci[0]:.3f}, {c.cmd_ci[1]:.3f}]")
+    if random_summary is not None:
+        r = random_summary
+        typer.echo(f"   random: CPR {r['cpr_mean']:.3f} (range {r['cpr_range'][0]:.3f}-{r['cpr_range'][1]:.3f}) "
+                   f"CMD {r['cmd_mean']:.3f} (range {r['cmd_range'][0]:.3f}-{r['cmd_range'][1]:.3f}) over "
+                   f"{r['n']} random ranking(s): a spread over draws, not an interval")
+    typer.echo("MIB's leaderboard takes CPR from the signed ranking and CMD from the absolute one; "
+               "intervals resample prompts with the ranking held fixed")
     typer.echo(f"wrote {out / 'curve.json'} and {out / 'curve.png'}")

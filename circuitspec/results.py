@@ -89,6 +89,10 @@ class Result:
     held_out_info: Mapping[str, Any] | None = None
     """The held-out check: ``overlap``, ``n_discovery``, ``templates_disjoint``, ``in_sample``,
     ``reason``."""
+    breakdown: Mapping[str, Any] | None = None
+    """Every score with per-prompt values (edge effects, faithfulness at both levels) split
+    ``by_order`` (BABA vs ABBA) and ``by_template``, each ``{n, value, ci}``
+    (:mod:`circuitspec.breakdown`); ``None`` for tasks without IOI templates."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""
@@ -121,6 +125,8 @@ class Result:
             d["robustness"] = [r.to_json() for r in self.robustness]
         if self.held_out_info is not None:
             d["held_out"], d["held_out_info"] = self.held_out, dict(self.held_out_info)
+        if self.breakdown:
+            d["breakdown"] = dict(self.breakdown)
         return d
 
     @classmethod
@@ -158,6 +164,7 @@ class Result:
             str(d.get("mode", "full")),
             d.get("held_out"),
             part("held_out_info", lambda t: None if t is None else dict(t.items()), d.get("held_out_info")),
+            part("breakdown", lambda t: None if t is None else dict(t.items()), d.get("breakdown")),
         )
 
     def dumps(self) -> str:

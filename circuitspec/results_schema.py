@@ -30,9 +30,20 @@ _SCORE: dict[str, Any] = {
                            "properties": {"value": _NUM, "ci": _CI}},
             "power": {"type": "object", "description": "Half-width reached; prompts a +-0.1 interval needs.",
                       "properties": {"half_width": _NUM, "n_prompts": {"type": "integer"},
-                                     "n_prompts_needed": {"type": ["integer", "null"]}}},
+                                     "n_prompts_needed": {"type": ["integer", "null"]},
+                                     "n_prompts_needed_is": {"type": "string", "description": (
+                                         "exact under 1/sqrt(n) scaling, or a lower bound when the "
+                                         "interval resamples template clusters")},
+                                     "n_clusters": {"type": "integer"}}},
             "nonfinite_resamples": {"type": "integer"},
-            "post_selection": {"type": "boolean"},
+            "post_selection": {"type": "boolean", "description": (
+                "The number is the worst K (completeness) or weakest head (minimality) chosen on the "
+                "prompts it is scored on; the verdict needs every K's (every head's) interval to clear "
+                "the bar.")},
+            "null": {"type": "object", "description": (
+                "This level's circuit null (layer-matched random circuits); a verified verdict whose "
+                "null is not beaten (p > alpha) is inconclusive.")},
+            "by_order": {"type": "object", "description": "The score on BABA and ABBA prompts apart."},
         }},
         "per_prompt": {"type": "object", "description": "Faithfulness: F(C), F(M), F(empty) per prompt.",
                        "properties": {"circuit": _NUMS, "model": _NUMS, "empty": _NUMS}},
@@ -82,11 +93,25 @@ def results_json_schema() -> dict[str, Any]:
                                "per_prompt": {**_NUMS, "description": "Patched metric per prompt."}}}},
             "circuit": {"type": ["object", "null"], "properties": {
                 "faithfulness": _SCORE, "faithfulness_edge_level": _SCORE,
+                "faithfulness_mib": {**_SCORE, "description": (
+                    "graph: mib only: MIB's (m(C) - m(empty)) / (m(M) - m(empty)) with the input "
+                    "and every MLP as graph nodes; details.m_circuit, m_empty, m_model, n_edges")},
                 "completeness": _SCORE, "minimality": _SCORE}},
+            "breakdown": {"type": "object", "description": (
+                "Every score with per-prompt values (edge effects, faithfulness at both levels) split "
+                "by_order (BABA vs ABBA) and by_template, each {n, value, ci}."),
+                "properties": {"by_order": {"type": "object"}, "by_template": {"type": "object"}}},
+            "robustness": {"type": "array", "description": (
+                "Faithfulness re-measured under every ablation, aggregation and the alternate corruption "
+                "(s_swap), each with interval and verdict; edge effects under both semantics."),
+                "items": {"type": "object", "required": ["setting"]}},
             "settings": {"type": "object", "required": ["ablation", "ablation_level"], "properties": {
                 "ablation_level": {"enum": ["node", "edge"],
                                    "description": "The level the faithfulness claim was judged at."},
                 "mean_pool": _MEAN_POOL,
+                "edge_positions": {"enum": ["at", "every"], "description": (
+                    "Where an edge carries signal in the edge-level run: at its `at` position (default), "
+                    "or at every position.")},
                 "bootstrap_unit": {"type": "string",
                                    "description": "template (clusters) or prompt, with the reason for a fallback."},
                 "statistics": {"type": ["object", "null"], "description": (

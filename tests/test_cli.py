@@ -16,7 +16,7 @@ from circuitspec.errors import CircuitSpecError, InputFileError, TaskError
 from circuitspec.output.console import stage_lines
 from circuitspec.spec.textfile import read_text
 from circuitspec.verification.limits import LIMITS
-from circuitspec.verification.run import Options
+from circuitspec.verification.settings import Options
 
 ROOT = Path(__file__).resolve().parent.parent
 HYP = "hypotheses/ioi_smollm2_135m.yaml"

@@ -37,8 +37,8 @@ def datasets(tiny_models):
 
 
 # Two receivers in one key/value group of the Llama model ((2,0), (2,1)) read different k
-# views; positions restrict two of the edges; (2,3) reads no edge, so it is computed in the
-# first pass while its layer mates wait for the third.
+# views; positions restrict two of the edges; (2,3) reads no edge, so its circuit z is the
+# fully ablated run's (no pass) while its layer mates wait for the second pass.
 WIRES = [
     Wire(((0, 2),), ((1, 0), (1, 3)), "q", ("END",)),
     Wire(((0, 1),), ((2, 0),), "k"),
@@ -46,6 +46,15 @@ WIRES = [
     Wire(((1, 3),), ((2, 0), (2, 1)), "v"),
     Wire(((2, 0), (2, 1), (1, 3), (2, 3))),
 ]
+
+
+def test_heads_that_receive_no_edge_need_no_pass():
+    from circuitspec.ablation.edge import _plan, _waves
+
+    every = frozenset((L, h) for L in range(3) for h in range(4))
+    passes, free = _waves(_plan(WIRES, every, ["S2", "END"]))
+    assert free == [(0, 1), (0, 2), (0, 3), (2, 3)]  # their z: the fully ablated run's
+    assert passes == [[(1, 0), (1, 3)], [(2, 0), (2, 1)]]
 
 
 @pytest.mark.parametrize(("family", "kind"), [("llama", "mean"), ("gpt2", "resample"), ("neox", "zero")])
@@ -144,6 +153,7 @@ nodes:
   l2: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3]}}
 edges:
 {edges}
+edge_positions: every  # the complete graph at every position is the model
 claims:
   faithfulness: {{min: 0.9}}
   minimality: off  # random weights: no head need matter
@@ -157,6 +167,12 @@ def _complete_hypothesis(path, model_dir):
     edges += [f"  - {{from: {a}, to: logits, at: END}}" for a in ("l0", "l1", "l2")]
     path.write_text(COMPLETE.format(model=model_dir, edges="\n".join(edges)))
     return path
+
+
+def result_report(result):
+    from circuitspec.output.report import render_markdown
+
+    return render_markdown(result)
 
 
 def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
@@ -191,6 +207,19 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
         assert f"edge level, {kind} ablation, mean of per-prompt ratios" in settings
     rows = {r["setting"]: r["faithfulness"] for r in data["robustness"]}
     assert rows["edge level, zero ablation, ratio of means"] == pytest.approx(1.0, abs=1e-5)
+    # The alternate corruption is re-measured, not copied: its own prompts (s_swap pairs them),
+    # where the complete graph is again the model at both levels, each judged.
+    swap = [r for r in data["robustness"] if r["setting"].startswith(("corruption=s_swap", "edge level, corruption"))]
+    assert [r["setting"] for r in swap] == ["corruption=s_swap (10 prompts), mean ablation",
+                                            "edge level, corruption=s_swap (10 prompts), mean ablation"]
+    for row in swap:
+        assert row["faithfulness"] == pytest.approx(1.0, abs=1e-5) and row["verdict"] == "verified"
+    effects = swap[0]["edge_effects"]
+    assert set(effects) == {e["from"] + "->" + e["to"] + ("" if e["via"] is None else "." + e["via"]) + "@" + e["at"]
+                            for e in data["edges"]}
+    assert effects != {e: x for r in data["robustness"] if r["setting"].startswith("path")
+                       for e, x in r["edge_effects"].items()}
+    assert "survives every choice" in result_report(result)
     assert Result.from_json(data).circuit.faithfulness_edge_level.value == pytest.approx(1.0, abs=1e-5)
 
     judged = cs.verify(hyp, ablation_level="edge", robustness=False, **{**fast, "n_random_edge": 5})

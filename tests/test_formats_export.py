@@ -243,3 +243,16 @@ def test_tiny_hypothesis_round_trips(tmp_path, tiny_model_dirs, family, fmt):
     assert group_edges(again) == group_edges(hyp)
     folded = [n for n in notes if "folded" in n.what]
     assert bool(folded) == (family == "llama")
+
+
+def test_a_graph_mib_hypothesis_exports_its_input_edges(tmp_path, tiny_model_dirs):
+    """`from: input` (graph: mib) is EAP-IG's input node; it used to crash export (KeyError)."""
+    hyp = write_tiny(tmp_path / "h.yaml", tiny_model_dirs["gpt2"],
+                     "  late: {role: name_mover, heads: [L2H1, L2H3]}\n",
+                     "  - {from: late, to: logits, at: END}\n"
+                     "  - {from: input, to: late, via: q, at: END}\n")
+    hyp.write_text(hyp.read_text() + "graph: mib\n")
+    out = tmp_path / "c.json"
+    export_file(hyp, "eap-ig", out)
+    edges = json.loads(out.read_text())["edges"]
+    assert sorted(edges) == ["a2.h1->logits", "a2.h3->logits", "input->a2.h1<q>", "input->a2.h3<q>"]

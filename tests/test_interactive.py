@@ -10,7 +10,7 @@ import pytest
 from helpers.sample_result import sample_result
 
 from circuitspec.output.interactive import render_interactive, view
-from circuitspec.output.report import write_outputs
+from circuitspec.output.outputs import write_outputs
 
 
 def _embedded(page: str) -> dict:

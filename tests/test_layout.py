@@ -118,12 +118,12 @@ def test_the_graph_sees_imports_inside_functions_and_type_checking(tmp_path):
     modules = {
         "circuitspec.results": module,
         "circuitspec.verify": module,
-        "circuitspec.verification.errors": module,
+        "circuitspec.verification.run.errors": module,
         "circuitspec.spec.load": module,
     }
-    assert imports_of("circuitspec.verification.fake", path, modules) == {
+    assert imports_of("circuitspec.verification.run.fake", path, modules) == {
         "circuitspec.results",
-        "circuitspec.verification.errors",
+        "circuitspec.verification.run.errors",
         "circuitspec.spec.load",
     }
 

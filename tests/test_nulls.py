@@ -351,3 +351,21 @@ def test_verify_reports_both_circuit_nulls(tmp_path, planted_dir):
     assert data["faithfulness_edge_level"]["details"]["null"]["n"] == 20
     again = cs.Result.from_json(result.to_json())
     assert again.circuit.null_edge_level is not None and again.circuit.null_edge_level.n == 20
+
+
+def test_a_circuit_that_does_not_beat_its_null_is_not_verified(tmp_path, planted_dir, monkeypatch):
+    """The judged faithfulness is in its band, but every random circuit came as close to 1:
+    the null enters the verdict (inconclusive), it is not only reported beside it."""
+    from circuitspec.scoring.nulls import NullDraws
+    from circuitspec.verification import claims
+
+    hyp = _hypothesis(tmp_path / "h.yaml", planted_dir)
+    hyp.write_text(hyp.read_text() + "claims:\n  faithfulness: {min: 0.8}\n  minimality: off\n")
+    opts = {"n_null_edges": 0, "robustness": False, "n_bootstrap": 200, "n_subsets": 2, "greedy_steps": 1,
+            "n_random": 0}
+    fair = cs.verify(hyp, **opts).circuit.faithfulness_edge_level
+    assert fair.verdict == "verified"
+    monkeypatch.setattr(claims, "edge_null", lambda v, real: NullDraws((real,) * 20, real, 20, real, real))
+    tied = cs.verify(hyp, **opts).circuit.faithfulness_edge_level
+    assert tied.value == pytest.approx(fair.value)
+    assert tied.verdict == "inconclusive" and "not shown to beat chance" in tied.reason

@@ -42,7 +42,7 @@ def test_json_keys_follow_the_contract():
     assert d["model"].keys() == {"reference", "name", "revision", "n_layers", "n_heads", "n_kv_heads"}
     assert d["settings"].keys() == {"semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap",
                                     "ablation_level", "ablation_scope", "mean_pool",
-                                    "bootstrap_unit", "statistics"}
+                                    "bootstrap_unit", "statistics", "edge_positions"}
 
 
 def test_edge_level_faithfulness_and_null_p_value_round_trip():

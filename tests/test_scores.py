@@ -142,6 +142,31 @@ def test_resumed_passes_match_full_passes(tiny_models, datasets, family):
                                atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_keep_sets_sharing_layers_match_full_passes_and_share_the_work(tiny_models, datasets, family):
+    """The runner's prefix tree: keep-sets that agree up to a layer share the pass through it.
+    Checked against full passes (no resuming, one copy per keep-set) and by its work count."""
+    from circuitspec.bridge.work import Work
+
+    model, ds = tiny_models[family], datasets[family]  # 3 layers, 4 heads
+    circuit = {(0, 1), (1, 2), (2, 0), (2, 3)}
+    keeps = [Keep.of(circuit - {h}) for h in sorted(circuit)] + [Keep.of(circuit)]
+    keeps += [Keep.of(circuit - {(1, 2), h}) for h in [(2, 0), (2, 3)]]
+    keeps += [Keep.of(circuit, circuit_positions={(2, 3): ["S2"]}), Keep.of(circuit, mlps=[0, 1])]
+    work = Work(per_forward=sum(len(t) for t in ds.clean) * 3)
+    tree = AblationRunner(model, ds, "mean", work=work)
+    before = work.total
+    got = tree.run(keeps)
+    plain = AblationRunner(model, ds, "mean", resume=False)
+    torch.testing.assert_close(got, plain.run(keeps), atol=1e-5, rtol=0)
+    # By hand, in forward-equivalents (a third of one per layer). C - L0H1 starts at layer 1
+    # from the fully ablated run: that reference (1) and 2 layers. The other eight keep L0H1 and
+    # run from the tokens: one copy through layer 0; two through layer 1 (L1H2 kept or not);
+    # at layer 2 eight (every keep-set's layer-2 mask differs, the S2 and MLP ones included).
+    expected = 1 + 2 / 3 + (1 + 2 + 8) / 3
+    assert work.total - before == pytest.approx(expected)
+
+
 def test_template_of_mixed_lengths_is_refused(tiny_models, datasets):
     ds = datasets["gpt2"]
     bad = Dataset(ds.clean, ds.corrupt, ds.correct, ds.incorrect, ds.positions,

@@ -77,11 +77,15 @@ def test_curve_command_writes_json_and_plot(tmp_path, tiny_model_dirs):
     run = subprocess.run([sys.executable, "-m", "circuitspec.cli", "curve", str(FIXTURE),
                           "--format", "eap-ig", "--model", str(tiny_model_dirs["gpt2"]),
                           "--n-prompts", "4", "--n-random", "1", "--n-bootstrap", "50",
-                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
+                          "--corruption", "s_swap", "--out", str(tmp_path)], capture_output=True,
+                         text=True, cwd=ROOT,
                          timeout=300)
     assert run.returncode == 0, run.stderr
     assert "absolute: CPR" in run.stdout and "random-0: CPR" in run.stdout
     data = json.loads((tmp_path / "curve.json").read_text())
     assert [c["ranking"] for c in data["curves"]] == ["signed", "absolute", "random-0"]
+    assert data["corruption"] == "s_swap"  # MIB's default IOI counterfactual (s2_io_flip)
+    assert data["random_baseline"]["n"] == 1
+    assert data["random_baseline"]["cpr_mean"] == pytest.approx(data["curves"][2]["cpr"])
     assert data["curves"][0]["sizes"] == list(MIB_SIZES)
     assert (tmp_path / "curve.png").stat().st_size > 1000

@@ -97,7 +97,9 @@ def test_mib_score_command_on_a_fixture(tiny_model_dirs, tiny_models):
                           "--n-prompts", "4", "--seed", "5"],
                          capture_output=True, text=True, cwd=root, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "7 edges on 4 IOI prompts" in run.stdout
+    # EAP-IG prunes L2H3 -> logits (L2H3 receives nothing); under patching that cannot change
+    # the metric, so the reference below scores all seven and must agree
+    assert "6 edges (7 chosen, pruned as EAP-IG prunes) on 4 IOI prompts" in run.stdout
     printed = float(run.stdout.strip().split("= ")[-1])
     model = tiny_models["gpt2"]
     data = build_ioi(model.tokenizer, n_prompts=4, seed=5, corruption="abc",
@@ -110,3 +112,105 @@ def test_mib_score_command_on_a_fixture(tiny_model_dirs, tiny_models):
     m_c, m_0, m_m = (mean(reference_metric(hf, data, c))
                      for c in (circuit, [], all_edges(model.info, parallel=False)))
     assert printed == pytest.approx((m_c - m_0) / (m_m - m_0), abs=1e-3)  # printed to 4 places
+
+
+def _node_patched(model, data, hook, head):
+    """Per-prompt END logit difference of the clean run with one node's output swapped for
+    its output on the corrupted prompt, by the model's own forward pass: whatever follows
+    the node (Gemma's post-attention norm included) is applied by the model, not by us."""
+    import torch
+
+    out: list[float] = []
+    saved = {}
+
+    def keep(x, hook):
+        saved["x"] = x.clone()
+        return x
+
+    def swap(x, hook):
+        if head is None:
+            return saved["x"]
+        x = x.clone()
+        x[:, :, head] = saved["x"][:, :, head]
+        return x
+
+    with torch.no_grad():
+        for i in range(len(data)):
+            model.bridge.run_with_hooks(torch.tensor([data.corrupt[i]]), fwd_hooks=[(hook, keep)])
+            logits = model.bridge.run_with_hooks(torch.tensor([data.clean[i]]), fwd_hooks=[(hook, swap)])
+            end = logits[0, data.positions["END"][i]]
+            out.append(float(end[data.correct[i]] - end[data.incorrect[i]]))
+    return out
+
+
+@pytest.mark.parametrize("family", ["gpt2", "neox", "llama", "gemma3"])
+def test_cutting_a_nodes_every_outgoing_edge_is_patching_that_node(family, tiny_models, tiny_gemma3):
+    """With every edge out of a node cut, each receiver reads that node's corrupted output and
+    every other parent's clean one: the clean run with the node itself patched. On Gemma 3
+    a head's output passes the post-attention norm together with its layer's other heads,
+    so cutting one head's edges must renormalise the layer's sum (as EAP-IG does), not add
+    the head's raw difference."""
+    model = tiny_gemma3 if family == "gemma3" else tiny_models[family]
+    data = build_ioi(model.tokenizer, n_prompts=3, seed=0, corruption="abc",
+                     prepend_bos=model.info.default_prepend_bos)
+    parallel = bool(getattr(model.bridge.cfg, "parallel_attn_mlp", False))
+    edges = all_edges(model.info, parallel)
+    for node, hook, head in (("input", "hook_embed", None), ("L0H1", "blocks.0.attn.hook_result", 1),
+                             ("L1H0", "blocks.1.attn.hook_result", 0), ("MLP0", "blocks.0.hook_mlp_out", None)):
+        got = mib_metric(model, data, [e for e in edges if e[0] != node])
+        assert got == pytest.approx(_node_patched(model, data, hook, head), abs=1e-5), node
+
+
+MIB_HYPOTHESIS = """name: tiny-mib
+model: {model}
+task: {{kind: ioi, n_prompts: 6, seed: 3, corruption: abc}}
+nodes:
+  early: {{role: other, heads: [L0H2, MLP0]}}
+  late:  {{role: name_mover, heads: [L2H1, L2H3]}}
+edges:
+  - {{from: input, to: early, via: q, at: END}}
+  - {{from: early, to: late, via: v, at: S2}}
+  - {{from: late, to: logits, at: END}}
+claims:
+  faithfulness: {{min: 0.05}}
+{graph}"""
+
+
+def test_graph_mib_in_a_hypothesis_scores_its_edges_mibs_way(tmp_path, tiny_model_dirs, gpt2):
+    """`graph: mib` in a hypothesis: verify adds circuit.faithfulness_mib, the file's edges
+    (input and MLP edges included) scored on MIB's graph, as the independent reference scores
+    the edge list written out here by hand."""
+    import circuitspec as cs
+
+    model, data = gpt2  # the same prompts: ioi, 6 prompts, seed 3, abc
+    path = tmp_path / "h.yaml"
+    path.write_text(MIB_HYPOTHESIS.format(model=tiny_model_dirs["gpt2"], graph="graph: mib\n"))
+    result = cs.verify(str(path), model=model, quick=True, n_bootstrap=200, n_null_edges=0)
+    assert result.metric.per_prompt["clean"] == pytest.approx(
+        reference_metric(_hf(model), data, all_edges(model.info, parallel=False)), abs=1e-5)
+    circuit = [("input", "L0H2", "q"), ("input", "MLP0", None),
+               ("L0H2", "L2H1", "v"), ("L0H2", "L2H3", "v"), ("MLP0", "L2H1", "v"), ("MLP0", "L2H3", "v"),
+               ("L2H1", "logits", None), ("L2H3", "logits", None)]
+    hf = _hf(model)
+    want = {k: reference_metric(hf, data, c) for k, c in
+            (("circuit", circuit), ("empty", []), ("model", all_edges(model.info, parallel=False)))}
+    mib = result.circuit.faithfulness_mib
+    for key, values in want.items():
+        assert mib.per_prompt[key] == pytest.approx(values, abs=1e-5), key
+    mean = {k: sum(v) / len(v) for k, v in want.items()}
+    ratio = (mean["circuit"] - mean["empty"]) / (mean["model"] - mean["empty"])
+    assert mib.value == pytest.approx(ratio, abs=3e-5 / abs(mean["model"] - mean["empty"]))
+    assert mib.details["n_edges"] == len(circuit) and mib.details["band"] == [0.05, pytest.approx(1.95)]
+    assert mib.ci[0] <= mib.value <= mib.ci[1] and mib.verdict in ("verified", "refuted", "inconclusive")
+    # judged, so it enters the verdict; written to results.json and read back
+    assert "faithfulness_mib" in result.circuit.scores()
+    assert result.work["mib_graph"] == pytest.approx(6.0)  # three evaluations, two passes each
+    back = cs.Result.from_json(result.to_json()).circuit.faithfulness_mib
+    assert back.value == pytest.approx(mib.value) and back.per_prompt["empty"] == mib.per_prompt["empty"]
+    # the path-patched edges are the group edges only: input is a graph edge for MIB's score
+    assert [e.sender for e in result.edges] == ["early", "late"]
+
+    path.write_text(MIB_HYPOTHESIS.format(model=tiny_model_dirs["gpt2"], graph="").replace(
+        "  - {from: input, to: early, via: q, at: END}\n", ""))
+    plain = cs.verify(str(path), model=model, quick=True, n_bootstrap=200, n_null_edges=0)
+    assert plain.circuit.faithfulness_mib is None and "faithfulness_mib" not in plain.to_json()["circuit"]

@@ -157,7 +157,7 @@ def test_pictures_vary_over_the_axes_that_vary_and_not_twice_over_lockstep_ones(
 def test_sweep_cells_default_to_the_verify_defaults():
     """A sweep cell with no `verify:` section must run what `circuitspec verify` runs."""
     from circuitspec.sweep.spec import VerifySettings
-    from circuitspec.verification.run import Options
+    from circuitspec.verification.settings import Options
 
     cell, plain = VerifySettings(), Options()
     for key in VerifySettings.model_fields:

@@ -23,13 +23,15 @@ nodes:
   l2: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3]}}
 edges:
 {edges}
+edge_positions: every
 claims:
   faithfulness: {{min: 0.9}}
   edges: {{min_effect: 0.0, sign: any}}
 """
 # Every head of the tiny model is in the circuit, so node-level faithfulness is exactly 1
 # whatever the edges. The complete graph among the groups is the model itself at edge level
-# too (F = F(M)); a sparse wiring of the same heads is not.
+# too (F = F(M)) when the edges carry signal at every position (edge_positions: every; at END
+# only, the default, it is not); a sparse wiring of the same heads is not.
 RIGHT = [f"  - {{from: {a}, to: {b}, via: {v}, at: END}}"
          for a, b in (("l0", "l1"), ("l0", "l2"), ("l1", "l2")) for v in "qkv"]
 RIGHT += [f"  - {{from: {a}, to: logits, at: END}}" for a in ("l0", "l1", "l2")]
@@ -235,12 +237,20 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
         n_boot = data["settings"]["n_bootstrap"]
         assert data["settings"]["bootstrap_unit"] == "template"  # templates resampled as clusters
         stats = data["settings"]["statistics"]  # the seed and level are in the file, not guessed
+        assert stats["cluster"] == "template mod 15"  # a template and its mirror are one cluster
         assert score["ci"] == pytest.approx(list(bootstrap_ratio_ci(
-            fc, fm, n_resamples=n_boot, seed=stats["seed"], level=stats["level"], clusters=pp["template"])))
+            fc, fm, n_resamples=n_boot, seed=stats["seed"], level=stats["level"],
+            clusters=[t % 15 for t in pp["template"]])))
         power = score["details"]["power"]
         half = (score["ci"][1] - score["ci"][0]) / 2
         assert power["half_width"] == pytest.approx(half) and power["n_prompts"] == 24
         assert power["n_prompts_needed"] == int(np.ceil(24 * (half / 0.1) ** 2))
+        assert "lower bound" in power["n_prompts_needed_is"]  # clusters: more prompts shrink it less
+    # Every score with per-prompt values, split by order, recomputes from them too.
+    faith = data["breakdown"]["by_order"]["faithfulness (edge level)"]
+    fc, fm = (np.array(data["circuit"]["faithfulness_edge_level"]["per_prompt"][k]) for k in ("circuit", "model"))
+    order = np.array(pp["template"]) < 15
+    assert faith["ABBA"]["value"] == pytest.approx(fc[~order].mean() / fm[~order].mean(), rel=1e-9)
     # The per-prompt values survive a round trip through the file.
     again = Result.from_json(data)
     assert again.edges[0].per_prompt == pytest.approx(tuple(data["edges"][0]["per_prompt"]))
@@ -283,7 +293,10 @@ def test_default_upper_end_mirrors_the_lower_one():
 
     assert Bound(min=0.8).band == pytest.approx((0.8, 1.2))
     assert Bound(min=0.8, max=1.1).band == (0.8, 1.1)
-    assert Bound(min=1.0).band == (1.0, None)
+    # min >= 1 has no mirrored upper end: it must be given (it used to become one-sided).
+    with pytest.raises(ValueError, match="no default max"):
+        Bound(min=1.0)
+    assert Bound(min=1.0, max=float("inf")).band == (1.0, float("inf"))
     with pytest.raises(ValueError, match="larger than min"):
         Bound(min=0.9, max=0.8)
 
@@ -534,3 +547,62 @@ def test_robustness_rows_re_measure_with_intervals_and_verdicts(tmp_path, tiny_m
     assert zero.faithfulness == pytest.approx(1.0, abs=1e-5) and zero.verdict == "verified"
     data = json.loads(result.dumps())
     assert {"ci", "verdict"} <= set(data["robustness"][0])
+
+
+def test_a_template_and_its_mirror_are_one_bootstrap_cluster():
+    """BABA template t and its ABBA mirror t + 15 share every word but the pair's order;
+    resampling them as independent clusters made intervals too narrow."""
+    from types import SimpleNamespace
+
+    from circuitspec.verification.settings import bootstrap_clusters
+
+    templates = list(range(30))
+    labels, unit = bootstrap_clusters(SimpleNamespace(template=templates), "template", "ioi")
+    assert unit == "template" and labels == [t % 15 for t in templates]
+    few, unit = bootstrap_clusters(SimpleNamespace(template=[0, 1, 2, 3, 15, 16, 17, 18]), "template", "ioi")
+    assert few is None and "4 template pairs" in unit
+
+
+class _TableRunner:
+    """A stand-in ablation runner: per-prompt F(X) looked up by the set of heads kept."""
+
+    def __init__(self, table, clean):
+        import torch
+
+        self.table, self.clean = table, torch.tensor(clean, dtype=torch.float64)
+        self.all_heads = frozenset({(0, 0), (0, 1), (0, 2)})
+        self.work = None
+
+    def run(self, keeps):
+        import torch
+
+        return torch.tensor([self.table[k.heads] for k in keeps], dtype=torch.float64)
+
+
+def test_completeness_is_verified_only_when_every_k_clears_the_bar():
+    """The worst K (gap 0.12, no spread) clears the 0.15 bar; another K has a smaller point
+    gap (0.10) but a wide interval reaching above it. Judged on the worst K's interval alone
+    this was verified; the claim is about every K, so it is inconclusive."""
+    import numpy as np
+
+    from circuitspec.scoring.scores import completeness
+
+    n = 24
+    fm = np.full(n, 10.0)
+    spread = 1.0 + 5.0 * (-1.0) ** np.arange(n)
+    a, b, c = frozenset({(0, 0), (0, 1)}), frozenset({(0, 1)}), frozenset({(0, 0)})
+    table = {a: fm, frozenset({(0, 0), (0, 1), (0, 2)}): fm,
+             b: fm - 1.2, frozenset({(0, 1), (0, 2)}): fm,
+             c: fm - spread, frozenset({(0, 0), (0, 2)}): fm}
+    runner = _TableRunner(table, fm)
+    groups = {"g1": [(0, 0)], "g2": [(0, 1)]}
+    score = completeness(runner, groups, threshold=0.15, n_subsets=0, greedy_steps=0, n_bootstrap=400)
+    assert score.value == pytest.approx(0.12)
+    assert score.details["worst_k_name"] == "group:g1" and score.ci[1] <= 0.15
+    assert score.verdict == "inconclusive" and "group:g2" in score.reason
+    wide = next(k for k in score.details["searched"] if k["name"] == "group:g2")
+    assert wide["ci"][1] > 0.15
+    # With every K's interval under the bar it is verified.
+    table[c] = fm - 1.0
+    assert completeness(runner, groups, threshold=0.15, n_subsets=0, greedy_steps=0,
+                        n_bootstrap=400).verdict == "verified"

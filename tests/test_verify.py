@@ -145,27 +145,33 @@ def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
 @pytest.mark.real
 @pytest.mark.slow
 def test_smollm2_hypothesis_end_to_end(smollm2):
-    """The repo's SmolLM2 circuit, with fewer prompts, nulls and completeness subsets than
-    the file asks for (each random circuit or subset is a run; CI stays well under 30 min).
+    """The repo's SmolLM2 circuit on 16 of its held-out prompts, with fewer nulls and
+    completeness subsets than the file asks for (each random circuit or subset is a run; CI
+    stays well under 30 min).
 
-    Its edges and its heads hold (node-level faithfulness), but its wiring does not carry
-    the behaviour: judged at edge level, as the file's edges between groups ask, the
-    faithfulness claim is not verified (about 0.5-0.6), so the run fails honestly."""
+    Its main edges hold with real 100-draw nulls. The two chain edges the file keeps for
+    edge-level faithfulness had single-edge effects near -0.01 on the discovery prompts,
+    far below the file's 0.05 bar, which the file does not lower: they cannot verify, so
+    the run fails honestly on them."""
     root = Path(__file__).resolve().parent.parent
     result = cs.verify(
         root / "hypotheses" / "ioi_smollm2_135m.yaml", smollm2,
         n_prompts=16, n_random=10, n_random_edge=0, n_null_edges=100, n_bootstrap=500, robustness=False,
         n_subsets=5, greedy_steps=1, mean_pool_min=20,
     )
-    assert result.held_out is True  # task seed 1, discovery seed 0
+    assert result.held_out is True  # task seed 1 and held-out templates, discovery seed 0
+    assert set(result.metric.per_prompt["template"]) <= {0, 4, 5, 11, 14, 16, 17, 18, 26, 28}
     verdicts = {e.name: e.verdict for e in result.edges}
-    assert all(v == "verified" for v in verdicts.values()), verdicts
-    for e in result.edges:  # 100 layer-matched sender groups per edge, each beaten
-        assert e.null is not None and e.null.n >= 100 and e.null.kind == "layer_matched"
-        assert e.null.p_value is not None and e.null.p_value <= 0.05
+    main = ["name_movers->logits@END", "s_inhibition->name_movers.q@END", "induction->s_inhibition.v@S2",
+            "previous->induction.k@S1+1"]
+    assert all(verdicts[name] == "verified" for name in main), verdicts
+    for e in result.edges:
+        if e.name in main:  # 100 layer-matched sender groups per edge, each beaten
+            assert e.null is not None and e.null.n >= 100 and e.null.kind == "layer_matched"
+            assert e.null.p_value is not None and e.null.p_value <= 0.05
+    for name in ("induction->s_inhibition.k@S2", "duplicate->induction.q@S2"):
+        assert verdicts[name] != "verified", verdicts
+        assert f"edge {name}" in [f.what for f in result.failures()]
     assert result.metric.clean > 3.0 > result.metric.corrupt
     assert result.circuit is not None and result.settings.ablation_level == "edge"
-    node, edge = result.circuit.faithfulness, result.circuit.faithfulness_edge_level
-    assert node.value > 0.8 and edge.value < 0.8, (node, edge)
-    assert edge.verdict != "verified" and not result.passed
-    assert "claim faithfulness_edge_level" in [f.what for f in result.failures()], result.failures()
+    assert not result.passed

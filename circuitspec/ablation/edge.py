@@ -48,9 +48,11 @@ its copy. (The alternative, the key/value head as the receiver, would feed an ed
 every query head of the group; the hypothesis names query heads.)
 
 Cost: heads whose circuit z is needed (senders on a path to the logits) are computed in
-waves: a head joins the pass after the last one holding a sender it reads. One forward
-pass per wave, up to its last layer, the prompts stacked once per distinct view; then
-one full pass for the logits. (The IOI circuit of SmolLM2 takes four waves.) Below the
+waves: a head joins the pass after the last one holding a sender it reads. A head that
+receives no edge reads the fully ablated run on every input, so its circuit z is that
+run's, cached with it: it needs no pass. One forward pass per wave, up to its last layer,
+the prompts stacked once per distinct view; then one pass for the logits. (The IOI circuit
+of SmolLM2 takes three waves: induction, S-inhibition, name movers.) Below the
 first sender any of a pass's views reads, every copy is the fully ablated run, so the pass
 resumes there from that run's cached residual (:mod:`circuitspec.bridge.resume`).
 """
@@ -177,7 +179,8 @@ def edge_level_logit_diff(runner: AblationRunner, wires: Sequence[Wire]) -> Floa
     import torch
 
     plan = _plan(wires, runner.all_heads, runner.dataset.positions)
-    waves = [_Wave.of(plan, heads, runner) for heads in _waves(plan)]
+    order, free = _waves(plan)
+    waves = [_Wave.of(plan, heads, runner) for heads in order]
     copies = max([1] + [len(w.views) for w in waves])
     out = torch.zeros(len(runner.dataset))
     for group in runner._groups:
@@ -185,17 +188,20 @@ def edge_level_logit_diff(runner: AblationRunner, wires: Sequence[Wire]) -> Floa
         step = max(1, runner.max_tokens // (length * copies))
         for s in range(0, n, step):
             sl = slice(s, min(n, s + step))
-            out[group.index[sl]] = _evaluate(runner, plan, waves, group, sl).cpu().float()
+            out[group.index[sl]] = _evaluate(runner, plan, waves, group, sl, free).cpu().float()
     return out
 
 
-def _waves(plan: _Plan) -> list[list[Head]]:
-    """Needed heads in passes: a head joins the pass after the last one holding a sender it reads."""
+def _waves(plan: _Plan) -> tuple[list[list[Head]], list[Head]]:
+    """Needed heads in passes: a head joins the pass after the last one holding a sender it reads.
+    A head that receives no edge reads the fully ablated residual on all three inputs, so its
+    circuit z is its z in the fully ablated run: it needs no pass (returned apart, ``free``)."""
     wave: dict[Head, int] = {}
     for r in plan.needed:  # layer order, so every sender is placed before its receivers
         senders = [s for via in SLOTS for s, _ in plan.inputs[(r, via)]]
-        wave[r] = 1 + max(wave[s] for s in senders) if senders else 0
-    return [[r for r in plan.needed if wave[r] == w] for w in range(1 + max(wave.values(), default=-1))]
+        wave[r] = 1 + max(wave[s] for s in senders) if senders else -1
+    passes = [[r for r in plan.needed if wave[r] == w] for w in range(1 + max(wave.values(), default=-1))]
+    return passes, [r for r in plan.needed if wave[r] == -1]
 
 
 @dataclass(frozen=True)
@@ -229,12 +235,17 @@ def _n_kv(runner: AblationRunner) -> int:
     return int(getattr(runner.bridge.cfg, "n_key_value_heads", None) or runner.n_heads)
 
 
-def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: Any, sl: slice) -> torch.Tensor:
+def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: Any, sl: slice,
+              free: Sequence[Head] = ()) -> torch.Tensor:
     import torch
 
     tokens = group.tokens[sl]
     n = tokens.shape[0]
     circuit_z: dict[int, torch.Tensor] = {}
+    if free:
+        ablated = runner.ablated_z(group, sl)
+        for L, h in free:
+            circuit_z.setdefault(L, torch.zeros_like(ablated[L]))[:, :, h] = ablated[L][:, :, h]
     for wave in waves:
         top = max(L for L, _ in wave.heads)
         start = _start(runner, wave.views, min(L for L, _ in wave.heads))

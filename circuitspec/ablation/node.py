@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.ablation.keep import Keep
+from circuitspec.ablation.prefix_tree import forward_tree, replacement_rows, signature
 from circuitspec.ablation.replacement import ABLATIONS, AblationKind, replacements
 from circuitspec.bridge.hooks import (
     UNEMBED_IN,
@@ -56,29 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ABLATIONS", "AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
 
-
-
-@dataclass(frozen=True)
-class Keep:
-    """What runs normally in one ablated run; ``None`` means everything of that kind."""
-    heads: frozenset[Head] | None = None
-    mlps: frozenset[int] | None = None
-    positions: tuple[tuple[Head, tuple[str, ...]], ...] = ()  # circuit head -> its positions
-
-    @staticmethod
-    def of(
-        heads: Iterable[Head] | None = None,
-        mlps: Iterable[int] | None = None,
-        circuit_positions: Mapping[Head, Sequence[str]] | None = None,
-    ) -> Keep:
-        pos = tuple(
-            sorted((tuple(h), tuple(p)) for h, p in (circuit_positions or {}).items())  # type: ignore[misc]
-        )
-        return Keep(
-            None if heads is None else frozenset((int(L), int(h)) for L, h in heads),
-            None if mlps is None else frozenset(int(m) for m in mlps),
-            pos,  # type: ignore[arg-type]
-        )
 
 
 @dataclass
@@ -288,22 +267,30 @@ class AblationRunner:
             n, length = group.tokens.shape
             rows = max(1, self.max_tokens // length)
             step = min(n, rows)
+            masks = [self._masks(group, k) for k in keeps]  # built once per group, not per pass
+            sigs = [signature(self, k) for k in keeps] if self.resume else []
             starts: dict[tuple[int, str], list[int]] = {}
             for i, k in enumerate(keeps):
-                starts.setdefault(self._start(group, k), []).append(i)
+                starts.setdefault(self._start(group, k, masks[i]), []).append(i)
             for s in range(0, n, step):
                 sl = slice(s, min(n, s + step))
                 per_pass = max(1, rows // (sl.stop - s))
                 for (start, which), members in starts.items():
+                    if self.resume:  # neighbours in the tree share the most layers
+                        members = sorted(members, key=lambda i: sigs[i])
                     for k0 in range(0, len(members), per_pass):
                         chunk = members[k0 : k0 + per_pass]
-                        values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
+                        if self.resume:
+                            values = forward_tree(self, group, sl, [sigs[i] for i in chunk],
+                                                        [masks[i] for i in chunk], start, which)
+                        else:
+                            values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
                         out[torch.tensor(chunk)[:, None], group.index[sl]] = values.cpu()
         return list(out)
 
-    def _start(self, group: _Group, keep: Keep) -> tuple[int, str]:
+    def _start(self, group: _Group, keep: Keep, masks: Any = None) -> tuple[int, str]:
         """The layer this keep-set's pass can resume at, and from which run ("clean", "ablated")."""
-        mask, mlp_kept = self._masks(group, keep)
+        mask, mlp_kept = self._masks(group, keep) if masks is None else masks
         if not self.resume or mask is None or not all(mlp_kept):
             return 0, "clean"
         flat = mask.flatten(1)
@@ -317,12 +304,23 @@ class AblationRunner:
         key = (int(group.index[0]), sl.start, sl.stop, which)
         if key not in self._refs:
             store: dict[int, torch.Tensor] = {}
-            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store)
+            zs: dict[int, torch.Tensor] = {}
+            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store,
+                          capture_z=zs if which == "ablated" else None)
             self._refs[key] = [store[L] for L in range(self.n_layers)]
+            if zs:
+                self._refs[(*key[:3], "ablated z")] = [zs[L] for L in range(self.n_layers)]
         return self._refs[key]
 
+    def ablated_z(self, group: _Group, sl: slice) -> list[torch.Tensor]:
+        """Every head's z (before it is replaced) in the fully ablated run of ``group[sl]``, per
+        layer: what a head computes when everything upstream of it arrives ablated."""
+        self._reference(group, sl, "ablated")
+        return self._refs[(int(group.index[0]), sl.start, sl.stop, "ablated z")]
+
     def _forward(self, group: _Group, sl: slice, keeps: Sequence[Keep], start: int = 0,
-                 which: str = "clean", capture: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+                 which: str = "clean", capture: dict[int, torch.Tensor] | None = None,
+                 capture_z: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
         """One batched pass: the prompts ``group[sl]`` stacked once per keep-set, from layer ``start``."""
         import torch
 
@@ -335,15 +333,17 @@ class AblationRunner:
         hooks: list[tuple[str, Any]] = []
         if capture is not None:
             hooks += [(resid_pre_hook(L), capture_into(capture, L)) for L in range(self.n_layers)]
+        if capture_z is not None:  # before the replacing hooks: the z each head computed
+            hooks += [(z_hook(L), capture_into(capture_z, L)) for L in range(self.n_layers)]
         for layer in range(start, self.n_layers):
             head_masks = [m[layer, sl] if m is not None else everything for m, _ in masks]
             if not all(bool(hm.all()) for hm in head_masks):
                 stacked = torch.stack(head_masks)[..., None]  # [k, n, pos, heads, 1]
-                hooks.append((z_hook(layer), keep_or_replace(stacked, _rows(group.z_repl[layer], sl))))
+                hooks.append((z_hook(layer), keep_or_replace(stacked, replacement_rows(group.z_repl[layer], sl))))
             mlp_flags = [kept[layer] for _, kept in masks]
             if not all(mlp_flags):
                 keep_mlp = torch.tensor(mlp_flags, device=tokens.device)[:, None, None, None]
-                hooks.append((mlp_out_hook(layer), keep_or_replace(keep_mlp, _rows(group.mlp_repl[layer], sl))))
+                hooks.append((mlp_out_hook(layer), keep_or_replace(keep_mlp, replacement_rows(group.mlp_repl[layer], sl))))
         end = group.end[sl].repeat(n_k)
         hooks.append((UNEMBED_IN, take_rows(end)))
         with torch.no_grad():
@@ -360,10 +360,6 @@ class AblationRunner:
         logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
         diff = answer_diff(logits, group.correct[sl].repeat(n_k), group.incorrect[sl].repeat(n_k))
         return diff.reshape(n_k, n).float()
-
-
-def _rows(repl: torch.Tensor, sl: slice) -> torch.Tensor:
-    return repl if repl.dim() == 0 else repl[sl]
 
 
 def per_prompt_logit_diff(

@@ -50,6 +50,8 @@ def grow_hypothesis(
         notes.append(f"discovery: {discovery}")
     if options.get("at_positions"):
         extra["ablation_scope"] = "circuit_positions"
+    elif "edge_positions" in Hypothesis.model_fields:
+        extra["edge_positions"] = "every"  # found with edges at every position: verify the same claim
     grown = Draft(groups=result.groups, edges=[e.as_dict() for e in result.edges],
                   evidence=draft.evidence, seconds={**draft.seconds, "grow": result.seconds})
     path = write_draft(grown, out, model_ref=model_ref, n_prompts=len(dataset), seed=seed, notes=notes,

@@ -20,6 +20,7 @@ from circuitspec.formats.graph import GraphEdge, GraphShape, Note, ScoredGraph
 from circuitspec.results import Result
 from circuitspec.spec.heads import format_member, parse_member
 from circuitspec.spec.load import load_hypothesis
+from circuitspec.spec.schema import INPUT
 
 __all__ = ["from_hypothesis", "from_result", "load_source"]
 
@@ -84,6 +85,8 @@ def from_hypothesis(path: Path, fmt: str) -> ScoredGraph:
         raise FormatError(f"{path}: the shape of model {hyp.model_name!r} is unknown here "
                           "(the model hub is not reachable); export needs its layers and heads")
     groups = {name: [_member(m) for m in spec.heads] for name, spec in hyp.nodes.items()}
+    if hyp.graph == "mib":
+        groups.setdefault(INPUT, [INPUT])  # from: input, the token embedding
     edges: list[GraphEdge] = []
     for e in hyp.edges:
         edges += _expand(groups, e.sender, e.receiver, e.via, e.at, {}, True)

@@ -29,6 +29,7 @@ __all__ = ["render_interactive", "view"]
 _VENDOR = ("cytoscape.min.js", "plotly-basic.min.js")
 _SCORES = (("faithfulness", "faithfulness"), ("faithfulness_edge_level", "faithfulness (edge level)"),
            ("faithfulness_node_level", "faithfulness (node level)"),
+           ("faithfulness_mib", "faithfulness (MIB's graph)"),
            ("completeness", "completeness"), ("minimality", "minimality"))
 
 

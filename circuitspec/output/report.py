@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from circuitspec.output.atomic import atomic_write_text, staged_dir
-from circuitspec.output.diagram import render_result
 from circuitspec.output.interactive import render_interactive
 from circuitspec.results import EdgeResult, NullDistribution, Result
 
-__all__ = ["html_body", "render_html", "render_markdown", "render_report_page", "write_outputs",
-           "write_report"]
+__all__ = ["html_body", "render_html", "render_markdown", "render_report_page"]
 
 SVG_NAME = "circuit.svg"
 
@@ -48,6 +43,40 @@ def _with_ci(x: float | None, ci: Sequence[float | None] | None, digits: int = 3
     return f"{_num(x, digits)} [{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
 
 
+def _survives(result: Result) -> list[_Block]:
+    """One sentence: under which robustness settings the faithfulness verdict holds."""
+    rows = [r for r in result.robustness or () if r.verdict is not None]
+    if not rows:
+        return []
+    held = [r.setting for r in rows if r.verdict == "verified"]
+    failed = [f"{r.setting} ({r.verdict})" for r in rows if r.verdict != "verified"]
+    if not failed:
+        return [_Block("p", f"The faithfulness claim survives every choice in the panel ({len(rows)} settings).")]
+    return [_Block("p", f"The faithfulness claim holds under {len(held)} of {len(rows)} settings; it does not "
+                        f"survive: {'; '.join(failed)}.")]
+
+
+def _breakdown(result: Result) -> list[_Block]:
+    """Every score with per-prompt values on the BABA and ABBA prompts apart, and per template."""
+    split = result.breakdown or {}
+    by_order, by_template = split.get("by_order") or {}, split.get("by_template") or {}
+    if not by_order:
+        return []
+    out = [_Block("h2", "By prompt order and template"),
+           _Block("p", "Each score recomputed on the BABA prompts and on their ABBA mirrors apart, then per "
+                       "template (intervals resample prompts within the subset; values only where n is small)."),
+           _Block("table", header=("score", "BABA [95% CI]", "n", "ABBA [95% CI]", "n"),
+                  rows=tuple((name, *(x for o in ("BABA", "ABBA") for x in (
+                      _with_ci(parts.get(o, {}).get("value"), parts.get(o, {}).get("ci")),
+                      str(parts.get(o, {}).get("n", 0))))) for name, parts in by_order.items()))]
+    templates = sorted({t for parts in by_template.values() for t in parts}, key=int)
+    if templates:
+        out.append(_Block("table", header=("score", *(f"t{t}" for t in templates)),
+                          rows=tuple((name, *(_num((parts.get(t) or {}).get("value"), 2) for t in templates))
+                                     for name, parts in by_template.items())))
+    return out
+
+
 def _edge_title(e: EdgeResult) -> str:
     at = ",".join(e.at) if isinstance(e.at, tuple) else e.at
     where = " @ ".join(x for x in (e.via, at) if x)
@@ -55,7 +84,8 @@ def _edge_title(e: EdgeResult) -> str:
 
 
 SCORE_LABELS = {"faithfulness": "faithfulness (node level)", "faithfulness_edge_level":
-                "faithfulness (edge level)", "completeness": "incompleteness gap",
+                "faithfulness (edge level)", "faithfulness_mib": "faithfulness (MIB's graph)",
+                "completeness": "incompleteness gap",
                 "minimality": "minimality"}
 
 
@@ -179,7 +209,11 @@ def _blocks(result: Result) -> list[_Block]:
             if pw and pw.get("n_prompts_needed") is not None:
                 extra.append(f"{name}: interval half-width {_num(pw['half_width'])} with "
                              f"{pw['n_prompts']} prompts; a ±{pw['target_half_width']} interval "
-                             f"would need about {pw['n_prompts_needed']} prompts")
+                             f"would need {'at least ' if pw.get('n_clusters') else 'about '}"
+                             f"{pw['n_prompts_needed']} prompts"
+                             + (f" (the interval resamples {pw['n_clusters']} template clusters, so more "
+                                "prompts of the same templates shrink it less than 1/√n)"
+                                if pw.get("n_clusters") else ""))
             norm = score.details.get("normalised")
             if norm:
                 extra.append(f"{name}, normalised (F(C) - F(∅)) / (F(M) - F(∅)): "
@@ -207,6 +241,9 @@ def _blocks(result: Result) -> list[_Block]:
                        rows=tuple((r.setting, _with_ci(r.faithfulness, r.ci), r.verdict or "",
                                    *(_num(r.edge_effects.get(n)) for n in names))
                                   for r in result.robustness))]
+        out += _survives(result)
+
+    out += _breakdown(result)
 
     s, v = result.settings, result.versions
     out += [_Block("h2", "Run"),
@@ -334,42 +371,3 @@ def render_report_page(result: Result, svg: str | None) -> str:
     appendix = ("<details><summary>The text report (as report.md)</summary>"
                 + html_body(result, svg) + "</details>")
     return render_interactive(result.to_json(), appendix=appendix)
-
-
-# --- files ----------------------------------------------------------------------------------
-
-
-def _write_reports(result: Result, folder: Path, svg: str) -> tuple[Path, Path]:
-    md = atomic_write_text(folder / "report.md", render_markdown(result))
-    page = atomic_write_text(folder / "report.html", render_report_page(result, svg))
-    return md, page
-
-
-def write_report(result: Result, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into ``out_dir``; draws ``circuit.svg`` if absent."""
-
-    out = Path(out_dir)
-    with staged_dir(out) as stage:
-        svg_path = out / SVG_NAME
-        if not svg_path.exists():
-            svg_path = render_result(result, stage / SVG_NAME)
-        _write_reports(result, stage, svg_path.read_text(encoding="utf-8"))
-    return out / "report.md", out / "report.html"
-
-
-def write_outputs(result: Result, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write ``results.json``, ``circuit.svg``, ``circuit.png``, ``report.md``, ``report.html``.
-
-    All five are written into a staging folder inside ``out_dir`` and moved in
-    only once every one succeeded; on any error ``out_dir`` keeps its old files
-    and no partial file is left. Returns the final path of each file by name.
-    """
-
-    out = Path(out_dir)
-    with staged_dir(out) as stage:
-        result.save(stage / "results.json")
-        svg = render_result(result, stage / SVG_NAME).read_text(encoding="utf-8")
-        render_result(result, stage / "circuit.png")
-        _write_reports(result, stage, svg)
-        names = sorted(p.name for p in stage.iterdir())
-    return {name: out / name for name in names}

@@ -149,6 +149,10 @@ class Settings:
     sequential maximum), ``n_random`` and ``n_random_edge`` (circuit nulls), ``n_subsets``
     and ``greedy_steps`` (completeness search), ``templates`` (an override of the task's
     templates), ``in_sample`` and ``quick``."""
+    edge_positions: str = "every"
+    """``at``: in the edge-level run each edge carries signal only at its ``at`` position (the
+    default since edges are judged where their path patching tests them); ``every``: at every
+    position (files written before this field: ``every``)."""
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -161,7 +165,8 @@ class Settings:
         required = {k: _req(d, k, "settings") for k in
                     ("semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap")}
         return cls(**required, ablation_level=d.get("ablation_level", "node"),
-                   ablation_scope=d.get("ablation_scope", "all_positions"), mean_pool=d.get("mean_pool"),
+                   ablation_scope=d.get("ablation_scope", "all_positions"),
+                   edge_positions=d.get("edge_positions", "every"), mean_pool=d.get("mean_pool"),
                    bootstrap_unit=d.get("bootstrap_unit", "prompt"), statistics=d.get("statistics"))
 
 

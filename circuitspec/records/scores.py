@@ -78,12 +78,17 @@ class CircuitScores:
     """Bootstrap interval of ``f_empty``."""
     null_edge_level: NullDistribution | None = None
     """Edge-level faithfulness of layer-matched random circuits wired like the hypothesis."""
+    faithfulness_mib: Score | None = None
+    """MIB's faithfulness (m(C) - m(empty)) / (m(M) - m(empty)) on MIB's graph, where the input
+    and every MLP are nodes (``graph: mib``); judged against the faithfulness band."""
 
     def scores(self) -> dict[str, Score]:
         """The scores by name, in report order (edge-level faithfulness when it was computed)."""
         out = {"faithfulness": self.faithfulness}
         if self.faithfulness_edge_level is not None:
             out["faithfulness_edge_level"] = self.faithfulness_edge_level
+        if self.faithfulness_mib is not None:
+            out["faithfulness_mib"] = self.faithfulness_mib
         return out | {"completeness": self.completeness, "minimality": self.minimality}
 
     def to_json(self) -> dict[str, Any]:
@@ -101,13 +106,14 @@ class CircuitScores:
     def from_json(cls, d: Mapping[str, Any]) -> CircuitScores:
         s = {k: Score.from_json(_req(d, k, "circuit"), f"circuit.{k}")
              for k in ("faithfulness", "completeness", "minimality")}
-        edge = d.get("faithfulness_edge_level")
+        edge, mib = d.get("faithfulness_edge_level"), d.get("faithfulness_mib")
         return cls(**s, null=NullDistribution.from_json(d.get("null")),
                    f_model=_num(d.get("f_model")), f_circuit=_num(d.get("f_circuit")),
                    faithfulness_edge_level=None if edge is None else Score.from_json(
                        edge, "circuit.faithfulness_edge_level"),
                    f_empty=_num(d.get("f_empty")), f_empty_ci=_ci(d.get("f_empty_ci")),
-                   null_edge_level=NullDistribution.from_json(d.get("null_edge_level")))
+                   null_edge_level=NullDistribution.from_json(d.get("null_edge_level")),
+                   faithfulness_mib=None if mib is None else Score.from_json(mib, "circuit.faithfulness_mib"))
 
 
 @dataclass(frozen=True)

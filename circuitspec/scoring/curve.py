@@ -23,9 +23,9 @@ from typing import Any
 
 from circuitspec.data.dataset import Dataset
 from circuitspec.formats.graph import GraphEdge
-from circuitspec.scoring.mib import EdgeKey, all_edges, mib_metric
+from circuitspec.scoring.mib import EdgeKey, all_edges, mib_metric, prune
 
-__all__ = ["MIB_SIZES", "Curve", "area", "curve", "prune", "rankings"]
+__all__ = ["MIB_SIZES", "Curve", "area", "baseline", "curve", "prune", "rankings"]
 
 MIB_SIZES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """The fractions of edges MIB evaluates."""
@@ -53,20 +53,6 @@ class Curve:
                 "faithfulness_ci": [list(c) for c in self.faithfulness_ci],
                 "cpr": self.cpr, "cpr_ci": list(self.cpr_ci), "cmd": self.cmd,
                 "cmd_ci": list(self.cmd_ci)}
-
-
-def prune(edges: Sequence[EdgeKey]) -> list[EdgeKey]:
-    """EAP-IG's ``Graph.prune``: drop edges until every kept sender has an incoming edge (or is
-    the input) and every kept receiver an outgoing one (or is the logits)."""
-    kept = list(edges)
-    while True:
-        has_out = {s for s, _, _ in kept}
-        has_in = {d for _, d, _ in kept} | {"input"}
-        live = (has_out & has_in) | {"logits"}
-        nxt = [e for e in kept if e[0] in live and e[1] in live]
-        if len(nxt) == len(kept):
-            return kept
-        kept = nxt
 
 
 def rankings(graph_edges: Sequence[GraphEdge], universe: Sequence[EdgeKey], n_random: int,
@@ -136,6 +122,17 @@ def curve(model: Any, dataset: Dataset, graph_edges: Sequence[GraphEdge], *,
             cpr, _interval([a[0] for a in areas], confidence),
             cmd, _interval([a[1] for a in areas], confidence)))
     return out
+
+
+def baseline(curves: Sequence[Curve]) -> dict[str, Any] | None:
+    """The random rankings summed up: mean CPR and CMD and their range over the draws (a
+    spread over a few draws, not an interval); None without random rankings."""
+    draws = [c for c in curves if c.ranking.startswith("random")]
+    if not draws:
+        return None
+    cpr, cmd = [c.cpr for c in draws], [c.cmd for c in draws]
+    return {"n": len(draws), "cpr_mean": sum(cpr) / len(cpr), "cpr_range": [min(cpr), max(cpr)],
+            "cmd_mean": sum(cmd) / len(cmd), "cmd_range": [min(cmd), max(cmd)]}
 
 
 def plot(curves: Sequence[Curve], path: Any, title: str) -> None:

@@ -97,18 +97,29 @@ def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: s
     details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
                "f_model_ci": bootstrap_ci(fm, **boot), "f_circuit_ci": bootstrap_ci(fc, **boot),
                "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot),
-               "power": power(ci, len(fc)), "nonfinite_resamples": bad,
+               "power": power(ci, len(fc), clusters=clusters), "nonfinite_resamples": bad,
                "bootstrap_unit": "prompt" if clusters is None else "template"}
     return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details,
                  {"circuit": fc.tolist(), "model": fm.tolist()})
 
 
-def power(ci: tuple[float, float], n: int, target: float = 0.1) -> dict[str, Any]:
-    """The interval half-width reached with ``n`` prompts, and about how many prompts a
-    +-``target`` interval would need (half-widths shrink as 1/sqrt(n))."""
+def power(ci: tuple[float, float], n: int, target: float = 0.1,
+          clusters: Sequence[int] | None = None) -> dict[str, Any]:
+    """The interval half-width reached with ``n`` prompts, and how many prompts a
+    +-``target`` interval would need if half-widths shrank as 1/sqrt(n).
+
+    That is a lower bound (``n_prompts_needed_is``): with template clusters the interval
+    shrinks with the number of templates, not prompts, and no number of prompts from the
+    same templates removes the spread between them."""
     half = (ci[1] - ci[0]) / 2
     need = math.ceil(n * (half / target) ** 2) if math.isfinite(half) else None
-    return {"half_width": half, "n_prompts": n, "target_half_width": target, "n_prompts_needed": need}
+    out = {"half_width": half, "n_prompts": n, "target_half_width": target, "n_prompts_needed": need,
+           "n_prompts_needed_is": "exact under 1/sqrt(n) scaling of independent prompts"}
+    if clusters is not None:
+        out["n_clusters"] = len(set(clusters))
+        out["n_prompts_needed_is"] = (f"a lower bound: the interval resamples {len(set(clusters))} template "
+                                      "clusters, and prompts from the same templates do not shrink it as 1/sqrt(n)")
+    return out
 
 
 def edge_faithfulness(

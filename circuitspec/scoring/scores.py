@@ -182,10 +182,16 @@ def _completeness(
     ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed, level=level,
                              clusters=clusters)
     word, reason = judge(ci, threshold, "at_most", "completeness")
+    # The claim is about every K: the worst K's interval alone can clear the bar while another
+    # K's upper end does not. Verified needs every searched K's interval below the bar (an
+    # intersection-union test, valid without correction).
+    k_cis = {c: bootstrap_paired_ci([gaps[c][1], gaps[c][2], fm], _gap_stat, n_resamples=n_bootstrap, seed=seed,
+                                    level=level, clusters=clusters) for c in candidates}
+    word, reason = _every_k(word, reason, k_cis, candidates, threshold)
     reason = f"post-selection (the worst K was chosen on these prompts): {reason}"
     searched = [
         {"name": name, "heads": [format_head(h) for h in sorted(c)], "gap": gaps[c][0],
-         "relative_gap": gaps[c][0] / scale}
+         "relative_gap": gaps[c][0] / scale, "ci": k_cis[c]}
         for c, name in candidates.items()
     ]
     details = {
@@ -207,6 +213,18 @@ def _completeness(
     if worst not in reuse:
         reuse.append(worst)
     return Score(float(gap / scale), ci, word, reason, None, details), reuse
+
+
+def _every_k(word: str | None, reason: str, k_cis: Mapping[frozenset[Head], tuple[float, float]],
+             names: Mapping[frozenset[Head], str], threshold: float | None) -> tuple[str | None, str]:
+    """Completeness verified only when every searched K's interval lies at or below the bar."""
+    if word != "verified" or threshold is None:
+        return word, reason
+    over = [names[k] for k, ci in k_cis.items() if not ci[1] <= threshold]
+    if not over:
+        return word, reason + f" Every one of the {len(k_cis)} K searched has its interval at or below {threshold:g}."
+    return "inconclusive", (reason + f" But {len(over)} other K ({', '.join(over[:3])}) have intervals "
+                            f"reaching above {threshold:g}, so the gap is not shown small for every K.")
 
 
 def minimality(
@@ -239,8 +257,10 @@ def minimality(
         ks.add(group_of[v] - {v})
         ks.add(frozenset())
         pairs += [(v, k) for k in sorted(ks, key=sorted)]
-    without_k = ev.values([ev.c_minus(k) for _, k in pairs])
-    without_kv = ev.values([ev.c_minus(k | {v}) for v, k in pairs])
+    # One call: C \ K and C \ (K + v) agree below v's layer, so the runner's prefix tree
+    # evaluates each pair's shared layers once.
+    values = ev.values([ev.c_minus(k) for _, k in pairs] + [ev.c_minus(k | {v}) for v, k in pairs])
+    without_k, without_kv = values[: len(pairs)], values[len(pairs) :]
     best: dict[Head, tuple[float, int]] = {}
     for i, (v, _) in enumerate(pairs):
         change = abs(without_kv[i].mean() - without_k[i].mean())
@@ -252,11 +272,23 @@ def minimality(
     ci = bootstrap_paired_ci([without_kv[i], without_k[i], fm], _gap_stat,
                              n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters)
     word, reason = judge(ci, threshold, "at_least", "minimality")
+    # Every head must matter: the weakest head's interval clearing the bar is not enough when
+    # another head's (wider) interval reaches below it.
+    head_cis = {format_head(v): bootstrap_paired_ci([without_kv[j], without_k[j], fm], _gap_stat,
+                                                  n_resamples=n_bootstrap, seed=seed, level=level,
+                                                  clusters=clusters) for v, (_, j) in best.items()}
+    if word == "verified" and threshold is not None:
+        low = [n for n, c in head_cis.items() if not c[0] >= threshold]
+        if low:
+            word = "inconclusive"
+            reason += (f" But {len(low)} head(s) ({', '.join(low[:3])}) have intervals reaching below "
+                       f"{threshold:g}, so not every head is shown to matter.")
     below = [] if threshold is None else [n for n, s in per_head.items() if s < threshold]
     details = {
         "per_head": per_head,
         "per_head_k": {format_head(v): [format_head(h) for h in sorted(pairs[j][1])]
                        for v, (_, j) in best.items()},
+        "per_head_ci": head_cis,
         "weakest": format_head(weakest),
         "below_threshold": below,
         "threshold": threshold,

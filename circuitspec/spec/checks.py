@@ -27,6 +27,9 @@ def _groups(hyp: Hypothesis) -> Iterator[Finding]:
     for name, spec in hyp.nodes.items():
         if name == "logits":
             yield ("nodes", name), "'logits' is reserved for the model output; rename the group"
+        if name == "input" and hyp.graph == "mib":
+            yield ("nodes", name), ("'input' is reserved for the token embedding under graph: mib; "
+                                    "rename the group")
         if not spec.heads:
             yield (("nodes", name, "heads"),
                    f"group {name!r} is empty; list at least one head (L9H9) or MLP (MLP3)")
@@ -50,7 +53,13 @@ def _edges(hyp: Hypothesis) -> Iterator[Finding]:
     for i, edge in enumerate(hyp.edges):
         loc = ("edges", i)
         ok = True
-        if edge.sender not in hyp.nodes:
+        if edge.sender == "input" and "input" not in hyp.nodes:
+            ok = False  # the token embedding: a graph edge, scored under graph: mib only
+            if hyp.graph != "mib":
+                yield (*loc, "from"), ("'input' (the token embedding) is a sender only under "
+                                       "graph: mib, where the embedding is a graph node; "
+                                       "circuitspec's own graph keeps the embeddings clean")
+        elif edge.sender not in hyp.nodes:
             ok = False
             hint = " (logits can only be a receiver)" if edge.sender == "logits" else ""
             yield (*loc, "from"), (f"unknown group {edge.sender!r}"

@@ -30,12 +30,16 @@ from circuitspec.spec.circuit import Circuit, Edge, Node
 from circuitspec.spec.heads import parse_member
 from circuitspec.spec.locate import Loc, locate
 
-__all__ = ["Hypothesis", "field_names", "json_schema"]
+__all__ = ["INPUT", "Hypothesis", "field_names", "json_schema"]
 
 Role = Literal[
     "name_mover", "backup_name_mover", "negative_name_mover", "s_inhibition",
     "induction", "duplicate_token", "previous_token", "other",
 ]
+
+INPUT = "input"
+"""The sender name of the token embedding, an edge source under ``graph: mib`` only."""
+
 
 def _member(ref: str) -> str:
     parse_member(ref)
@@ -165,12 +169,18 @@ class Bound(_Strict):
     """Lower bound on F(C)/F(M), in (0, 2]."""
     max: float | None = Field(default=None, gt=0)
     """Upper bound on F(C)/F(M); omitted: 2 - min (|1 - F(C)/F(M)| <= 1 - min, as MIB
-    judges |1 - f|), or no upper bound when min >= 1."""
+    judges |1 - f|). With min >= 1 there is no such default: give max (``.inf`` for a
+    one-sided claim, under which an overshooting circuit passes)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Bound:
         if self.max is not None and self.max <= self.min:
             raise ValueError(f"max ({self.max}) must be larger than min ({self.min})")
+        if self.max is None and self.min >= 1:
+            # The mirrored default 2 - min would lie at or below min; silently dropping the upper
+            # end made `min: 1.0` a one-sided claim that an overshooting circuit passes.
+            raise ValueError(f"min {self.min} >= 1 leaves no default max (2 - min); give max, e.g. "
+                             f"max: {self.min + 0.2:g}, or max: .inf for a one-sided claim")
         return self
 
     @property
@@ -178,7 +188,7 @@ class Bound(_Strict):
         """(min, max) with the default max applied."""
         if self.max is not None:
             return self.min, self.max
-        return self.min, (2.0 - self.min if self.min < 1 else None)
+        return self.min, 2.0 - self.min
 
 
 class GapBound(_Strict):
@@ -214,6 +224,7 @@ class Claims(_Strict):
     off: list[Literal["faithfulness", "completeness", "minimality"]] = []
     """Claims turned off (``completeness: off`` lands here): reported, never judged."""
     edges: EdgeClaims | None = None
+    """Defaults for every edge's expectation (``min_effect``, ``sign``); an edge's own ``expect`` wins."""
     confidence: float = Field(default=0.95, gt=0, lt=1)
     """Confidence level of the bootstrap intervals."""
     n_bootstrap: int = Field(default=1000, ge=10)
@@ -279,11 +290,24 @@ class Hypothesis(_Strict):
     """How heads outside the circuit are knocked out for the circuit scores."""
     ablation_scope: Literal["all_positions", "circuit_positions"] = "all_positions"
     """circuit_positions: circuit heads also ablated away from the positions edges use."""
+    edge_positions: Literal["at", "every"] = "at"
+    """Where an edge carries clean signal in the edge-level circuit run: ``at`` (default) only
+    at its ``at`` position, the position its path patching tests (logits edges read END), so
+    an edge placed at the wrong position does not pass; ``every``: at every position (the
+    receiver then reads the sender's clean output wherever it attends)."""
     ablation_level: Literal["node", "edge"] | None = None
     """Level the faithfulness claim is judged at: node (heads outside the circuit ablated) or
     edge (only the listed edges carry signal between heads); both are reported. Omitted: edge
     when the hypothesis has edges between groups (the wiring is then part of the claim),
     node otherwise."""
+    graph: Literal["circuitspec", "mib"] = "circuitspec"
+    """The computational graph the circuit is scored on. circuitspec: the token embeddings stay
+    clean and every MLP runs (circuitspec's own scores). mib: also as the MIB circuit track scores
+    it (EAP-IG's graph): the input embedding and every MLP are graph nodes, so only the
+    file's edges carry the clean prompt's signal and every other edge (input -> head,
+    MLP -> head, head -> MLP, ...) carries the corrupted prompt's; verify adds
+    ``circuit.faithfulness_mib``, MIB's (m(C) - m(empty)) / (m(M) - m(empty)), judged
+    against the faithfulness band. Only here may an edge come ``from: input``."""
     claims: Claims = Claims()
     """Circuit-level claims."""
 
@@ -315,7 +339,11 @@ class Hypothesis(_Strict):
         edge when some edge runs between two groups (not only into the logits), else node."""
         if self.ablation_level is not None:
             return self.ablation_level
-        return "edge" if any(e.receiver != "logits" for e in self.edges) else "node"
+        return "edge" if any(e.receiver != "logits" and not self.is_input(e) for e in self.edges) else "node"
+
+    def is_input(self, edge: EdgeSpec) -> bool:
+        """Whether ``edge`` comes from the token embedding (``from: input`` under graph: mib)."""
+        return self.graph == "mib" and edge.sender == INPUT
 
     def circuit(self) -> Circuit:
         """The frozen runtime graph this file describes."""
@@ -328,6 +356,8 @@ class Hypothesis(_Strict):
         defaults = self.claims.edges or EdgeClaims()
         edges = []
         for e in self.edges:
+            if self.is_input(e):  # a graph edge for graph: mib only; the embeddings stay clean here
+                continue
             expect = e.expect or Expectation()
             role = nodes[e.sender].role if e.sender in nodes else "other"
             sign = expect.sign or defaults.sign or (

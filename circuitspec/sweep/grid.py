@@ -25,7 +25,7 @@ from circuitspec import __version__
 from circuitspec.bridge.loading import PACKAGED
 from circuitspec.spec.schema import Hypothesis, ModelSpec
 from circuitspec.sweep.spec import LoadedSweep, ModelRef
-from circuitspec.verification.run import Options
+from circuitspec.verification.settings import Options
 
 __all__ = ["AXES", "Cell", "ModelKey", "expand", "resolve_model"]
 

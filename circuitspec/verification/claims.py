@@ -20,6 +20,7 @@ import numpy as np
 import circuitspec.results as R
 from circuitspec.ablation.edge import Wire, wires_from_circuit
 from circuitspec.data.ioi import BABA_TEMPLATES
+from circuitspec.data.tasks import build_dataset
 from circuitspec.scoring.circuit_null import CircuitMaps, edge_null_distribution
 from circuitspec.scoring.effects import effect_of
 from circuitspec.scoring.faithfulness import Score, edge_faithfulness, faithfulness
@@ -69,7 +70,14 @@ def circuit_positions(v: RunContext) -> dict[tuple[int, int], list[str]] | None:
 
 def wires(v: RunContext) -> list[Wire]:
     """The hypothesis' edges as wires between circuit heads, for edge-level runs."""
-    return wires_from_circuit(v.circuit, at_positions=v.hyp.ablation_scope == "circuit_positions")
+    return wires_from_circuit(v.circuit, at_positions=edge_at_positions(v.hyp))
+
+
+def edge_at_positions(hyp: Any) -> bool:
+    """Whether edges carry signal only at their ``at`` position in edge-level runs: by default,
+    since that is the claim the edge's path patching tests (``edge_positions: every`` or, for
+    the node level too, ``ablation_scope: circuit_positions`` decide otherwise)."""
+    return hyp.edge_positions == "at" or hyp.ablation_scope == "circuit_positions"
 
 
 def edge_level(v: RunContext, kind: str, threshold: float | None) -> Score:
@@ -87,6 +95,18 @@ def edge_null(v: RunContext, real: float) -> NullDraws | None:
                                   rule=MonteCarlo(n_min=n, n_max=n, batch=n, alpha=1 - v.level))
 
 
+def null_gate(score: Any, draws: NullDraws | None, alpha: float) -> Any:
+    """A faithfulness verdict of verified whose own null was drawn and not beaten (p > alpha:
+    layer-matched random circuits come as close to 1) becomes inconclusive: the band alone
+    does not show that these heads, rather than any heads of their layers, do the task.
+    (The circuit nulls used to be reported beside the verdict without entering it.)"""
+    if draws is None or score.verdict != "verified" or draws.p_value <= alpha:
+        return score
+    why = (f" But layer-matched random circuits come as close to 1 (null p = {draws.p_value:.3g} over "
+           f"{draws.n} draws > {alpha:g}), so the circuit is not shown to beat chance.")
+    return replace(score, verdict="inconclusive", reason=score.reason + why)
+
+
 def two_sided(v: RunContext, score: Any, empty: Any, band: tuple[float, float | None] | None) -> Any:
     """A faithfulness score with the normalised (F(C) - F(empty)) / (F(M) - F(empty)) beside it
     (its interval resamples the three per-prompt arrays jointly), judged against ``band``
@@ -99,7 +119,7 @@ def two_sided(v: RunContext, score: Any, empty: Any, band: tuple[float, float | 
     if v.hyp.task.kind == "ioi":
         details["by_order"] = by_order(v, fc, fm)
     if band is not None:
-        details["band"] = list(band)
+        details["band"] = [band[0], band[1] if band[1] is not None and np.isfinite(band[1]) else None]
     per_prompt = dict(score.per_prompt) | {"empty": empty.tolist()}
     out = replace(score, details=details, per_prompt=per_prompt)
     if band is None:
@@ -174,6 +194,7 @@ def circuit_scores(v: RunContext) -> tuple[R.CircuitScores | None, Measured | No
     empty = v.runner(v.ablation).run([()])[0].double().numpy()
     node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
     edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
+    node, edge = null_gate(node, scores.null, 1 - v.level), null_gate(edge, edge_draws, 1 - v.level)
     scores = replace(scores, faithfulness=node)
 
     def conv(s: Any, source: str | None = None) -> R.Score:
@@ -269,6 +290,9 @@ def robustness(v: RunContext, edges: Sequence[R.EdgeResult], measured: Measured 
             rows.append(R.RobustnessRow(f"{level}{kind} ablation, mean of per-prompt ratios",
                                         score.per_prompt_mean_ratio, {},
                                         score.details.get("mean_of_per_prompt_ratios_ci")))
+    alternate = alternate_corruption(v)
+    if alternate is not None:
+        rows += alternate
     for semantics in ("path", "direct"):
         effects: dict[str, float | None] = dict(main)
         if semantics != v.semantics:
@@ -278,3 +302,41 @@ def robustness(v: RunContext, edges: Sequence[R.EdgeResult], measured: Measured 
                 effects[edge_spec.name] = effect_of(patched, v.clean, v.corrupt)
         rows.append(R.RobustnessRow(f"{semantics} semantics (edge effects)", None, effects))
     return tuple(rows)
+
+
+def alternate_corruption(v: RunContext) -> list[R.RobustnessRow] | None:
+    """The panel's alternate-corruption rows: the IOI prompts regenerated with the other
+    corruption (s_swap for abc and back), every edge's effect and faithfulness at both levels
+    re-measured on them under the run's ablation, each judged against the band. Verdicts can
+    move with the corruption (Miller et al. 2024), so the panel shows whether they do.
+    None for tasks with their own prompts (no generator to regenerate them)."""
+    task = v.hyp.task
+    if task.kind != "ioi":
+        return None
+    other = "abc" if task.corruption == "s_swap" else "s_swap"
+    n = len(v.dataset) - len(v.dataset) % 2  # s_swap pairs prompts: an even count
+    if n < 2:
+        return None
+    dataset = build_dataset(task.model_copy(update={"corruption": other}), v.model.tokenizer,
+                            prepend_bos=v.dataset.prepend_bos, n_prompts=n, seed=v.seed,
+                            templates=v.opts.templates if v.opts.templates is not None else task.templates)
+    # Its own context: the regenerated prompts' baselines, mean pool (same seed) and runners.
+    alt = RunContext(v.hyp, v.model, dataset, replace(v.opts, n_null_edges=0))
+    effects: dict[str, float | None] = {}
+    for edge_spec in v.circuit.edges:
+        sender, receiver = edge_endpoints(v.circuit, edge_spec)
+        effects[edge_spec.name] = effect_of(alt.patched(sender, receiver), alt.clean, alt.corrupt)
+    heads = sorted(v.circuit.heads())
+    rows = []
+    if heads:
+        node = faithfulness(alt.runner(v.ablation), heads, circuit_positions=circuit_positions(alt),
+                            n_bootstrap=alt.n_boot, seed=alt.seed, level=alt.level, clusters=alt.clusters)
+        edge = edge_level(alt, v.ablation, None)
+        for level, score in (("", node), ("edge level, ", edge)):
+            ci, word = panel_verdict(v, score)
+            rows.append(R.RobustnessRow(f"{level}corruption={other} ({len(dataset)} prompts), {v.ablation} "
+                                        "ablation", score.value, effects if not level else {}, ci,
+                                        word))  # type: ignore[arg-type]
+    else:
+        rows.append(R.RobustnessRow(f"corruption={other} ({len(dataset)} prompts)", None, effects))
+    return rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,11 @@ import torch
 import circuitspec.results as R
 from circuitspec.bridge.loading import load_model
 from circuitspec.data.held_out import HeldOut, held_out_status
+from circuitspec.data.ioi import BABA_TEMPLATES
 from circuitspec.data.tasks import hypothesis_dataset
 from circuitspec.errors import InvalidArgument, did_you_mean
+from circuitspec.scoring.breakdown import breakdown
+from circuitspec.scoring.mib import verify_score
 from circuitspec.scoring.stats import bootstrap_ci
 from circuitspec.spec.heads import format_head
 from circuitspec.spec.load import check_against_model, load_hypothesis
@@ -119,6 +123,10 @@ def verify(
                     circuit = claims.quick_scores(ctx)
                 else:
                     circuit, measured = claims.circuit_scores(ctx)
+            if circuit is not None and hyp.graph == "mib":
+                report("MIB's graph", 0, 1)
+                with work.at("mib_graph"):
+                    circuit = replace(circuit, faithfulness_mib=verify_score(ctx))
 
         robustness = None
         if opts.robustness:
@@ -136,7 +144,9 @@ def _statistics(ctx: RunContext) -> dict[str, Any]:
     return {"seed": ctx.seed, "level": ctx.level, "n_null_edges": o.n_null_edges,
             "n_null_edges_max": o.n_null_edges_max, "n_random": o.n_random, "n_random_edge": o.n_random_edge,
             "n_subsets": o.n_subsets, "greedy_steps": o.greedy_steps, "templates": o.templates,
-            "in_sample": o.in_sample, "quick": o.quick}
+            "in_sample": o.in_sample, "quick": o.quick,
+            # What the bootstrap resamples as one cluster: a BABA template with its ABBA mirror.
+            "cluster": None if ctx.clusters is None else f"template mod {len(BABA_TEMPLATES)}"}
 
 
 def assemble(
@@ -168,7 +178,7 @@ def assemble(
             f"ran on {len(dataset)} prompts where the file says n_prompts: {hyp.task.n_prompts}")
     boot: dict[str, Any] = {"n_resamples": ctx.n_boot, "seed": ctx.seed, "level": ctx.level,
                             "clusters": ctx.clusters}
-    return R.Result(
+    result = R.Result(
         hypothesis=R.HypothesisInfo(hyp.name, hyp.source, hyp.description, nodes),
         model=R.ModelInfo(model.reference, info.name, model.revision, info.n_layers, info.n_heads, info.n_kv_heads),
         task=R.TaskInfo(hyp.task.kind, len(dataset), ctx.seed, hyp.task.corruption, dataset.prepend_bos, notes),
@@ -190,6 +200,7 @@ def assemble(
             None if ctx.built_mean_pool is None else ctx.built_mean_pool.info(),
             ctx.bootstrap_unit,
             _statistics(ctx),
+            "at" if claims.edge_at_positions(hyp) else "every",
         ),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},
@@ -199,3 +210,5 @@ def assemble(
         held_out=None if held is None else held.held_out,
         held_out_info=None if held is None else held.info(),
     )
+    split = breakdown(result, n_boot=ctx.n_boot, seed=ctx.seed, level=ctx.level)
+    return replace(result, breakdown=split or None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from circuitspec.data.ioi import BABA_TEMPLATES
 from circuitspec.errors import CircuitSpecError
 from circuitspec.verification.limits import LIMITS, check_limits
 
@@ -88,6 +89,9 @@ def bootstrap_clusters(dataset: Dataset, unit: str, kind: str) -> tuple[list[int
         raise CircuitSpecError(f"bootstrap unit {unit!r}: choose template or prompt")
     if unit == "prompt" or kind != "ioi":
         return None, "prompt"
-    if len(set(dataset.template)) < MIN_CLUSTERS:
-        return None, f"prompt (only {len(set(dataset.template))} templates, fewer than {MIN_CLUSTERS})"
-    return list(dataset.template), "template"
+    # A BABA template and its ABBA mirror share every word but the order of the pair: one
+    # cluster, not two independent ones (counting them apart made intervals too narrow).
+    pairs = [t % len(BABA_TEMPLATES) for t in dataset.template]
+    if len(set(pairs)) < MIN_CLUSTERS:
+        return None, f"prompt (only {len(set(pairs))} template pairs, fewer than {MIN_CLUSTERS})"
+    return pairs, "template"
