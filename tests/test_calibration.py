@@ -28,7 +28,7 @@ import random
 from pathlib import Path
 
 import pytest
-from planted_ioi import save_planted
+from helpers.planted_ioi import save_planted
 
 import circuitspec as cs
 from circuitspec.ablation.edge import wires_from_circuit

@@ -31,7 +31,8 @@ import math
 from pathlib import Path
 
 import torch
-from factories import IOI_WORDS, word_tokenizer
+
+from helpers.factories import IOI_WORDS, word_tokenizer
 
 D, N_HEADS, D_HEAD, N_LAYERS = 128, 8, 16, 3
 CONST, E, A, U, J = 0, slice(1, 33), slice(33, 65), slice(65, 97), slice(97, 128)
