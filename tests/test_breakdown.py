@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from test_results import sample_result
+from helpers.sample_result import sample_result
 
 from circuitspec.output.report import render_markdown
 from circuitspec.results import Result, RobustnessRow
