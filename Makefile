@@ -4,12 +4,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test check install clean browser
+.PHONY: demo test test-fast check install clean browser
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares lower bounds; constraints.txt holds the exact versions CI tests with.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,sweep]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,sweep]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +35,10 @@ browser: $(CHROMIUM)
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q --durations=25
+
+# The inner loop: everything but the real-model tests (CI runs `make test`, all of them).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not real"
 
 check: $(STAMP)
 	$(BIN)/ruff check circuitspec tests bench

@@ -38,12 +38,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_patching import naive_patch  # noqa: E402
 
-from circuitspec import claims  # noqa: E402
-from circuitspec.ablation import AblationRunner, Keep  # noqa: E402
-from circuitspec.models import load_model  # noqa: E402
-from circuitspec.spec import check_against_model, load_hypothesis  # noqa: E402
-from circuitspec.tasks import hypothesis_dataset  # noqa: E402
-from circuitspec.verification import Options, Verifier  # noqa: E402
+from circuitspec.ablation.node import AblationRunner, Keep  # noqa: E402
+from circuitspec.bridge.loading import load_model  # noqa: E402
+from circuitspec.data.tasks import hypothesis_dataset  # noqa: E402
+from circuitspec.spec.load import check_against_model, load_hypothesis  # noqa: E402
+from circuitspec.verification.context import RunContext  # noqa: E402
+from circuitspec.verification.edges import verify_edge  # noqa: E402
+from circuitspec.verification.run import claims  # noqa: E402
+from circuitspec.verification.settings import Options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,10 +149,10 @@ def main() -> None:
 
     # --- the fast run, recording what each stage evaluates ------------------------------------
     start = time.perf_counter()
-    v = Verifier(hyp, model, ds, opts)
+    v = RunContext(hyp, model, ds, opts)
     work = v.work
     sweeps: list[tuple[str, object, object, torch.Tensor]] = []  # stage, sender, receiver, values
-    inner = v._sweep
+    inner = v.sweep
 
     def recorded_sweep(senders, receiver, semantics=None):
         rows = inner(senders, receiver, semantics)
@@ -158,7 +160,7 @@ def main() -> None:
             sweeps.extend((work.stage, s, receiver, torch.as_tensor(r)) for s, r in zip(senders, rows, strict=True))
         return rows
 
-    v._sweep = recorded_sweep  # type: ignore[method-assign]
+    v.sweep = recorded_sweep  # type: ignore[method-assign]
     keeps: list[tuple[str, str, Keep]] = []  # stage, ablation kind, keep-set (first evaluation)
 
     def runner_for(kind: str) -> AblationRunner:
@@ -179,14 +181,14 @@ def main() -> None:
         return run
 
     for kind in ("mean", "resample", "zero"):
-        v.runners[kind] = runner_for(kind)
+        v._runners[kind] = runner_for(kind)  # the recording runners serve every claim
     with torch.no_grad():
         with work.at("edges"):
-            edges = [v.edge(e) for e in v.circuit.edges]
+            edges = [verify_edge(v, e) for e in v.circuit.edges]
         with work.at("circuit_scores"):
-            _, raw = claims.circuit_scores(v)
+            _, measured = claims.circuit_scores(v)
         with work.at("robustness"):
-            claims.robustness(v, edges, raw)
+            claims.robustness(v, edges, measured)
     fast_total = time.perf_counter() - start
     rss_fast = peak_rss_mib()
     fe = work.forward_equivalents()
@@ -223,7 +225,7 @@ def main() -> None:
                 # effects, in units of the clean-corrupt gap, the scale edges are judged on
                 diff = max(diff, abs(float((got.mean() - values.double().mean()) / (clean - corrupt))))
             else:
-                run = v.runners[a]
+                run = v.runner(a)
                 got = naive_keep(run, b).double()
                 fm = float(run.clean.double().mean())
                 diff = max(diff, abs(float(got.mean() - run._memo[b].double().mean())) / abs(fm))

@@ -7,15 +7,18 @@ Write a circuit as a YAML file, then ``circuitspec verify`` it, or from Python::
     hyp = cs.load_hypothesis("hypotheses/ioi_smollm2_135m.yaml")
     result = cs.verify(hyp, n_prompts=32)
     result.passed, result.edges[0].effect, result.circuit.faithfulness.value
-    result.render("circuit.svg")
+    cs.render(result, "circuit.svg")
 
 Importing this package loads nothing heavy: torch and the model code are
-imported when a function needs them.
+imported when a function needs them (``_LAZY`` maps each public name to its module).
+Type checkers read the same names from ``__init__.pyi``, so this module imports none
+of the package's own modules.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -34,32 +37,19 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Dataset": "circuitspec.dataset",
-    "Options": "circuitspec.verification",
-    "Receiver": "circuitspec.engine",
+    "Dataset": "circuitspec.data.dataset",
+    "Options": "circuitspec.verification.settings",
+    "Receiver": "circuitspec.patching.types",
     "Result": "circuitspec.results",
-    "Sender": "circuitspec.engine",
-    "load_hypothesis": "circuitspec.spec",
-    "load_model": "circuitspec.models",
-    "path_patch": "circuitspec.patching",
-    "render": "circuitspec.rendering",
-    "verify": "circuitspec.verification",
+    "Sender": "circuitspec.patching.types",
+    "load_hypothesis": "circuitspec.spec.load",
+    "load_model": "circuitspec.bridge.loading",
+    "path_patch": "circuitspec.patching.api",
+    "render": "circuitspec.output.diagram",
+    "verify": "circuitspec.verification.run",
 }
-
-if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.engine import Receiver, Sender
-    from circuitspec.models import load_model
-    from circuitspec.patching import path_patch
-    from circuitspec.rendering import render
-    from circuitspec.results import Result
-    from circuitspec.spec import load_hypothesis
-    from circuitspec.verification import Options, verify
-
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'circuitspec' has no attribute {name!r}")

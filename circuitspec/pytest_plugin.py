@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from circuitspec.errors import CircuitClaimFailed, CircuitSpecError
+from circuitspec.verification.settings import Options
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("circuitspec")
@@ -51,13 +54,10 @@ class HypothesisFile(pytest.File):
         yield HypothesisItem.from_parent(self, name=self.path.stem)
 
 
-class CircuitClaimFailed(Exception):
-    """A hypothesis whose claims did not all hold."""
-
-
 class HypothesisItem(pytest.Item):
     def runtest(self) -> None:
-        from circuitspec.verification import Options, verify
+        # verify pulls in torch: imported when a hypothesis runs, not whenever pytest starts.
+        from circuitspec.verification.run import verify
 
         opts = Options(n_prompts=self.config.getoption("--circuitspec-n-prompts"))
         if self.config.getoption("--circuitspec-quick"):
@@ -72,8 +72,6 @@ class HypothesisItem(pytest.Item):
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:
         if isinstance(excinfo.value, CircuitClaimFailed):
             return f"hypothesis {self.path.name} failed:\n{excinfo.value}"
-        from circuitspec.errors import CircuitSpecError
-
         if isinstance(excinfo.value, CircuitSpecError):
             return f"hypothesis {self.path.name} is invalid:\n{excinfo.value}"
         return str(super().repr_failure(excinfo))

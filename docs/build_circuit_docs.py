@@ -70,9 +70,9 @@ def page_dir(path: Path) -> Path:
 
 def run(path: Path) -> None:
     """`circuitspec verify PATH` with the file's own settings, its outputs into the page folder."""
-    from circuitspec.console import print_result
-    from circuitspec.report import write_outputs
-    from circuitspec.verification import verify
+    from circuitspec.output.console import print_result
+    from circuitspec.output.outputs import write_outputs
+    from circuitspec.verification.run import verify
 
     result = verify(path)
     out = page_dir(path)
@@ -84,7 +84,7 @@ def run(path: Path) -> None:
 
 def stale_reasons(path: Path, result: dict[str, Any]) -> list[str]:
     """Why ``result`` is not a run of the file as it now reads (empty: it is)."""
-    from circuitspec.spec import load_hypothesis
+    from circuitspec.spec.load import load_hypothesis
 
     hyp = load_hypothesis(path)
     task, settings = result["task"], result.get("settings") or {}
@@ -108,7 +108,7 @@ def stale_reasons(path: Path, result: dict[str, Any]) -> list[str]:
     ran_heads = sorted(h for n in result["hypothesis"].get("nodes", []) for h in n.get("heads", []))
     if ran_heads and ran_heads != heads:
         why.append("the run's heads are not the file's")
-    from circuitspec.verification import Options
+    from circuitspec.verification.settings import Options
 
     ran, default = settings.get("statistics") or {}, Options()
     for opt in ("n_random", "n_random_edge", "n_null_edges", "n_subsets", "greedy_steps", "quick"):
@@ -156,7 +156,7 @@ def curve_png(path: Path, result: dict[str, Any], stale: bool) -> str | None:
 
 
 def held_out_lines(path: Path, result: dict[str, Any]) -> list[str]:
-    from circuitspec.spec import load_hypothesis
+    from circuitspec.spec.load import load_hypothesis
 
     hyp = load_hypothesis(path)
     info = result.get("held_out_info") or {}
@@ -277,7 +277,7 @@ def write_readme_table(paths: list[Path]) -> None:
 
 def rebuild_reports(path: Path) -> None:
     """Redraw report.md/report.html from the committed results.json (no model run)."""
-    from circuitspec.report import write_report
+    from circuitspec.output.outputs import write_report
     from circuitspec.results import Result
 
     results = page_dir(path) / "results.json"

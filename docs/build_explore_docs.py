@@ -68,8 +68,8 @@ def _top_cells(grid: Any, k: int = 4) -> str:
 
 def _one_template(model: Any, n: int) -> Any:
     """n prompts of the most common template among 256 (one template: one token layout)."""
-    from circuitspec.spec import TaskSpec
-    from circuitspec.tasks import build_dataset
+    from circuitspec.data.tasks import build_dataset
+    from circuitspec.spec.schema import TaskSpec
 
     pool = build_dataset(TaskSpec(kind="ioi", corruption="abc"), model.tokenizer,
                          prepend_bos=model.info.default_prepend_bos, n_prompts=256, seed=1)
@@ -84,12 +84,12 @@ def main() -> None:
     parser.add_argument("--page-only", action="store_true",
                         help="Rewrite explore.md from the numbers already in docs/img.")
     args = parser.parse_args()
-    from circuitspec.explore import explore, file_stem
+    from circuitspec.analyses.explore import explore, file_stem
 
     if not args.page_only:
-        from circuitspec.models import load_model
-        from circuitspec.spec import TaskSpec
-        from circuitspec.tasks import build_dataset
+        from circuitspec.bridge.loading import load_model
+        from circuitspec.data.tasks import build_dataset
+        from circuitspec.spec.schema import TaskSpec
 
         model = load_model("smollm2-135m-instruct")
         ds = build_dataset(TaskSpec(kind="ioi", corruption="abc"), model.tokenizer,
@@ -114,8 +114,8 @@ def main() -> None:
 def _load(name: str) -> Any:
     import torch
 
+    from circuitspec.analyses.explore import file_stem
     from circuitspec.analyses.grid import Grid
-    from circuitspec.explore import file_stem
 
     data = json.loads((IMG / f"{file_stem(name)}.json").read_text())
     values = torch.tensor([[float("nan") if v is None else v for v in row] for row in data["values"]])
@@ -124,7 +124,7 @@ def _load(name: str) -> Any:
 
 
 def _img(name: str) -> str:
-    from circuitspec.explore import file_stem
+    from circuitspec.analyses.explore import file_stem
 
     return f"![{name}](img/{file_stem(name)}.png)"
 
@@ -149,7 +149,7 @@ def _page(g: dict[str, Any], info: dict[str, Any]) -> str:
         "# Exploring a model: `circuitspec explore` and `circuitspec suggest`",
         "",
         "Every analysis of the Pythia IOI notebook is a function in `circuitspec.analyses` that",
-        "returns labelled numbers, a PNG writer in `circuitspec.plots`, and one command:",
+        "returns labelled numbers, a PNG writer in `circuitspec.output.plots`, and one command:",
         "",
         "```",
         "circuitspec explore smollm2-135m-instruct --task ioi --n-prompts 16 --patch-prompts 8 --out explore/",
@@ -205,7 +205,7 @@ def _page(g: dict[str, Any], info: dict[str, Any]) -> str:
         "Denoising: the corrupted (ABC) run with one clean activation patched in, scored",
         "(patched - corrupted) / (clean - corrupted): 0 = corrupted, 1 = clean. Only the",
         "patched layer onwards, and only positions from the patched one onwards, are",
-        "recomputed (`circuitspec.analyses.resume`); the tests check this against full",
+        "recomputed (`circuitspec.analyses.row_resume`); the tests check this against full",
         "forward passes.",
         "",
         "### Residual stream, attention output and MLP output by layer and position",
@@ -256,7 +256,7 @@ def _page(g: dict[str, Any], info: dict[str, Any]) -> str:
         "## Path-patching sweeps",
         "",
         "The notebook's level-by-level search with the exact path-patching engine",
-        "(`circuitspec.fast.FastEngine.sweep`, every sender head alone in one batched pass):",
+        "(`circuitspec.patching.fast.FastEngine.sweep`, every sender head alone in one batched pass):",
         "every head into the logits at END; into the top-DLA name movers' queries at END;",
         "into the values at S2 of that sweep's strongest sender (with the second strongest",
         "when it is at least half as strong); into the keys at S1+1 of the strongest",

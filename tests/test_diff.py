@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from checkpoints import save_silenced, write_late_hypothesis
+from helpers.checkpoints import save_silenced, write_late_hypothesis
 
 import circuitspec as cs
-from circuitspec.diff import diff_files
+from circuitspec.output.diff import diff_files
 
 CLI = [sys.executable, "-m", "circuitspec.cli"]
 CHEAP = {"n_random": 0, "n_null_edges": 0, "n_bootstrap": 100, "robustness": False,

@@ -11,106 +11,29 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_scores import _logit_diff_one, _manual_template_means, _set_z, _z_of, ioi_dataset
+from helpers.ablation_reference import (
+    logit_diff_one,
+    manual_template_means,
+    reference,
+    set_z,
+)
+from helpers.ioi_prompts import ioi_dataset
 
-from circuitspec.ablation import AblationRunner
-from circuitspec.edge_ablation import (
+from circuitspec.ablation.edge import (
     Wire,
     complete_wires,
-    edge_faithfulness,
     edge_level_logit_diff,
     wires_from_circuit,
 )
-from circuitspec.mean_pool import build_mean_pool, pool_seed
-from circuitspec.spec import Circuit, Edge, Node
+from circuitspec.ablation.mean_pool import build_mean_pool, pool_seed
+from circuitspec.ablation.node import AblationRunner
+from circuitspec.scoring.faithfulness import edge_faithfulness
+from circuitspec.spec.circuit import Circuit, Edge, Node
 
 
 @pytest.fixture(scope="module")
 def datasets(tiny_models):
     return {fam: ioi_dataset(m.tokenizer, n=6, seed=2) for fam, m in tiny_models.items()}
-
-
-def _ablated(bridge, ds, kind: str) -> list[dict[int, torch.Tensor]]:
-    """Per prompt, per layer: the ablated z [pos, heads, d_head], computed here."""
-    if kind == "mean":
-        means = _manual_template_means(bridge, ds)
-        return [means[ds.template[i]] for i in range(len(ds))]
-    if kind == "resample":
-        return [_z_of(bridge, ds.corrupt[i]) for i in range(len(ds))]
-    cfg = bridge.cfg
-    return [{L: torch.zeros(len(ds.clean[i]), cfg.n_heads, cfg.d_head) for L in range(cfg.n_layers)}
-            for i in range(len(ds))]
-
-
-def reference(model, ds, wires: list[Wire], kind: str) -> list[float]:
-    bridge = model.bridge
-    n_layers, n_heads = bridge.cfg.n_layers, bridge.cfg.n_heads
-    group_size = n_heads // model.info.n_kv_heads
-    out = []
-    for i, ablated in enumerate(_ablated(bridge, ds, kind)):
-        tokens = torch.tensor([ds.clean[i]])
-
-        def at(names, i=i):
-            mask = torch.zeros(len(ds.clean[i]), dtype=torch.bool)
-            if names is None:
-                mask[:] = True
-            for name in names or ():
-                mask[ds.positions[name][i]] = True
-            return mask
-
-        circuit: dict[tuple[int, int], torch.Tensor] = {}
-
-        def z_values(sources, below, ablated=ablated, circuit=circuit):
-            values = {L: ablated[L].clone() for L in range(below)}
-            for (L, h), mask in sources:
-                values[L][mask, h] = circuit[(L, h)][mask]
-            return values
-
-        def residual(sources, layer, tokens=tokens):
-            store = {}
-
-            def grab(x, hook):
-                store["x"] = x[0].clone()
-                return x
-
-            hooks = _set_z(z_values(sources, layer)) + [(f"blocks.{layer}.hook_resid_pre", grab)]
-            with torch.no_grad():
-                bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=layer + 1)
-            return store["x"]
-
-        senders = sorted({s for w in wires for s in w.senders})
-        for r in senders:
-            layer, head = r
-            views = {}
-            for via in ("q", "k", "v"):
-                sources = [(s, at(w.positions)) for w in wires if r in w.receivers and w.via == via
-                           for s in w.senders if s[0] < layer]
-                views[via] = residual(sources, layer)
-            store = {}
-
-            def put(via, slot, views=views):
-                def fn(x, hook):
-                    x = x.clone()
-                    x[0, :, slot] = views[via]
-                    return x
-
-                return fn
-
-            def grab_z(z, hook, head=head, store=store):
-                store["z"] = z[0, :, head].clone()
-                return z
-
-            hooks = [(f"blocks.{layer}.hook_q_input", put("q", head)),
-                     (f"blocks.{layer}.hook_k_input", put("k", head // group_size)),
-                     (f"blocks.{layer}.hook_v_input", put("v", head // group_size)),
-                     (f"blocks.{layer}.attn.hook_z", grab_z)]
-            with torch.no_grad():
-                bridge.run_with_hooks(tokens, fwd_hooks=hooks, stop_at_layer=layer + 1)
-            circuit[r] = store["z"]
-        sources = [(s, at(w.positions)) for w in wires if not w.receivers for s in w.senders]
-        out.append(_logit_diff_one(bridge, ds.clean[i], ds.positions["END"][i], ds.correct[i],
-                                   ds.incorrect[i], _set_z(z_values(sources, n_layers))))
-    return out
 
 
 # Two receivers in one key/value group of the Llama model ((2,0), (2,1)) read different k
@@ -126,7 +49,7 @@ WIRES = [
 
 
 def test_heads_that_receive_no_edge_need_no_pass():
-    from circuitspec.edge_ablation import _plan, _waves
+    from circuitspec.ablation.edge import _plan, _waves
 
     every = frozenset((L, h) for L in range(3) for h in range(4))
     passes, free = _waves(_plan(WIRES, every, ["S2", "END"]))
@@ -170,9 +93,9 @@ def test_complete_graph_is_the_model_and_no_edges_the_ablated_model(tiny_models,
     assert score.per_prompt_mean_ratio == pytest.approx(1.0, abs=1e-5)
     assert score.verdict == "verified"
     # No edges: every head ablated, computed here by a naive loop over prompts.
-    means = _manual_template_means(model.bridge, ds)
-    naive = [_logit_diff_one(model.bridge, ds.clean[i], ds.positions["END"][i], ds.correct[i],
-                             ds.incorrect[i], _set_z(means[ds.template[i]])) for i in range(len(ds))]
+    means = manual_template_means(model.bridge, ds)
+    naive = [logit_diff_one(model.bridge, ds.clean[i], ds.positions["END"][i], ds.correct[i],
+                             ds.incorrect[i], set_z(means[ds.template[i]])) for i in range(len(ds))]
     np.testing.assert_allclose(edge_level_logit_diff(runner, []).numpy(), naive, atol=1e-4)
     assert not np.allclose(naive, runner.clean.numpy(), atol=1e-2)
 
@@ -247,7 +170,7 @@ def _complete_hypothesis(path, model_dir):
 
 
 def result_report(result):
-    from circuitspec.report import render_markdown
+    from circuitspec.output.report import render_markdown
 
     return render_markdown(result)
 
@@ -309,8 +232,8 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
 
 def test_circuit_positions_scope_reaches_both_levels(tmp_path, tiny_model_dirs, tiny_models):
     import circuitspec as cs
-    from circuitspec.spec import load_hypothesis
-    from circuitspec.tasks import hypothesis_dataset
+    from circuitspec.data.tasks import hypothesis_dataset
+    from circuitspec.spec.load import load_hypothesis
 
     path = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
     path.write_text(path.read_text() + "ablation_scope: circuit_positions\n")

@@ -4,40 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_patching import reference_patch
+from helpers.engine_prompts import ioi_dataset
+from helpers.reference_patching import reference_patch
 
-from circuitspec.dataset import Dataset
-from circuitspec.engine import LOGITS, ExactEngine, Receiver, Sender
-
-CLEAN = [
-    " When John and Mary went to the shops, John gave the bag to",
-    " When Tom and James went to the park, James gave the ball to",
-    " When Dan and Sid went to the store, Sid gave an apple to",
-]
-CORRUPT = [
-    " When Amy and Bob went to the shops, Carl gave the bag to",
-    " When Eve and Fred went to the park, Gina gave the ball to",
-    " When Hugo and Ivy went to the store, Jack gave an apple to",
-]
-ANSWERS = [(" Mary", " John"), (" Tom", " James"), (" Dan", " Sid")]
-
-
-def ioi_dataset(tokenizer) -> Dataset:
-    def ids(text):
-        return tuple(tokenizer(text, add_special_tokens=False).input_ids)
-
-    clean = [ids(t) for t in CLEAN]
-    n = len(clean[0])
-    return Dataset(
-        clean=tuple(clean),
-        corrupt=tuple(ids(t) for t in CORRUPT),
-        correct=tuple(ids(a)[0] for a, _ in ANSWERS),
-        incorrect=tuple(ids(b)[0] for _, b in ANSWERS),
-        positions={"END": (n - 1,) * 3, "S2": (9,) * 3, "S1+1": (2,) * 3, "IO": (1,) * 3},
-        template=(0, 0, 0),
-        prepend_bos=False,
-    )
-
+from circuitspec.data.dataset import Dataset
+from circuitspec.patching.exact import ExactEngine
+from circuitspec.patching.types import LOGITS, Receiver, Sender
 
 CASES = [
     # senders, receivers, via, at
@@ -136,8 +108,8 @@ def test_direct_all_heads_into_logits_adds_every_corrupted_write(tiny_models):
 
 @pytest.mark.real
 def test_engine_matches_reference_on_smollm2(smollm2):
-    from circuitspec.spec import TaskSpec
-    from circuitspec.tasks import build_dataset
+    from circuitspec.data.tasks import build_dataset
+    from circuitspec.spec.schema import TaskSpec
 
     ds = build_dataset(TaskSpec(kind="ioi", n_prompts=12, seed=1), smollm2.tokenizer, prepend_bos=False)
     ds = ds.subset(ds.length_groups()[0][:4])  # the reference wants one token length

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuitspec.analyses import attention, attribution, patching, sweeps
-from circuitspec.explore import ANALYSES
-from circuitspec.spec import TaskSpec
-from circuitspec.tasks import build_dataset
+from circuitspec.analyses import activation_patching as patching
+from circuitspec.analyses import attention, attribution, sweeps
+from circuitspec.analyses.explore import ANALYSES
+from circuitspec.data.tasks import build_dataset
+from circuitspec.spec.schema import TaskSpec
 
 
 def _dataset(model, n=6, seed=0):
@@ -24,9 +25,9 @@ def gpt2(tiny_models):
 
 @pytest.fixture(scope="module")
 def gemma3(tmp_path_factory):
-    from factories import save_tiny_model
+    from helpers.factories import save_tiny_model
 
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     return load_model(str(save_tiny_model("gemma3", tmp_path_factory.mktemp("gemma3"))))
 
@@ -164,7 +165,7 @@ def test_sweep_shapes_and_confirmation(gpt2):
 
 
 def test_explore_writes_files(gpt2, tmp_path):
-    from circuitspec.explore import explore
+    from circuitspec.analyses.explore import explore
 
     model, ds = gpt2
     summary = explore(model, ds, tmp_path, progress=False)
@@ -217,7 +218,7 @@ def test_cli_help_names_every_analysis():
 def test_patch_prompts_limits_activation_patching_only(gpt2, tmp_path):
     import json
 
-    from circuitspec.explore import explore
+    from circuitspec.analyses.explore import explore
 
     model, ds = gpt2
     summary = explore(model, ds, tmp_path, only=["patch_heads"], progress=False, patch_prompts=2)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitspec.dataset import Dataset
-from circuitspec.engine import LOGITS, ExactEngine, Receiver, Sender
-from circuitspec.fast import FastEngine
+from circuitspec.data.dataset import Dataset
+from circuitspec.errors import EngineUnsupported
+from circuitspec.patching.engine import select_engine
+from circuitspec.patching.exact import ExactEngine
+from circuitspec.patching.fast import FastEngine
+from circuitspec.patching.types import LOGITS, Receiver, Sender
 
 # Two templates of different token lengths in one dataset, so the engines run
 # several length groups and the named positions differ between prompts.
@@ -109,7 +112,7 @@ def engines(tiny_models, tiny_gemma3):
 def test_fast_matches_exact_on_every_edge_kind(engines, family):
     exact, fast = engines[family]
     every = CASES + (GEMMA_CASES if family == "gemma3" else [])
-    assert fast.exact is None, "the tiny families must run the fast path, not the fallback"
+    assert fast.name == "fast", "the tiny families must run the fast path, not the fallback"
     for a, b in zip(exact.baselines(), fast.baselines(), strict=True):
         assert torch.allclose(a, b, atol=1e-5)
     clean, _ = exact.baselines()
@@ -160,13 +163,16 @@ def test_small_row_budget_chunks_senders(engines):
 
 
 def test_unsupported_architecture_falls_back(tiny_models, engines, monkeypatch):
-    import circuitspec.fast as fast_module
+    import circuitspec.patching.fast as fast_module
 
     model = tiny_models["gpt2"]
     ds = mixed_dataset(model.tokenizer)
     monkeypatch.setattr(fast_module, "unsupported_reason", lambda bridge: "pretend")
+    with pytest.raises(EngineUnsupported, match="pretend"):
+        FastEngine(model, ds)
     with pytest.warns(UserWarning, match="falls back"):
-        fast = FastEngine(model, ds)
+        fast = select_engine(model, ds)
+    assert fast.name == "reference"  # the engine that runs, which results.json records
     sender, receiver = _edge([(0, 1)], [(2, 0)], "q", "END")
     want = engines["gpt2"][0].patch(sender, receiver)  # same model and prompts
     assert torch.allclose(fast.patch(sender, receiver), want, atol=1e-6)
@@ -175,7 +181,7 @@ def test_unsupported_architecture_falls_back(tiny_models, engines, monkeypatch):
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_self_check_catches_a_row_model_that_disagrees(tiny_models, monkeypatch, family):
     """The set-up self-check (a few prompts of every length) notices a wrong row model."""
-    import circuitspec.fast as fast_module
+    import circuitspec.patching.fast as fast_module
 
     class Skewed(fast_module.RowModel):  # type: ignore[misc, name-defined]
         def answer_diff(self, resid, correct, incorrect):
@@ -184,21 +190,21 @@ def test_self_check_catches_a_row_model_that_disagrees(tiny_models, monkeypatch,
     model = tiny_models[family]
     monkeypatch.setattr(fast_module, "RowModel", Skewed)
     with pytest.warns(UserWarning, match="row-wise recomputation is off by 0.001"):
-        fast = FastEngine(model, mixed_dataset(model.tokenizer))
-    assert fast.exact is not None
+        engine = select_engine(model, mixed_dataset(model.tokenizer))
+    assert engine.name == "reference"
 
 
 @pytest.mark.real
 def test_fast_matches_exact_on_smollm2(smollm2):
-    from circuitspec.spec import TaskSpec
-    from circuitspec.tasks import build_dataset as build_task
+    from circuitspec.data.tasks import build_dataset as build_task
+    from circuitspec.spec.schema import TaskSpec
 
     # Six prompts make three token lengths, so the flat multi-group passes are exercised.
     task = TaskSpec(kind="ioi", n_prompts=6, seed=0, corruption="abc")
     ds = build_task(task, smollm2.tokenizer, prepend_bos=smollm2.info.default_prepend_bos)
     assert len({len(c) for c in ds.clean}) >= 2
     exact, fast = ExactEngine(smollm2, ds), FastEngine(smollm2, ds)
-    assert fast.exact is None
+    assert fast.name == "fast"
     edges = [  # GQA: k/v receivers read a key/value group shared by three heads
         (_edge([(9, 6)], "logits", None, None), ("path",)),
         (_edge([(7, 3), (8, 6)], [(9, 6), (10, 0)], "q", "END"), ("path", "direct")),
@@ -216,7 +222,7 @@ def test_fast_matches_exact_on_smollm2(smollm2):
 
 
 def test_softcapping_is_refused(tiny_gemma3, monkeypatch):
-    from circuitspec.fast_model import unsupported_reason
+    from circuitspec.bridge.rows import unsupported_reason
 
     bridge = tiny_gemma3.bridge
     assert unsupported_reason(bridge) is None
@@ -227,15 +233,15 @@ def test_softcapping_is_refused(tiny_gemma3, monkeypatch):
 @pytest.mark.real
 @pytest.mark.slow
 def test_fast_matches_exact_on_gemma3_270m(gemma3_270m):
-    from circuitspec.spec import TaskSpec
-    from circuitspec.tasks import build_dataset as build_task
+    from circuitspec.data.tasks import build_dataset as build_task
+    from circuitspec.spec.schema import TaskSpec
 
     model = gemma3_270m
     task = TaskSpec(kind="ioi", n_prompts=4, seed=0, corruption="abc")
     ds = build_task(task, model.tokenizer, prepend_bos=model.info.default_prepend_bos)
     assert len({len(c) for c in ds.clean}) >= 2
     exact, fast = ExactEngine(model, ds), FastEngine(model, ds)
-    assert fast.exact is None
+    assert fast.name == "fast"
     edges = [  # layers 5, 11 and 17 are global, the others local; 4 query heads share 1 k/v head
         (_edge([(9, 2)], "logits", None, None), "path"),
         (_edge([(7, 3), (7, 1)], [(10, 0), (11, 2)], "q", "END"), "path"),

@@ -13,7 +13,7 @@ import pytest
 
 from circuitspec.formats.mapping import load_role_map
 from circuitspec.results import Result
-from circuitspec.spec import load_hypothesis
+from circuitspec.spec.load import load_hypothesis
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "formats.md"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import circuitspec as cs
-from circuitspec.formats import FORMATS, export_file, import_file
-from circuitspec.spec import load_hypothesis
+from circuitspec.formats.convert import export_file, import_file
+from circuitspec.formats.graph import FORMATS
+from circuitspec.spec.load import load_hypothesis
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "hypotheses" / "ioi_smollm2_135m.yaml"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import circuitspec as cs
-from circuitspec.formats import import_file
-from circuitspec.spec import load_hypothesis
-from circuitspec.spec_checks import check_file
+from circuitspec.formats.convert import import_file
+from circuitspec.spec.load import load_hypothesis
+from circuitspec.verification.validate import check_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "formats"
 FILES = {"eap-ig": "eap_ig.json", "mib-pt": "mib.pt", "acdc": "acdc_edges.pkl",

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import circuitspec as cs
-from circuitspec.formats import FormatError, import_file
-from circuitspec.spec import load_hypothesis
+from circuitspec.errors import FormatError
+from circuitspec.formats.convert import import_file
+from circuitspec.spec.load import load_hypothesis
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"n_random": 5, "n_null_edges": 0, "n_bootstrap": 100, "robustness": False, "n_prompts": 8}

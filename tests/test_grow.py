@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import save_tiny_model
-from test_edge_ablation import reference
-from test_scores import ioi_dataset
+from helpers.ablation_reference import reference
+from helpers.factories import save_tiny_model
+from helpers.ioi_prompts import ioi_dataset
 
-from circuitspec.ablation import AblationRunner
+from circuitspec.ablation.edge import Wire
+from circuitspec.ablation.node import AblationRunner
 from circuitspec.analyses.grow import GrowEdge, candidates, grow_edges, prune
 from circuitspec.analyses.grow_draft import grow_hypothesis
-from circuitspec.analyses.sweeps import make_engine
-from circuitspec.edge_ablation import Wire
-from circuitspec.models import load_model
-from circuitspec.spec import load_hypothesis
+from circuitspec.bridge.loading import load_model
+from circuitspec.patching.engine import select_engine
+from circuitspec.spec.load import load_hypothesis
 
 A, B = (0, 1), (1, 2)
 SILENT_IN_B, SILENT = (1, 0), (2, 1)
@@ -57,7 +57,7 @@ def planted(tmp_path_factory):
     model.save_pretrained(path)
     loaded = load_model(str(path))
     ds = ioi_dataset(loaded.tokenizer, n=6, seed=2)
-    return path, loaded, ds, AblationRunner(loaded, ds, "resample"), make_engine(loaded, ds)
+    return path, loaded, ds, AblationRunner(loaded, ds, "resample"), select_engine(loaded, ds)
 
 
 GROUPS = {"a": ("other", [A]), "b": ("name_mover", [B, SILENT_IN_B]), "c": ("other", [SILENT])}

@@ -7,10 +7,10 @@ import json
 import re
 
 import pytest
-from test_results import sample_result
+from helpers.sample_result import sample_result
 
 from circuitspec.output.interactive import render_interactive, view
-from circuitspec.report import write_outputs
+from circuitspec.output.outputs import write_outputs
 
 
 def _embedded(page: str) -> dict:

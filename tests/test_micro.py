@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import save_tiny_model
-from test_engine import ioi_dataset
+from helpers.engine_prompts import ioi_dataset
+from helpers.factories import save_tiny_model
 
-from circuitspec.engine import LOGITS, ExactEngine, Receiver, Sender
-from circuitspec.models import load_model
+from circuitspec.bridge.loading import load_model
+from circuitspec.patching.exact import ExactEngine
+from circuitspec.patching.types import LOGITS, Receiver, Sender
 
 WRITERS = ((0, 0), (1, 2))
 BLIND = (2, 1)  # its W_Q is zero

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checkpoints import LATE_HYPOTHESIS, save_silenced
+from helpers.checkpoints import LATE_HYPOTHESIS, save_silenced
 
 import circuitspec as cs
+from circuitspec.bridge.loading import load_model
 from circuitspec.errors import ModelLoadError
-from circuitspec.models import load_model
 
 CUDA = torch.cuda.is_available()
 CHEAP = {"n_random": 0, "n_null_edges": 0, "n_bootstrap": 100, "robustness": False, "scores": False,

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
+from circuitspec.bridge.loading import PACKAGED, load_model, resolve_kind
 from circuitspec.errors import ModelLoadError
-from circuitspec.models import PACKAGED, load_model, resolve_kind
 
 CLI = [sys.executable, "-m", "circuitspec.cli"]
 PROMPT = "When John and Mary went to the shops, John gave the bag to"
@@ -83,8 +83,7 @@ def test_smollm2_does_ioi(smollm2):
 @pytest.mark.real
 @pytest.mark.slow
 def test_gemma_loads_does_ioi_and_caches(tmp_path, monkeypatch):
-    from circuitspec import models
-
+    from circuitspec.bridge import loading as models
     gguf = models.fetch("gemma-3-270m")  # downloads once per machine, then reused
     # A first load in a fresh cache dequantises and converts; a second reads the
     # converted float32 folder and never touches (or re-hashes) the GGUF.

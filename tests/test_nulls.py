@@ -142,18 +142,18 @@ def planted_dir(tiny_model_dirs, tmp_path_factory):
 
 
 def test_a_model_with_too_few_groups_uses_every_one_once(tmp_path, planted_dir, monkeypatch):
-    from circuitspec.verification import Verifier
+    from circuitspec.verification.context import RunContext
 
     swept: list[list[tuple[tuple[int, int], ...]]] = []
-    sweep = Verifier._sweep
+    sweep = RunContext.sweep
 
     def spy(self, senders, receiver, semantics=None):
         swept.append([s.heads for s in senders])
         return sweep(self, senders, receiver, semantics)
 
-    monkeypatch.setattr(Verifier, "_sweep", spy)
+    monkeypatch.setattr(RunContext, "sweep", spy)
     # The tiny model's intervals are wide; force the interval verdict to see the null's own.
-    monkeypatch.setattr("circuitspec.stats.verdict", lambda ci, min_effect, sign: ("verified", "Forced."))
+    monkeypatch.setattr("circuitspec.verification.edges.verdict", lambda ci, min_effect, sign: ("verified", "Forced."))
     result = cs.verify(_hypothesis(tmp_path / "h.yaml", planted_dir), scores=False, robustness=False,
                        n_bootstrap=200)
     # Hypothesis heads: L1H0, L1H1 (the sender), L2H3. Layer 1 has one spare pair (L1H2, L1H3),
@@ -194,7 +194,7 @@ nodes:
 edges:
   - {{from: m, to: r, via: q, at: END, expect: {{sign: any, min_effect: 0.0}}}}
 """)
-    monkeypatch.setattr("circuitspec.stats.verdict", lambda ci, min_effect, sign: ("verified", "Forced."))
+    monkeypatch.setattr("circuitspec.verification.edges.verdict", lambda ci, min_effect, sign: ("verified", "Forced."))
     without = cs.verify(hyp, scores=False, robustness=False, n_bootstrap=200, n_null_edges=0).edges[0]
     assert without.verdict == "verified" and "not tested against a null" in without.reason
     edge = cs.verify(hyp, scores=False, robustness=False, n_bootstrap=200).edges[0]
@@ -217,7 +217,7 @@ def _fake_null(setup, sender, receiver, value_of, real=0.0, sign="positive"):
 
 
 def test_a_layer_short_of_distinct_groups_widens_to_the_nearest_layers():
-    from circuitspec.engine import Receiver, Sender
+    from circuitspec.patching.types import Receiver, Sender
     from circuitspec.scoring.edge_null import EdgeNullSetup
 
     # 6 layers of 8 heads; the hypothesis takes L2H0-L2H5, leaving one spare pair in layer 2
@@ -241,7 +241,7 @@ def test_a_layer_short_of_distinct_groups_widens_to_the_nearest_layers():
 
 
 def test_a_whole_model_with_fewer_groups_than_draws_enumerates_them():
-    from circuitspec.engine import Receiver, Sender
+    from circuitspec.patching.types import Receiver, Sender
     from circuitspec.scoring.edge_null import EdgeNullSetup
 
     # 2 layers of 4 heads, sender L0H0+L0H1 into the logits, nothing else in the hypothesis:
@@ -260,7 +260,7 @@ def test_a_whole_model_with_fewer_groups_than_draws_enumerates_them():
 
 
 def test_no_null_makes_a_verified_edge_inconclusive():
-    from circuitspec.engine import Receiver, Sender
+    from circuitspec.patching.types import Receiver, Sender
     from circuitspec.scoring.edge_null import EdgeNullSetup, edge_null
 
     setup = EdgeNullSetup(2, 4, frozenset(), frozenset({0}), seed=0, rule=MonteCarlo(100, 100, 100))
@@ -292,11 +292,15 @@ def test_non_finite_draws_count_as_extreme_and_are_reported():
 
 
 def test_node_and_edge_level_nulls_use_layer_matched_circuits(tiny_models):
-    from test_scores import ioi_dataset
+    from helpers.ioi_prompts import ioi_dataset
 
-    from circuitspec.ablation import AblationRunner
-    from circuitspec.edge_ablation import Wire, edge_level_logit_diff
-    from circuitspec.null import CircuitMaps, edge_null_distribution, null_distribution
+    from circuitspec.ablation.edge import Wire, edge_level_logit_diff
+    from circuitspec.ablation.node import AblationRunner
+    from circuitspec.scoring.circuit_null import (
+        CircuitMaps,
+        edge_null_distribution,
+        null_distribution,
+    )
 
     model = tiny_models["gpt2"]
     runner = AblationRunner(model, ioi_dataset(model.tokenizer, n=8))
@@ -353,7 +357,7 @@ def test_a_circuit_that_does_not_beat_its_null_is_not_verified(tmp_path, planted
     """Node-level faithfulness is exactly 1 (the circuit holds every writing head), inside its
     band; when every random circuit comes as close to 1, the null enters the verdict
     (inconclusive), it is not only reported beside it."""
-    from circuitspec import scores
+    from circuitspec.scoring import scores
     from circuitspec.scoring.nulls import NullDraws
 
     hyp = _hypothesis(tmp_path / "h.yaml", planted_dir)

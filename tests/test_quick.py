@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from test_verify import CLI, TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
+from helpers.hypotheses import CLI, TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
 
 import circuitspec as cs
 

@@ -19,8 +19,8 @@ def readme_python() -> str:
 @pytest.mark.real
 def test_readme_python_example_runs(tmp_path, monkeypatch, smollm2):
     import circuitspec as cs
-    from circuitspec import models, verification
-
+    from circuitspec.bridge import loading as models
+    from circuitspec.verification import run as verification
     full_verify = verification.verify
 
     def light_verify(hypothesis, model=None, **overrides):

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_results import NODES, sample_result
+from helpers.sample_result import NODES, sample_result
 
-from circuitspec.rendering import (
+from circuitspec.errors import RenderError
+from circuitspec.output.diagram import (
     ROLE_COLOURS,
     VERDICT_COLOURS,
-    RenderError,
     _tint,
     render,
     render_hypothesis,
@@ -102,7 +102,7 @@ def test_legend_lists_roles_and_verdicts(tmp_path):
 
 
 def test_png_has_png_magic(tmp_path):
-    path = sample_result().render(tmp_path / "circuit.png")
+    path = render_result(sample_result(), tmp_path / "circuit.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -185,7 +185,7 @@ def test_bad_suffix_and_bad_head_are_clear_errors(tmp_path):
     with pytest.raises(RenderError, match=r"\.svg"):
         render_result(sample_result(), tmp_path / "circuit.jpg")
     with pytest.raises(RenderError, match="L<layer>H<head>"):
-        render_hypothesis({"nodes": [{"name": "a", "heads": ["9.9"]}], "edges": []},
+        render_hypothesis({"nodes": [{"name": "a", "heads": ["H9L9"]}], "edges": []},
                           tmp_path / "x.svg")
     assert list(tmp_path.iterdir()) == []
 
@@ -193,7 +193,7 @@ def test_bad_suffix_and_bad_head_are_clear_errors(tmp_path):
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("hypotheses/ioi_*.yaml")),
                          ids=lambda p: p.stem)
 def test_shipped_hypotheses_render(tmp_path, path):
-    from circuitspec.spec import load_hypothesis
+    from circuitspec.spec.load import load_hypothesis
 
     hyp = load_hypothesis(path)
     svg = render(hyp, tmp_path / "hyp.svg")

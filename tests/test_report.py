@@ -6,10 +6,11 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import pytest
-from test_results import sample_result
+from helpers.sample_result import sample_result
 
-from circuitspec import report
-from circuitspec.report import render_markdown, write_outputs, write_report
+from circuitspec.output import outputs, report
+from circuitspec.output.outputs import write_outputs, write_report
+from circuitspec.output.report import render_markdown
 from circuitspec.results import Result
 
 OUTPUTS = ["circuit.png", "circuit.svg", "report.html", "report.md", "results.json"]
@@ -99,7 +100,7 @@ def test_write_outputs_leaves_nothing_partial_when_a_writer_fails(tmp_path, monk
         (folder / "report.md").write_text("# half a rep")
         raise RuntimeError("report writer crashed mid-way")
 
-    monkeypatch.setattr(report, "_write_reports", crash)
+    monkeypatch.setattr(outputs, "_write_reports", crash)
     with pytest.raises(RuntimeError, match="mid-way"):
         write_outputs(sample_result(), out)
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from circuitspec.output.interactive import edge_id, render_interactive
-from circuitspec.report import render_report_page
+from circuitspec.output.report import render_report_page
 from circuitspec.results import Result
 
 ROOT = Path(__file__).resolve().parent.parent

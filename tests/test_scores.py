@@ -3,110 +3,17 @@
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pytest
 import torch
+from helpers.ablation_reference import logit_diff_one, manual_template_means, set_z, z_of
+from helpers.ioi_prompts import ioi_dataset
 
-from circuitspec.ablation import AblationRunner, Keep, per_prompt_logit_diff
-from circuitspec.dataset import Dataset
-from circuitspec.scores import (
-    completeness,
-    evaluate_circuit,
-    faithfulness,
-    minimality,
-)
-
-TEMPLATES = (
-    "When {A} and {B} went to the store , {S} gave a drink to",
-    "Then {A} and {B} had a long argument . {S} said to",
-)
-NAMES = "John Mary Tom James Dan Sid Martin Amy Anna Bob Carl Dave".split()
-
-
-def ioi_dataset(tokenizer, n: int = 8, seed: int = 0, fixed_corrupt: bool = False) -> Dataset:
-    """IOI prompts over two templates (of different lengths), ABC corruption."""
-    rng = random.Random(seed)
-    rows: dict[str, list] = {k: [] for k in ("clean", "corrupt", "correct", "incorrect", "t", "end")}
-    abc_per_template: dict[int, tuple[str, str, str]] = {}
-    for i in range(n):
-        t = i % len(TEMPLATES)
-        a, b, c, d, e = rng.sample(NAMES, 5)
-        if fixed_corrupt:  # every prompt of a template shares one corrupted prompt
-            c, d, e = abc_per_template.setdefault(t, (c, d, e))
-        clean = tokenizer(TEMPLATES[t].format(A=a, B=b, S=a))["input_ids"]
-        corrupt = tokenizer(TEMPLATES[t].format(A=c, B=d, S=e))["input_ids"]
-        rows["clean"].append(tuple(clean))
-        rows["corrupt"].append(tuple(corrupt))
-        rows["correct"].append(tokenizer(" " + b)["input_ids"][0])
-        rows["incorrect"].append(tokenizer(" " + a)["input_ids"][0])
-        rows["t"].append(t)
-        rows["end"].append(len(clean) - 1)
-    return Dataset(
-        clean=tuple(rows["clean"]),
-        corrupt=tuple(rows["corrupt"]),
-        correct=tuple(rows["correct"]),
-        incorrect=tuple(rows["incorrect"]),
-        positions={"END": tuple(rows["end"]), "S2": tuple(e - 2 for e in rows["end"])},
-        template=tuple(rows["t"]),
-        prepend_bos=False,
-    )
-
-
-# ---------------------------------------------------------------- references
-def _logit_diff_one(bridge, clean, end, correct, incorrect, hooks) -> float:
-    with torch.no_grad():
-        logits = bridge.run_with_hooks(torch.tensor([clean]), fwd_hooks=hooks)
-    return float(logits[0, end, correct] - logits[0, end, incorrect])
-
-
-def _z_of(bridge, tokens) -> dict[int, torch.Tensor]:
-    """hook_z of every layer for one prompt, captured by a hook written here."""
-    store: dict[int, torch.Tensor] = {}
-    n_layers = bridge.cfg.n_layers
-
-    def grab(layer):
-        def fn(z, hook):
-            store[layer] = z[0].clone()
-            return z
-
-        return fn
-
-    with torch.no_grad():
-        bridge.run_with_hooks(
-            torch.tensor([tokens]),
-            fwd_hooks=[(f"blocks.{L}.attn.hook_z", grab(L)) for L in range(n_layers)],
-        )
-    return store
-
-
-def _set_z(values: dict[int, torch.Tensor], where=None):
-    """Hooks replacing each layer's z by ``values[layer]`` ([pos, heads, d_head]); ``where``
-    optionally limits it to a [pos, heads] boolean mask per layer."""
-
-    def make(layer):
-        def fn(z, hook):
-            new = values[layer].to(z.dtype).expand_as(z[0])
-            if where is not None:
-                new = torch.where(where[layer][..., None], new, z[0])
-            return new.unsqueeze(0)
-
-        return fn
-
-    return [(f"blocks.{L}.attn.hook_z", make(L)) for L in values]
-
-
-def _manual_template_means(bridge, ds: Dataset) -> dict[int, dict[int, torch.Tensor]]:
-    sums: dict[int, dict[int, torch.Tensor]] = {}
-    counts: dict[int, int] = {}
-    for i, toks in enumerate(ds.corrupt):
-        t = ds.template[i]
-        z = _z_of(bridge, toks)
-        counts[t] = counts.get(t, 0) + 1
-        for L, v in z.items():
-            sums.setdefault(t, {})[L] = sums.get(t, {}).get(L, 0) + v
-    return {t: {L: v / counts[t] for L, v in per.items()} for t, per in sums.items()}
+from circuitspec.ablation.node import AblationRunner, Keep, per_prompt_logit_diff
+from circuitspec.data.dataset import Dataset
+from circuitspec.scoring.faithfulness import faithfulness
+from circuitspec.scoring.scores import completeness, evaluate_circuit, minimality
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +25,10 @@ def datasets(tiny_models):
 @pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
 def test_mean_ablating_every_head_matches_reference(tiny_models, datasets, family):
     model, ds = tiny_models[family], datasets[family]
-    means = _manual_template_means(model.bridge, ds)
+    means = manual_template_means(model.bridge, ds)
     reference = [
-        _logit_diff_one(model.bridge, ds.clean[i], ds.positions["END"][i], ds.correct[i],
-                        ds.incorrect[i], _set_z(means[ds.template[i]]))
+        logit_diff_one(model.bridge, ds.clean[i], ds.positions["END"][i], ds.correct[i],
+                        ds.incorrect[i], set_z(means[ds.template[i]]))
         for i in range(len(ds))
     ]
     got = per_prompt_logit_diff(model, ds, keep=set(), ablation="mean")
@@ -135,9 +42,9 @@ def test_resample_ablating_every_head_matches_reference(tiny_models, datasets, f
     model, ds = tiny_models[family], datasets[family]
     reference = []
     for i in range(len(ds)):
-        corrupted_z = _z_of(model.bridge, ds.corrupt[i])
-        reference.append(_logit_diff_one(model.bridge, ds.clean[i], ds.positions["END"][i],
-                                         ds.correct[i], ds.incorrect[i], _set_z(corrupted_z)))
+        corrupted_z = z_of(model.bridge, ds.corrupt[i])
+        reference.append(logit_diff_one(model.bridge, ds.clean[i], ds.positions["END"][i],
+                                         ds.correct[i], ds.incorrect[i], set_z(corrupted_z)))
     got = per_prompt_logit_diff(model, ds, keep=set(), ablation="resample")
     np.testing.assert_allclose(got.numpy(), reference, atol=1e-4)
 
@@ -152,15 +59,15 @@ def test_zero_ablation_of_some_heads_matches_reference(tiny_models, datasets):
         for L, h in keep:
             where[L][:, h] = False
         zeros = {L: torch.zeros(1, 1, 8) for L in range(3)}
-        reference.append(_logit_diff_one(model.bridge, ds.clean[i], ds.positions["END"][i],
-                                         ds.correct[i], ds.incorrect[i], _set_z(zeros, where)))
+        reference.append(logit_diff_one(model.bridge, ds.clean[i], ds.positions["END"][i],
+                                         ds.correct[i], ds.incorrect[i], set_z(zeros, where)))
     got = per_prompt_logit_diff(model, ds, keep=keep, ablation="zero")
     np.testing.assert_allclose(got.numpy(), reference, atol=1e-4)
 
 
 def test_circuit_positions_restrict_heads(tiny_models, datasets):
     model, ds = tiny_models["gpt2"], datasets["gpt2"]
-    means = _manual_template_means(model.bridge, ds)
+    means = manual_template_means(model.bridge, ds)
     head = (1, 2)
     reference = []
     for i in range(len(ds)):
@@ -168,8 +75,8 @@ def test_circuit_positions_restrict_heads(tiny_models, datasets):
         end = ds.positions["END"][i]
         where[1][:, 2] = True
         where[1][end, 2] = False  # the head runs normally only at END
-        reference.append(_logit_diff_one(model.bridge, ds.clean[i], end, ds.correct[i],
-                                         ds.incorrect[i], _set_z(means[ds.template[i]], where)))
+        reference.append(logit_diff_one(model.bridge, ds.clean[i], end, ds.correct[i],
+                                         ds.incorrect[i], set_z(means[ds.template[i]], where)))
     got = per_prompt_logit_diff(model, ds, keep=None, circuit_positions={head: ["END"]})
     np.testing.assert_allclose(got.numpy(), reference, atol=1e-4)
     runner = AblationRunner(model, ds)
@@ -185,7 +92,7 @@ def test_mean_is_per_template_by_hand(tiny_models):
     for t in (0, 1):
         members = [i for i in range(len(ds)) if ds.template[i] == t]
         for layer in range(3):
-            manual = torch.stack([_z_of(model.bridge, ds.corrupt[i])[layer] for i in members]).mean(0)
+            manual = torch.stack([z_of(model.bridge, ds.corrupt[i])[layer] for i in members]).mean(0)
             for i in members:
                 torch.testing.assert_close(runner.z_replacement(i, layer), manual, atol=1e-5, rtol=0)
 
@@ -310,11 +217,10 @@ def test_completeness_minimality_on_tiny_model(tiny_models, datasets):
     assert mini.value == pytest.approx(min(mini.details["per_head"].values()))
 
 
-
 def test_inert_head_has_zero_minimality(tiny_model_dirs, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from circuitspec.models import load_model
+    from circuitspec.bridge.loading import load_model
 
     hf = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["gpt2"])
     with torch.no_grad():  # head 1 of layer 2 writes nothing: rows 8:16 of c_proj (Conv1D)

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from reference_mib import reference_metric
+from helpers.reference_mib import reference_metric
 
+from circuitspec.data.ioi import build_ioi
 from circuitspec.formats import eap_ig
-from circuitspec.ioi import build_ioi
 from circuitspec.scoring.curve import MIB_SIZES, area, curve, prune
 from circuitspec.scoring.mib import all_edges
 

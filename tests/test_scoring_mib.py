@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from reference_mib import reference_metric
+from helpers.reference_mib import reference_metric
 
-from circuitspec.ioi import build_ioi
+from circuitspec.data.ioi import build_ioi
 from circuitspec.scoring.mib import all_edges, mib_faithfulness, mib_metric
 
 

@@ -8,12 +8,12 @@ import warnings
 import pytest
 
 import circuitspec as cs
-import circuitspec.fast as fast_module
-import circuitspec.models as models
-from circuitspec.engine import LOGITS, ExactEngine, Sender
+import circuitspec.patching.fast as fast_module
+from circuitspec.data.ioi import build_ioi
 from circuitspec.errors import CircuitSpecError
-from circuitspec.fast import FastEngine
-from circuitspec.ioi import build_ioi
+from circuitspec.patching.exact import ExactEngine
+from circuitspec.patching.fast import FastEngine
+from circuitspec.patching.types import LOGITS, Sender
 
 FAST = {"n_random": 10, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 200, "robustness": False}
 
@@ -42,7 +42,8 @@ def no_model_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the settings were checked")
 
-    monkeypatch.setattr(models, "load_model", refuse)
+    # verify() calls the load_model its module imported, so that is the one refused.
+    monkeypatch.setattr("circuitspec.verification.run.load_model", refuse)
 
 
 @pytest.mark.parametrize(("key", "value"), [

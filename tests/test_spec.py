@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from circuitspec.bridge.loading import PACKAGED
 from circuitspec.errors import HypothesisError
-from circuitspec.models import PACKAGED
-from circuitspec.spec import (
-    Edge,
-    check_against_model,
-    json_schema,
-    load_hypothesis,
-    parse_member,
-)
+from circuitspec.spec.circuit import Edge
+from circuitspec.spec.heads import parse_member
+from circuitspec.spec.load import check_against_model, load_hypothesis
+from circuitspec.spec.schema import json_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 

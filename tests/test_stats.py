@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from circuitspec.stats import (
+from circuitspec.scoring.stats import (
     bootstrap_ci,
     bootstrap_paired_ci,
     bootstrap_ratio_ci,

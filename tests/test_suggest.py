@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from circuitspec.spec import TaskSpec, load_hypothesis
-from circuitspec.suggest import suggest
-from circuitspec.tasks import build_dataset
+from circuitspec.analyses.suggest import suggest
+from circuitspec.data.tasks import build_dataset
+from circuitspec.spec.load import load_hypothesis
+from circuitspec.spec.schema import TaskSpec
 
 
 def test_draft_validates(tiny_models, tiny_model_dirs, tmp_path):

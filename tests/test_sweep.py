@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from checkpoints import save_silenced, write_late_hypothesis
+from helpers.checkpoints import save_silenced, write_late_hypothesis
 
 import circuitspec as cs
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from circuitspec.errors import HypothesisError
-from circuitspec.spec import load_hypothesis
+from circuitspec.errors import HypothesisError, SweepError
+from circuitspec.spec.load import load_hypothesis
 from circuitspec.sweep.grid import expand
-from circuitspec.sweep.spec import SweepError, json_schema, load_sweep
+from circuitspec.sweep.spec import json_schema, load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests" / "bad_sweeps").glob("*.yaml"))
@@ -157,7 +157,7 @@ def test_pictures_vary_over_the_axes_that_vary_and_not_twice_over_lockstep_ones(
 def test_sweep_cells_default_to_the_verify_defaults():
     """A sweep cell with no `verify:` section must run what `circuitspec verify` runs."""
     from circuitspec.sweep.spec import VerifySettings
-    from circuitspec.verification import Options
+    from circuitspec.verification.settings import Options
 
     cell, plain = VerifySettings(), Options()
     for key in VerifySettings.model_fields:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from factories import word_tokenizer
+from helpers.factories import word_tokenizer
 
+from circuitspec.data.ioi import ABBA_TEMPLATES, BABA_TEMPLATES
+from circuitspec.data.tasks import NOTEBOOK_PROMPTS, build_dataset, task_positions
 from circuitspec.errors import TaskError
-from circuitspec.ioi import ABBA_TEMPLATES, BABA_TEMPLATES
-from circuitspec.spec import PromptRecord, TaskSpec
-from circuitspec.tasks import NOTEBOOK_PROMPTS, build_dataset, task_positions
+from circuitspec.spec.schema import PromptRecord, TaskSpec
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_builtin_notebook_prompts(tok):
 def test_ioi_prompts_on_the_smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    from circuitspec.models import _convert_gguf
+    from circuitspec.bridge.loading import _convert_gguf
 
     tok = AutoTokenizer.from_pretrained(_convert_gguf("smollm2-135m-instruct"))
     data = ioi(tok, n=64)

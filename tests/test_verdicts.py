@@ -95,7 +95,7 @@ def test_logits_only_hypothesis_is_judged_at_node_level(tmp_path, tiny_model_dir
 
 
 def _ioi(model, n: int, seed: int = 0):
-    from circuitspec.ioi import build_ioi
+    from circuitspec.data.ioi import build_ioi
 
     return build_ioi(model.tokenizer, n_prompts=n, seed=seed, corruption="abc", prepend_bos=False)
 
@@ -104,8 +104,8 @@ CIRCUIT = [(0, 1), (1, 0), (1, 3), (2, 2)]
 
 
 def test_mean_pool_is_separate_large_and_independent_of_n_prompts(tiny_models):
-    from circuitspec.ablation import AblationRunner
-    from circuitspec.mean_pool import build_mean_pool
+    from circuitspec.ablation.mean_pool import build_mean_pool
+    from circuitspec.ablation.node import AblationRunner
 
     model = tiny_models["llama"]
     k = 12
@@ -138,7 +138,7 @@ def _slow_layout_mean(model, seed: int, layout: tuple[int, ...], k: int, layer: 
     alone, their z at ``layer`` averaged."""
     import torch
 
-    from circuitspec.ioi import build_ioi
+    from circuitspec.data.ioi import build_ioi
 
     gen = build_ioi(model.tokenizer, n_prompts=3000, seed=seed, corruption="abc", prepend_bos=False)
     rows = [gen.corrupt[i] for i in range(len(gen)) if _layout(gen, i) == layout][:k]
@@ -153,7 +153,7 @@ def _slow_layout_mean(model, seed: int, layout: tuple[int, ...], k: int, layer: 
 def test_pool_mean_is_the_average_over_its_own_prompts(tiny_models):
     import torch
 
-    from circuitspec.mean_pool import build_mean_pool, layout_key
+    from circuitspec.ablation.mean_pool import build_mean_pool, layout_key
 
     model = tiny_models["llama"]
     ds = _ioi(model, 6)
@@ -167,9 +167,9 @@ def test_templates_of_one_length_with_names_elsewhere_get_their_own_means(tiny_m
     would average the S2 name of one with a function word of the other at each index."""
     import torch
 
-    from circuitspec.ablation import AblationRunner
-    from circuitspec.ioi import build_ioi
-    from circuitspec.mean_pool import build_mean_pool
+    from circuitspec.ablation.mean_pool import build_mean_pool
+    from circuitspec.ablation.node import AblationRunner
+    from circuitspec.data.ioi import build_ioi
 
     model = tiny_models["llama"]
     ds = build_ioi(model.tokenizer, n_prompts=8, seed=3, corruption="abc", prepend_bos=False, templates=[0, 13])
@@ -208,7 +208,7 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
     import numpy as np
 
     from circuitspec.results import Result
-    from circuitspec.stats import bootstrap_ratio_ci
+    from circuitspec.scoring.stats import bootstrap_ratio_ci
 
     path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], WRONG)
     result = cs.verify(path, n_random=0, n_null_edges=0, n_bootstrap=300, robustness=False)
@@ -277,7 +277,7 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
 
 
 def test_band_verdict_by_hand():
-    from circuitspec.stats import band_verdict
+    from circuitspec.scoring.stats import band_verdict
 
     assert band_verdict((0.85, 1.1), 0.8, 1.2)[0] == "verified"
     assert band_verdict((1.25, 1.4), 0.8, 1.2)[0] == "refuted"  # overshoots
@@ -289,7 +289,7 @@ def test_band_verdict_by_hand():
 
 
 def test_default_upper_end_mirrors_the_lower_one():
-    from circuitspec.spec import Bound
+    from circuitspec.spec.schema import Bound
 
     assert Bound(min=0.8).band == pytest.approx((0.8, 1.2))
     assert Bound(min=0.8, max=1.1).band == (0.8, 1.1)
@@ -364,9 +364,9 @@ def test_an_in_sample_run_cannot_pass_without_in_sample(tmp_path, tiny_model_dir
 
 
 def test_held_out_templates(tmp_path, tiny_model_dirs):
-    from circuitspec.held_out import held_out_status
-    from circuitspec.models import load_model
-    from circuitspec.tasks import hypothesis_dataset
+    from circuitspec.bridge.loading import load_model
+    from circuitspec.data.held_out import held_out_status
+    from circuitspec.data.tasks import hypothesis_dataset
 
     model = load_model(str(tiny_model_dirs["llama"]))
     path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
@@ -391,9 +391,9 @@ def test_held_out_templates(tmp_path, tiny_model_dirs):
 
 def test_discovery_prompts_are_regenerated_with_the_discovery_corruption(tmp_path, tiny_models):
     """abc draws three extra names per prompt: one seed names other prompts under s_swap."""
+    from circuitspec.data.held_out import held_out_status
+    from circuitspec.data.ioi import build_ioi
     from circuitspec.errors import HypothesisError
-    from circuitspec.held_out import held_out_status
-    from circuitspec.ioi import build_ioi
 
     model = tiny_models["llama"]
 
@@ -422,8 +422,8 @@ def test_discovery_prompts_are_regenerated_with_the_discovery_corruption(tmp_pat
 def test_own_prompts_with_generator_discovery_are_not_known_to_be_held_out(tmp_path, tiny_models):
     """discovery names IOI generator prompts; a kind: prompts task may have been explored on its
     own prompts, which the block cannot name: unknown (None), unless a prompt is shared."""
-    from circuitspec.held_out import held_out_status
-    from circuitspec.ioi import build_ioi
+    from circuitspec.data.held_out import held_out_status
+    from circuitspec.data.ioi import build_ioi
 
     model = tiny_models["llama"]
     path = tmp_path / "own.yaml"
@@ -446,8 +446,8 @@ def test_own_prompts_with_generator_discovery_are_not_known_to_be_held_out(tmp_p
 
 
 def test_unclaimed_scores_are_judged_against_stated_defaults(tmp_path, tiny_model_dirs):
-    from circuitspec.report import render_markdown
-    from circuitspec.spec import DEFAULT_CLAIMS
+    from circuitspec.output.report import render_markdown
+    from circuitspec.spec.schema import DEFAULT_CLAIMS
 
     assert DEFAULT_CLAIMS["completeness"].max_gap == 0.15 and DEFAULT_CLAIMS["minimality"].min == 0.02
     path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
@@ -469,7 +469,7 @@ def test_unclaimed_scores_are_judged_against_stated_defaults(tmp_path, tiny_mode
 
 
 def test_a_claim_is_off_only_when_the_file_says_so(tmp_path, tiny_model_dirs):
-    from circuitspec.report import render_markdown
+    from circuitspec.output.report import render_markdown
 
     path = _write(tmp_path / "h.yaml", tiny_model_dirs["llama"], RIGHT)
     path.write_text(path.read_text().replace("claims:\n", "claims:\n  minimality: off\n  completeness: off\n"))
@@ -490,7 +490,7 @@ def test_a_claim_is_off_only_when_the_file_says_so(tmp_path, tiny_model_dirs):
 def test_cluster_bootstrap_resamples_whole_templates():
     import numpy as np
 
-    from circuitspec.stats import bootstrap_ci, bootstrap_paired_ci
+    from circuitspec.scoring.stats import bootstrap_ci, bootstrap_paired_ci
 
     values = np.array([1.0, 1.0, 1.0, 5.0])
     # Two clusters drawn with replacement: {0,0} -> mean 1, {1,1} -> 5, one of each -> 8/4 = 2.
@@ -508,8 +508,8 @@ def test_cluster_bootstrap_resamples_whole_templates():
 def test_non_finite_resamples_make_the_interval_and_the_verdict_inconclusive():
     import numpy as np
 
-    from circuitspec.scores import ratio_score
-    from circuitspec.stats import bootstrap_ratio_ci, nonfinite_resamples
+    from circuitspec.scoring.faithfulness import ratio_score
+    from circuitspec.scoring.stats import bootstrap_ratio_ci, nonfinite_resamples
 
     fc, fm = np.array([1.0, 1.0, 1.0]), np.array([0.0, 0.0, 3.0])
     # A resample of the two zero denominators only (probability 8/27) divides by zero.
@@ -554,7 +554,7 @@ def test_a_template_and_its_mirror_are_one_bootstrap_cluster():
     resampling them as independent clusters made intervals too narrow."""
     from types import SimpleNamespace
 
-    from circuitspec.verification import bootstrap_clusters
+    from circuitspec.verification.settings import bootstrap_clusters
 
     templates = list(range(30))
     labels, unit = bootstrap_clusters(SimpleNamespace(template=templates), "template", "ioi")
@@ -585,7 +585,7 @@ def test_completeness_is_verified_only_when_every_k_clears_the_bar():
     this was verified; the claim is about every K, so it is inconclusive."""
     import numpy as np
 
-    from circuitspec.scores import completeness
+    from circuitspec.scoring.scores import completeness
 
     n = 24
     fm = np.full(n, 10.0)

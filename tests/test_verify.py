@@ -9,37 +9,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers.hypotheses import CLI, TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
 
 import circuitspec as cs
-
-CLI = [sys.executable, "-m", "circuitspec.cli"]
-
-
-def write_hypothesis(path: Path, model_dir: Path, *, edges: str, claims: str) -> Path:
-    path.write_text(
-        f"""name: tiny-circuit
-model: {model_dir}
-task: {{kind: ioi, n_prompts: 12, seed: 0, corruption: abc}}
-nodes:
-  movers: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3, L1H0, L1H1, L1H2, L1H3, L0H0, L0H1, L0H2, L0H3]}}
-edges:
-{edges}
-claims:
-{claims}
-"""
-    )
-    return path
-
-
-# The whole model as the circuit: faithfulness is exactly 1, so the claim must hold. With
-# every head patched jointly the END position sees exactly the corrupted run (same token
-# there, every head's output corrupted, MLPs recomputed): effect -1.
-TRUE_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 0.5}}"
-# Minimality of random-weight heads means nothing, so this file turns that claim off (the
-# defaults would judge it otherwise); completeness is exactly 0 for the whole model.
-TRUE_CLAIMS = "  faithfulness: {min: 0.9}\n  minimality: off"
-# Patching cannot move the metric 10x beyond the corrupted run here (it lands on it exactly).
-WRONG_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 10.0}}"
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +75,10 @@ def test_same_seed_same_numbers(tmp_path, llama_dir):
 
 
 def test_path_patch_api_matches_engine(tiny_models):
-    from test_engine import ioi_dataset
+    from helpers.engine_prompts import ioi_dataset
 
-    from circuitspec.engine import ExactEngine, Receiver, Sender
+    from circuitspec.patching.exact import ExactEngine
+    from circuitspec.patching.types import Receiver, Sender
 
     model = tiny_models["gpt2"]
     ds = ioi_dataset(model.tokenizer)
@@ -118,15 +91,15 @@ def test_path_patch_api_matches_engine(tiny_models):
 
 def test_path_patch_reuses_the_engine_across_calls(tiny_models, monkeypatch):
     """A per-edge loop of path_patch builds the caches once per model and prompts."""
-    from test_engine import ioi_dataset
+    from helpers.engine_prompts import ioi_dataset
 
-    from circuitspec import verification
+    from circuitspec.patching import api
 
     model = tiny_models["llama"]
     ds = ioi_dataset(model.tokenizer)
     built = []
-    make = verification.make_engine
-    monkeypatch.setattr(verification, "make_engine", lambda *a, **k: built.append(a) or make(*a, **k))
+    make = api.select_engine
+    monkeypatch.setattr(api, "select_engine", lambda *a, **k: built.append(a) or make(*a, **k))
     first = cs.path_patch(model, ds, ["L0H1"], ["L2H0"], via="k", at="S2")
     second = cs.path_patch(model, ds, ["L1H0"], "logits")
     again = cs.path_patch(model, ds, ["L0H1"], ["L2H0"], via="k", at="S2")
@@ -139,10 +112,10 @@ def test_path_patch_reuses_the_engine_across_calls(tiny_models, monkeypatch):
 
 
 def test_path_patch_many_batches_by_receiver_and_matches_the_reference(tiny_models):
-    from test_engine import ioi_dataset
+    from helpers.engine_prompts import ioi_dataset
 
-    from circuitspec.engine import ExactEngine
-    from circuitspec.patching import path_patch_many
+    from circuitspec.patching.api import path_patch_many
+    from circuitspec.patching.exact import ExactEngine
 
     model = tiny_models["llama"]
     ds = ioi_dataset(model.tokenizer)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from test_scores import ioi_dataset
+from helpers.ioi_prompts import ioi_dataset
 
-from circuitspec.ablation import AblationRunner, Keep
+from circuitspec.ablation.node import AblationRunner, Keep
 from circuitspec.bridge.work import Work
-from circuitspec.engine import LOGITS, ExactEngine, Receiver, Sender
-from circuitspec.fast import FastEngine
+from circuitspec.patching.exact import ExactEngine
+from circuitspec.patching.fast import FastEngine
+from circuitspec.patching.types import LOGITS, Receiver, Sender
 
 
 def test_nested_stages_count_once_in_the_innermost():
@@ -73,7 +74,7 @@ def test_ablation_runner_counts_resumed_passes(tiny_models):
 
 def test_verify_reports_time_and_work_per_stage(tmp_path, tiny_model_dirs):
     import circuitspec as cs
-    from circuitspec.report import render_markdown
+    from circuitspec.output.report import render_markdown
 
     hyp = tmp_path / "h.yaml"
     hyp.write_text(f"""name: tiny

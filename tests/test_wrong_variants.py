@@ -105,7 +105,7 @@ def test_swap_and_rewire_change_the_file_as_described():
 @pytest.mark.real
 @pytest.mark.slow
 def test_wrong_variants_exit_1_and_lose_edge_level_faithfulness(tmp_path, monkeypatch, capsys, smollm2):
-    from circuitspec import models
+    from circuitspec.bridge import loading as models
 
     # One loaded model for the three CLI runs: the same prompts reuse its path-patching caches.
     monkeypatch.setattr(models, "load_model", lambda ref, **kw: smollm2)

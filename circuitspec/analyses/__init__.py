@@ -7,5 +7,5 @@
 - :mod:`.attention`: attention-pattern signatures of the IOI head classes;
 - :mod:`.sweeps`: path-patching sweeps of every sender head into a receiver group.
 
-Plotting lives in :mod:`circuitspec.plots`; orchestration in :mod:`circuitspec.explore`.
+Plotting lives in :mod:`circuitspec.output.plots`; orchestration in :mod:`circuitspec.analyses.explore`.
 """

@@ -20,12 +20,12 @@ from torch import Tensor
 
 from circuitspec.analyses.grid import Grid, head_label
 from circuitspec.analyses.runs import capture, groups_of
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
-Head = tuple[int, int]
 
 SIGNATURES = (
     ("END", "IO"), ("END", "S1"), ("END", "S2"), ("S2", "S1"), ("S2", "S1+1"), ("S1+1", "S1"),

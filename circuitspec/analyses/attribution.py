@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
+from circuitspec.ablation.node import AblationRunner
 from circuitspec.analyses.grid import Grid, head_grid, head_label
 from circuitspec.analyses.runs import (
     Group,
@@ -36,12 +37,12 @@ from circuitspec.analyses.runs import (
     is_rms,
     logit_direction,
 )
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
-Head = tuple[int, int]
 
 
 @torch.no_grad()
@@ -171,9 +172,8 @@ def mean_ablation_hooks(
     """Per length group, hook_z replacements setting ``heads`` to their corrupted mean.
 
     The mean is over the corrupted prompts of the same template, per position (Wang et
-    al. 2022's mean ablation over the ABC distribution; :mod:`circuitspec.ablation`).
+    al. 2022's mean ablation over the ABC distribution; :mod:`circuitspec.ablation.node`).
     """
-    from circuitspec.ablation import AblationRunner
 
     runner = AblationRunner(model, dataset, "mean")
     by_layer: dict[int, list[int]] = {}

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from circuitspec.spec.heads import format_head
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -63,7 +65,7 @@ class Grid:
 
 
 def head_label(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
+    return format_head((layer, head))
 
 
 def head_grid(

@@ -5,7 +5,7 @@ edges. A *candidate* edge runs from a group (its heads) into the logits, or into
 group's q, k or v at a named position, where the receiving group is already on a path
 to the logits (an edge into any other group cannot change the logits: its circuit z is
 never read). Forward selection, as ACDC does, but adding rather than removing and with
-the exact edge-level evaluation of :mod:`circuitspec.edge_ablation`:
+the exact edge-level evaluation of :mod:`circuitspec.ablation.edge`:
 
 1. screen every candidate by the path-patching effect of its sender group into its
    receiver (the fast engine's batched sweeps, one per receiver slot, cached); keep the
@@ -41,16 +41,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.ablation.edge import Wire, edge_level_logit_diff
 from circuitspec.analyses.grid import head_label
-from circuitspec.edge_ablation import Wire, edge_level_logit_diff
-from circuitspec.engine import LOGITS, Receiver, Sender
+from circuitspec.patching.types import LOGITS, Receiver, Sender
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
-    from circuitspec.ablation import AblationRunner
+    from circuitspec.ablation.node import AblationRunner
 
 __all__ = ["GrowEdge", "GrowResult", "GrowStep", "candidates", "grow_edges", "prune"]
 
-Head = tuple[int, int]
 Groups = Mapping[str, tuple[str, Sequence[Head]]]
 POSITIONS = ("END", "S2", "S1+1", "IO", "S1")
 VIAS = ("q", "k", "v")

@@ -7,16 +7,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from circuitspec.ablation import AblationRunner
+from circuitspec.ablation.node import AblationRunner
 from circuitspec.analyses.grid import head_label
 from circuitspec.analyses.grow import GrowResult, grow_edges
-from circuitspec.analyses.sweeps import make_engine
-from circuitspec.spec import Hypothesis, load_hypothesis
-from circuitspec.suggest import Draft, draft_hypothesis, write_draft
+from circuitspec.analyses.suggest import Draft, draft_hypothesis, write_draft
+from circuitspec.patching.engine import select_engine
+from circuitspec.spec.load import load_hypothesis
+from circuitspec.spec.schema import Hypothesis
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
 __all__ = ["evidence_lines", "grow_hypothesis"]
 
@@ -40,7 +41,7 @@ def grow_hypothesis(
     else:
         draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
     runner = AblationRunner(model, dataset, ablation)  # type: ignore[arg-type]
-    result = grow_edges(runner, draft.groups, engine=make_engine(model, dataset), log=log, **options)
+    result = grow_edges(runner, draft.groups, engine=select_engine(model, dataset), log=log, **options)
     discovery = {"seed": seed, "n_prompts": len(dataset), "templates": sorted(set(dataset.template))}
     notes = evidence_lines(result, options, ablation, start)
     if "discovery" in Hypothesis.model_fields:

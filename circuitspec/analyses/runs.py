@@ -1,7 +1,7 @@
 """Forward passes shared by the analyses: per length group, capturing only what is needed.
 
 Prompts of different token lengths run as separate batches (never padded), exactly as
-in the engines (:func:`circuitspec.engine.dataset_groups`). A capture keeps a hook's
+in the engines (:func:`circuitspec.patching.exact.dataset_groups`). A capture keeps a hook's
 activation either whole or only at one position per prompt (END, S2, ...), which keeps
 memory small: SmolLM2's per-head ``hook_result`` for 32 prompts is 400 MB whole but
 13 MB at END.
@@ -20,18 +20,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from circuitspec.engine import Group, dataset_groups
+from circuitspec.bridge.hooks import UNEMBED_IN, capture_into, take_rows
+from circuitspec.patching.types import Group, answer_diff, dataset_groups
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
+    from circuitspec.data.dataset import Dataset
 
 __all__ = ["Group", "capture", "dataset_groups", "end_logit_diff", "frozen_norm", "is_rms",
            "logit_direction"]
-
-
-def _pick(x: Tensor, rows: Tensor) -> Tensor:
-    """x[b, rows[b]] for activations with the position on axis 1."""
-    return x[torch.arange(x.shape[0], device=x.device), rows]
 
 
 def capture(
@@ -54,37 +50,20 @@ def capture(
     store: dict[str, Tensor] = {}
     fwd: list[tuple[str, Any]] = list(hooks or [])
     for name in whole:
-        fwd.append((name, _grab(store, name, None)))
+        fwd.append((name, capture_into(store, name)))
     for key, rows in (at or {}).items():
-        fwd.append((key.split("@")[0], _grab(store, key, rows)))
+        fwd.append((key.split("@")[0], capture_into(store, key, rows)))
     if end is not None:
-        fwd.append(("unembed.hook_in", _take(end)))
+        fwd.append((UNEMBED_IN, take_rows(end)))
     with torch.set_grad_enabled(grad):
         logits = bridge.run_with_hooks(tokens, fwd_hooks=fwd)
     logits = logits[:, 0] if end is not None else logits[:, -1]
     return logits, store
 
 
-def _grab(store: dict[str, Tensor], key: str, rows: Tensor | None) -> Any:
-    def hook(x: Tensor, hook: Any) -> Tensor:
-        store[key] = (x if rows is None else _pick(x, rows)).detach().clone()
-        return x
-
-    return hook
-
-
-def _take(end: Tensor) -> Any:
-    def hook(x: Tensor, hook: Any) -> Tensor:
-        # Only END reaches the unembedding: [rows, 1, d_model] instead of every position.
-        return _pick(x, end).unsqueeze(1)
-
-    return hook
-
-
 def end_logit_diff(logits: Tensor, group: Group) -> Tensor:
     """Per-prompt logit(correct) - logit(incorrect) from END logits [batch, vocab]."""
-    rows = torch.arange(logits.shape[0])
-    return logits[rows, group.correct] - logits[rows, group.incorrect]
+    return answer_diff(logits, group.correct, group.incorrect)
 
 
 def is_rms(bridge: Any) -> bool:
@@ -109,40 +88,3 @@ def logit_direction(bridge: Any, group: Group) -> tuple[Tensor, Tensor]:
 
 def groups_of(dataset: Dataset) -> list[Group]:
     return dataset_groups(dataset)
-
-
-class progress_bar:  # noqa: N801 - used like a function in a with statement
-    """A rich progress bar on stderr (or nothing when ``enabled`` is False)."""
-
-    def __init__(self, description: str, total: int, enabled: bool = True):
-        self.description, self.total, self.enabled = description, total, enabled
-        self._bar: Any = None
-
-    def __enter__(self) -> progress_bar:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                transient=True,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task(self.description, total=self.total)
-        return self
-
-    def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)

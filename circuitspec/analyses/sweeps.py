@@ -5,8 +5,9 @@ The effect of sender s is the path-patching effect of the edge s -> receivers
 ``(M_patched - M_clean) / (M_clean - M_corrupt)``: 0 = no effect, -1 = the whole
 clean-to-corrupted gap. Only heads in layers before the first receiver can send.
 
-``method="exact"`` runs the engine once per sender (``circuitspec.fast.FastEngine``
-when it imports, else :class:`~circuitspec.engine.ExactEngine`).
+``method="exact"`` sweeps every sender through the engine
+:func:`~circuitspec.patching.engine.select_engine` chooses (the fast one where it
+reproduces the model).
 
 ``method="attribution"`` is a first-order estimate of the *direct* path (edge
 attribution patching, Syed et al. 2023): one clean forward and backward pass give
@@ -28,28 +29,15 @@ import torch
 from torch import Tensor
 
 from circuitspec.analyses.grid import Grid, head_grid, head_label, top_heads
-from circuitspec.analyses.runs import Group, capture, end_logit_diff, groups_of, progress_bar
+from circuitspec.analyses.runs import Group, capture, end_logit_diff, groups_of
+from circuitspec.output.console import counted_bar
+from circuitspec.patching.engine import PatchEngine, select_engine
+from circuitspec.patching.types import LOGITS, Head, Receiver, Sender
 
 if TYPE_CHECKING:
-    from circuitspec.dataset import Dataset
-    from circuitspec.models import LoadedModel
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.data.dataset import Dataset
 
-Head = tuple[int, int]
-
-
-def make_engine(model: LoadedModel, dataset: Dataset) -> Any:
-    """The fast engine when it is available and imports, else the exact one."""
-    try:
-        from circuitspec.fast import FastEngine
-    except Exception:  # noqa: BLE001 - the fast engine is optional
-        from circuitspec.engine import ExactEngine
-
-        return ExactEngine(model, dataset)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return FastEngine(model, dataset)
 
 
 def default_senders(model: LoadedModel, receivers: Sequence[Head]) -> list[Head]:
@@ -81,8 +69,8 @@ def path_patch_sweep(
     if senders and method == "attribution":
         effects = _attribution(model, dataset, list(receivers), via, at, senders)
     elif senders:
-        engine = engine or make_engine(model, dataset)
-        extra["engine"] = getattr(engine, "name", type(engine).__name__)
+        engine = engine or select_engine(model, dataset)
+        extra["engine"] = engine.name
         effects = _exact(engine, list(receivers), via, at, senders, progress, chunk,
                          f"senders -> {target}@{at}")
     for (layer, head), e in zip(senders, effects.tolist() if senders else [], strict=True):
@@ -91,31 +79,26 @@ def path_patch_sweep(
                      f"(M_clean - M_corrupt) of each sender alone into {target} at {at}; "
                      f"method {method}", **extra)
     if confirm and senders and method == "attribution":
-        engine = engine or make_engine(model, dataset)
+        engine = engine or select_engine(model, dataset)
         best = top_heads(grid, min(confirm, len(senders)), largest=False)
         exact = _exact(engine, list(receivers), via, at, best, progress, chunk, "confirming")
         grid.extra["exact"] = {head_label(*h): round(float(e), 6) for h, e in zip(best, exact, strict=True)}
-        grid.extra["engine"] = getattr(engine, "name", type(engine).__name__)
+        grid.extra["engine"] = engine.name
     return grid
 
 
 def _exact(
-    engine: Any, receivers: list[Head], via: str | None, at: str, senders: Sequence[Head],
+    engine: PatchEngine, receivers: list[Head], via: str | None, at: str, senders: Sequence[Head],
     progress: bool, chunk: int, description: str,
 ) -> Tensor:
-    from circuitspec.engine import LOGITS, Receiver, Sender
-
     receiver = Receiver(heads=tuple(receivers), via=via, at=at) if receivers else LOGITS  # type: ignore[arg-type]
     clean, corrupt = engine.baselines()
     m_clean, gap = clean.mean(), clean.mean() - corrupt.mean()
     out = torch.empty(len(senders))
-    with progress_bar(description, len(senders), progress) as bar:
+    with counted_bar(description, len(senders), progress) as bar:
         for i in range(0, len(senders), chunk):
             part = [Sender(heads=(h,)) for h in senders[i : i + chunk]]
-            if hasattr(engine, "sweep"):
-                patched = engine.sweep(receiver, part)
-            else:
-                patched = torch.stack([engine.patch(s, receiver) for s in part])
+            patched = engine.sweep(receiver, part)
             out[i : i + len(part)] = (patched.mean(1) - m_clean) / gap
             bar.advance(len(part))
     return out

@@ -39,9 +39,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from circuitspec.atomic import atomic_write_bytes
+from circuitspec.errors import FormatError
 from circuitspec.formats.graph import (
-    FormatError,
     GraphEdge,
     GraphShape,
     Note,
@@ -49,6 +48,7 @@ from circuitspec.formats.graph import (
     component,
     parse_component,
 )
+from circuitspec.output.atomic import atomic_write_bytes
 
 __all__ = ["TorchIndex", "read", "write"]
 

@@ -25,9 +25,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from circuitspec.atomic import atomic_write_text
+from circuitspec.errors import FormatError
 from circuitspec.formats.graph import (
-    FormatError,
     GraphEdge,
     Note,
     ScoredGraph,
@@ -35,6 +34,7 @@ from circuitspec.formats.graph import (
     parse_component,
     read_json,
 )
+from circuitspec.output.atomic import atomic_write_text
 
 __all__ = ["read", "write"]
 

@@ -15,22 +15,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from circuitspec.atomic import atomic_write_text
-from circuitspec.errors import CircuitSpecError
-from circuitspec.formats import acdc, auto_circuit, eap_ig, mib_pt
+from circuitspec.bridge.loading import ModelInfo, model_info
+from circuitspec.data.ioi import IOI_POSITIONS
+from circuitspec.errors import CircuitSpecError, FormatError
+from circuitspec.formats import acdc, auto_circuit, eap_ig, mib_pt  # the modules, not the package
 from circuitspec.formats.export import load_source
-from circuitspec.formats.graph import (
-    FORMATS,
-    FormatError,
-    Note,
-    ScoredGraph,
-    check_fits,
-    select_edges,
-)
+from circuitspec.formats.graph import FORMATS, Note, ScoredGraph, check_fits, select_edges
 from circuitspec.formats.mapping import ImportOptions, load_role_map, to_hypothesis
-from circuitspec.ioi import IOI_POSITIONS
-from circuitspec.models import ModelInfo, model_info
-from circuitspec.spec import load_with_problems, model_problems
+from circuitspec.output.atomic import atomic_write_text
+from circuitspec.spec.load import load_with_problems, model_problems
 
 __all__ = ["READERS", "WRITERS", "check_format", "export_file", "import_file", "parse_at"]
 

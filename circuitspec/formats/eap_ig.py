@@ -25,9 +25,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from circuitspec.atomic import atomic_write_text
+from circuitspec.errors import FormatError
 from circuitspec.formats.graph import (
-    FormatError,
     GraphEdge,
     GraphShape,
     Note,
@@ -36,6 +35,7 @@ from circuitspec.formats.graph import (
     parse_component,
     read_json,
 )
+from circuitspec.output.atomic import atomic_write_text
 
 __all__ = [
     "backward_nodes", "forward_nodes", "from_eap", "is_real", "read", "shape_from_cfg",

@@ -14,10 +14,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from circuitspec.formats.graph import FormatError, GraphEdge, GraphShape, Note, ScoredGraph
-from circuitspec.models import model_info
+from circuitspec.bridge.loading import model_info
+from circuitspec.errors import FormatError
+from circuitspec.formats.graph import GraphEdge, GraphShape, Note, ScoredGraph
 from circuitspec.results import Result
-from circuitspec.spec import INPUT, load_hypothesis, parse_member
+from circuitspec.spec.heads import format_member, parse_member
+from circuitspec.spec.load import load_hypothesis
+from circuitspec.spec.schema import INPUT
 
 __all__ = ["from_hypothesis", "from_result", "load_source"]
 
@@ -26,8 +29,7 @@ _NO_POSITIONS = {"eap-ig": "EAP-IG JSON", "mib-pt": "MIB .pt", "acdc": "ACDC edg
 
 
 def _member(ref: str) -> str:
-    kind, layer, head = parse_member(ref)
-    return f"L{layer}H{head}" if kind == "head" else f"MLP{layer}"
+    return format_member(*parse_member(ref))
 
 
 def _expand(groups: dict[str, list[str]], sender: str, receiver: str, via: str | None, at: str,

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from circuitspec.errors import CircuitSpecError
+from circuitspec.errors import FormatError
+from circuitspec.spec.heads import format_member
 
 __all__ = [
     "FORMATS", "FormatError", "GraphEdge", "GraphShape", "Note", "ScoredGraph", "component",
@@ -36,10 +37,6 @@ FORMATS = ("eap-ig", "mib-pt", "acdc", "auto-circuit")
 Via = Literal["q", "k", "v"]
 
 _COMPONENT = re.compile(r"^(?:L(\d+)H(\d+)|MLP(\d+)|input|logits)$")
-
-
-class FormatError(CircuitSpecError):
-    """A circuit file is unreadable, foreign, or does not fit the model (exit status 2)."""
 
 
 def read_json(path: Path, not_text: str) -> Any:
@@ -133,10 +130,8 @@ class ScoredGraph:
 
 def component(kind: str, layer: int | None = None, head: int | None = None) -> str:
     """circuitspec's name for a component: ``input``, ``L3H1``, ``MLP3``, ``logits``."""
-    if kind == "head":
-        return f"L{layer}H{head}"
-    if kind == "mlp":
-        return f"MLP{layer}"
+    if kind in ("head", "mlp"):
+        return format_member(kind, layer, head)  # type: ignore[arg-type]
     return kind
 
 

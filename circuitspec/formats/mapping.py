@@ -25,17 +25,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from circuitspec.errors import HypothesisError
-from circuitspec.formats.graph import (
-    FormatError,
-    GraphEdge,
-    Note,
-    ScoredGraph,
-    layer_of,
-    parse_component,
-)
-from circuitspec.spec import Role, parse_member
-from circuitspec.spec_checks import compose_located
+from circuitspec.errors import FormatError, HypothesisError
+from circuitspec.formats.graph import GraphEdge, Note, ScoredGraph, layer_of, parse_component
+from circuitspec.spec.heads import format_member, parse_member
+from circuitspec.spec.locate import compose_located
+from circuitspec.spec.schema import Role
 
 __all__ = ["ImportOptions", "RoleGroup", "load_role_map", "to_hypothesis"]
 
@@ -126,7 +120,7 @@ def _member_groups(members: set[str], opts: ImportOptions) -> tuple[dict[str, st
     for group, spec in (opts.roles or {}).items():
         for ref in spec.heads:
             kind, layer, head = parse_member(ref)
-            name = f"L{layer}H{head}" if kind == "head" else f"MLP{layer}"
+            name = format_member(kind, layer, head)
             if name in owner:
                 raise FormatError(f"{opts.roles_source}: {ref} is in groups {owner[name]!r} and "
                                   f"{group!r}; a head can play one role")

@@ -18,7 +18,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from circuitspec.atomic import atomic_write_bytes
+from circuitspec.errors import FormatError
 from circuitspec.formats.eap_ig import (
     backward_nodes,
     forward_nodes,
@@ -27,7 +27,8 @@ from circuitspec.formats.eap_ig import (
     parse_edge_name,
     shape_from_cfg,
 )
-from circuitspec.formats.graph import FormatError, GraphEdge, Note, ScoredGraph
+from circuitspec.formats.graph import GraphEdge, Note, ScoredGraph
+from circuitspec.output.atomic import atomic_write_bytes
 
 __all__ = ["read", "write"]
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from circuitspec.dataset import Dataset
+from circuitspec.data.dataset import Dataset
 from circuitspec.formats.graph import GraphEdge
 from circuitspec.scoring.mib import EdgeKey, all_edges, mib_metric, prune
 

@@ -35,13 +35,13 @@ from circuitspec.scoring.nulls import (
     run_null,
     stream,
 )
+from circuitspec.spec.heads import Head
 
 if TYPE_CHECKING:
-    from circuitspec.engine import Receiver, Sender
+    from circuitspec.patching.types import Receiver, Sender
 
 __all__ = ["EdgeNullSetup", "GroupSpace", "edge_null", "group_space", "judge_with_null"]
 
-Head = tuple[int, int]
 
 
 @dataclass(frozen=True)

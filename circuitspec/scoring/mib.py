@@ -26,7 +26,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from circuitspec.dataset import Dataset
+import numpy as np
+
+from circuitspec.data.dataset import Dataset
 from circuitspec.formats.eap_ig import (
     backward_nodes,
     forward_nodes,
@@ -34,7 +36,11 @@ from circuitspec.formats.eap_ig import (
     is_real,
     parse_edge_name,
 )
+from circuitspec.results import Score
+from circuitspec.scoring.stats import band_verdict, bootstrap_paired_ci
 from circuitspec.scoring.ungroup import ungrouped
+from circuitspec.spec.heads import parse_member
+from circuitspec.spec.schema import INPUT
 
 __all__ = ["MibScore", "all_edges", "hypothesis_edges", "mib_faithfulness", "mib_metric", "prune",
            "verify_score"]
@@ -250,7 +256,6 @@ def hypothesis_edges(hyp: Any, parallel: bool) -> list[EdgeKey]:
     into every member of the receiving group (through ``via`` into a head, the input of an
     MLP) or the logits. ``at`` is dropped (MIB's edges hold every position), and so are
     pairs the graph does not have (a head into a head of its own layer)."""
-    from circuitspec.spec import INPUT, parse_member
 
     def members(group: str) -> list[str]:
         if group in ("logits", INPUT) and group not in hyp.nodes:
@@ -276,10 +281,6 @@ def verify_score(v: Any) -> Any:
     faithfulness of the hypothesis' edges on the verification prompts, its interval
     resampling m(C), m(empty) and m(M) jointly (by template where verify does), judged
     against the faithfulness band."""
-    import numpy as np
-
-    from circuitspec.results import Score
-    from circuitspec.stats import band_verdict, bootstrap_paired_ci
 
     parallel = bool(getattr(v.model.bridge.cfg, "parallel_attn_mlp", False))
     listed = hypothesis_edges(v.hyp, parallel)

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from circuitspec.spec.heads import Head
+
 __all__ = [
     "LayerMatched",
     "MonteCarlo",
@@ -40,7 +42,6 @@ __all__ = [
     "stream",
 ]
 
-Head = tuple[int, int]
 
 
 def stream(seed: int, name: str) -> np.random.Generator:

@@ -15,7 +15,8 @@ import copy
 import dataclasses
 from pathlib import Path
 
-from circuitspec.models import PACKAGED, LoadedModel, boot_bridge, converted_dir, resolve_kind
+from circuitspec.bridge.boot import boot_bridge
+from circuitspec.bridge.loading import PACKAGED, LoadedModel, converted_dir, resolve_kind
 
 __all__ = ["ungrouped"]
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from circuitspec import __version__
-from circuitspec.models import PACKAGED
-from circuitspec.spec import Hypothesis, ModelSpec
+from circuitspec.bridge.loading import PACKAGED
+from circuitspec.spec.schema import Hypothesis, ModelSpec
 from circuitspec.sweep.spec import LoadedSweep, ModelRef
-from circuitspec.verification import Options
+from circuitspec.verification.settings import Options
 
 __all__ = ["AXES", "Cell", "ModelKey", "expand", "resolve_model"]
 
@@ -46,7 +46,7 @@ class ModelKey:
     n_devices: int | None = None
 
     def load_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`circuitspec.models.load_model`."""
+        """Keyword arguments of :func:`circuitspec.bridge.loading.load_model`."""
         return {"revision": self.revision, "device": self.device, "dtype": self.dtype,
                 "device_map": None if self.device_map is None else json.loads(self.device_map),
                 "n_devices": self.n_devices}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from circuitspec.plots import _plt, _save
+from circuitspec.output.plots import _plt, _save
 from circuitspec.sweep.grid import AXES
 from circuitspec.sweep.store import CellState, judged
 

@@ -13,7 +13,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from circuitspec.atomic import staged_dir
+from circuitspec.output.atomic import staged_dir
 from circuitspec.sweep.pictures import draw, varied_axes
 from circuitspec.sweep.store import CellState, counts, judged
 

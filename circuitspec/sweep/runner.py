@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from circuitspec.bridge.loading import resolve_kind
 from circuitspec.errors import CircuitSpecError
-from circuitspec.models import resolve_kind
-from circuitspec.spec import Hypothesis
+from circuitspec.spec.schema import Hypothesis
 from circuitspec.sweep.grid import Cell, ModelKey, expand
 from circuitspec.sweep.spec import LoadedSweep
 from circuitspec.sweep.store import CellState, counts, recorded, write_outcome, write_tables

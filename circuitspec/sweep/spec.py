@@ -26,9 +26,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from circuitspec.errors import HypothesisError, Problem, did_you_mean
-from circuitspec.spec import Hypothesis, load_with_problems
-from circuitspec.spec_checks import Loc, compose_located, locate, pydantic_problems
+from circuitspec.errors import HypothesisError, Problem, SweepError
+from circuitspec.spec.load import load_with_problems
+from circuitspec.spec.locate import Loc, compose_located, locate, pydantic_problems
+from circuitspec.spec.schema import Hypothesis
 
 __all__ = ["Grid", "LoadedSweep", "ModelRef", "Resources", "Sweep", "SweepError", "VerifySettings",
            "json_schema", "load_sweep"]
@@ -49,10 +50,6 @@ def _distinct(values: list[Any]) -> list[Any]:
             raise ValueError(f"{v!r} is listed twice; each value of an axis makes its own cells")
         seen.append(v)
     return values
-
-
-class SweepError(HypothesisError):
-    """A sweep file is invalid; every problem located in the file."""
 
 
 class _Strict(BaseModel):
@@ -178,10 +175,7 @@ def _field_names() -> list[str]:
 
 def _problems(exc: ValidationError, data: Any, locations: dict[Loc, tuple[int, int]]) -> list[Problem]:
     problems = []
-    for p in pydantic_problems(exc, data, locations):
-        if p.message.startswith("unknown key "):  # suggest sweep keys, not hypothesis keys
-            key = p.field.rsplit(".", 1)[-1]
-            p = Problem(p.field, f"unknown key {key!r}{did_you_mean(key, _field_names())}", p.line, p.column)
+    for p in pydantic_problems(exc, data, locations, _field_names()):
         problems.append(p)
     return problems
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from circuitspec import __version__
-from circuitspec.atomic import atomic_write_text
+from circuitspec.errors import CircuitSpecError
+from circuitspec.output.atomic import atomic_write_text
 from circuitspec.results import Result
 from circuitspec.sweep.grid import Cell
 from circuitspec.sweep.worker import CellOutcome
@@ -64,7 +65,7 @@ def recorded(out: Path, cell: Cell) -> CellState | None:
     if (folder / "results.json").is_file():
         try:
             return CellState(cell, "done", Result.load(folder / "results.json"), reused=True, wall_s=wall)
-        except Exception:  # noqa: BLE001 - an unreadable result is simply run again
+        except (CircuitSpecError, OSError):  # an unreadable result is simply run again
             return None
     try:
         err = json.loads((folder / "error.json").read_text(encoding="utf-8"))

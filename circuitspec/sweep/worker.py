@@ -17,11 +17,11 @@ import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
+from circuitspec.bridge.loading import load_model
 from circuitspec.errors import CircuitSpecError
-from circuitspec.models import load_model
-from circuitspec.spec import Hypothesis
+from circuitspec.spec.schema import Hypothesis
 from circuitspec.sweep.grid import Cell, ModelKey
-from circuitspec.verification import verify
+from circuitspec.verification.run import verify
 
 __all__ = ["CellOutcome", "ModelWorker", "run_cell"]
 

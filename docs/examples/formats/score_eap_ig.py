@@ -17,8 +17,8 @@ import math
 import sys
 
 from circuitspec.analyses.sweeps import path_patch_sweep
-from circuitspec.ioi import build_ioi
-from circuitspec.models import load_model
+from circuitspec.bridge.loading import load_model
+from circuitspec.data.ioi import build_ioi
 
 METHOD = "exact"  # path patching with the fast engine; "attribution" is its gradient estimate
 

@@ -1,0 +1,379 @@
+"""Node ablation: run the clean prompts with every head outside a circuit knocked out.
+
+A *keep-set* names the attention heads (and optionally MLP layers) that run normally;
+every other head has its output replaced at ``hook_z`` (the per-query-head attention
+output before ``W_O``), at every position, by
+
+- ``mean``: the head's z averaged per position over a separate pool of corrupted (ABC)
+  prompts (``mean_pool``, see :mod:`circuitspec.ablation.mean_pool`; what ``verify`` uses), or,
+  without a pool, over the corrupted prompts of the same template in the dataset
+  (Wang et al. 2022, section 4; the corrupted set is the ABC distribution);
+- ``resample``: the head's z on the paired corrupted prompt (as ACDC does);
+- ``zero``: zero.
+
+The ablation type is applied in :mod:`circuitspec.ablation.replacement`. Optionally a
+circuit head runs normally only at named positions (``circuit_positions``)
+and is ablated everywhere else, as the paper does. MLPs run normally unless
+``mlp_keep`` names the layers to keep; ablated MLPs get the same treatment at
+``hook_mlp_out``.
+
+:class:`AblationRunner` caches the corrupted activations and template means once and
+evaluates many keep-sets by stacking the same prompts several times in one batch, each
+copy with its own mask. Only the answer logits at ``END`` are computed (the unembedding
+sees one position per row). The metric is the per-prompt logit difference
+logit(correct) - logit(incorrect) at ``END``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from circuitspec.ablation.keep import Keep
+from circuitspec.ablation.prefix_tree import forward_tree, replacement_rows, signature
+from circuitspec.ablation.replacement import ABLATIONS, AblationKind, replacements
+from circuitspec.bridge.hooks import (
+    UNEMBED_IN,
+    capture_into,
+    keep_or_replace,
+    mlp_out_hook,
+    resid_pre_hook,
+    take_rows,
+    z_hook,
+)
+from circuitspec.bridge.resume import can_resume, resumed_at
+from circuitspec.errors import InvalidArgument
+from circuitspec.patching.types import answer_diff
+from circuitspec.spec.heads import Head
+
+if TYPE_CHECKING:
+    import torch
+    from jaxtyping import Float
+
+    from circuitspec.ablation.mean_pool import MeanPool
+    from circuitspec.bridge.loading import LoadedModel
+    from circuitspec.bridge.work import Work
+    from circuitspec.data.dataset import Dataset
+
+__all__ = ["ABLATIONS", "AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
+
+
+
+@dataclass
+class _Group:
+    """One length group of prompts and everything an ablated run of it needs."""
+    index: torch.Tensor  # [n] prompt indices into the dataset
+    tokens: torch.Tensor  # [n, pos] clean tokens
+    end: torch.Tensor  # [n]
+    correct: torch.Tensor  # [n]
+    incorrect: torch.Tensor  # [n]
+    z_repl: list[torch.Tensor]  # per layer [n, pos, heads, d_head] (or a broadcastable 0)
+    mlp_repl: list[torch.Tensor]  # per layer [n, pos, d_model] (or a broadcastable 0)
+    pos_masks: dict[str, torch.Tensor]  # position name -> [n, pos] bool
+
+
+class AblationRunner:
+    """Evaluate many keep-sets on one dataset, sharing cached corrupted activations.
+
+    ``max_tokens`` bounds the tokens of one forward pass (rows x positions); lower it
+    when memory is tight, raise it on an accelerator.
+    """
+    def __init__(
+        self,
+        model: LoadedModel,
+        dataset: Dataset,
+        ablation: AblationKind = "mean",
+        *,
+        max_tokens: int = 8192,
+        resume: bool = True,
+        work: Work | None = None,
+        mean_pool: MeanPool | None = None,
+    ) -> None:
+        if ablation not in ABLATIONS:
+            raise InvalidArgument(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
+        self.bridge = model.bridge
+        self.dataset = dataset
+        self.ablation = ablation
+        self.max_tokens = max_tokens
+        # With a pool, mean ablation takes its means from it (mean_pool.py), not from the
+        # scored prompts' own corrupted partners.
+        self.mean_pool = mean_pool if ablation == "mean" else None
+        cfg = self.bridge.cfg
+        self.n_layers, self.n_heads = int(cfg.n_layers), int(cfg.n_heads)
+        self.all_heads = frozenset((L, h) for L in range(self.n_layers) for h in range(self.n_heads))
+        self.n_forward = 0  # forward passes run, for benchmarks
+        self.work = work  # token-layers recomputed, counted per pass
+        # A keep-set that ablates every head below layer k, or none, matches the fully
+        # ablated or the clean run there: it resumes from that run's residual at k.
+        self.resume = resume and can_resume(self.bridge)
+        self._refs: dict[tuple[int, int, int, str], list[torch.Tensor]] = {}
+        self._memo: dict[Keep, torch.Tensor] = {}
+        self._groups = self._prepare()
+        self._clean = self.run([Keep()])[0]
+
+    # ----------------------------------------------------------------- setup
+    def _device(self) -> Any:
+        import torch
+
+        try:
+            return next(self.bridge.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def _capture(self, tokens: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """z of every head and every MLP output on ``tokens``, with the hooks removed after."""
+        import torch
+
+        zs: dict[int, torch.Tensor] = {}
+        mlps: dict[int, torch.Tensor] = {}
+        hooks = [(z_hook(L), capture_into(zs, L)) for L in range(self.n_layers)]
+        hooks += [(mlp_out_hook(L), capture_into(mlps, L)) for L in range(self.n_layers)]
+        with torch.no_grad():
+            self.bridge.run_with_hooks(tokens, fwd_hooks=hooks)  # type: ignore[arg-type]
+        self.n_forward += 1
+        if self.work is not None:
+            self.work.add(tokens.shape[0], tokens.shape[1], self.n_layers)
+        return [zs[L] for L in range(self.n_layers)], [mlps[L] for L in range(self.n_layers)]
+
+    def _prepare(self) -> list[_Group]:
+        import torch
+
+        ds, dev = self.dataset, self._device()
+        groups = ds.length_groups()
+        repl = replacements(self.ablation, ds, groups, self._chunked_capture, self.mean_pool, self.n_layers, dev)
+        out = []
+        for idx, (z_repl, mlp_repl) in zip(groups, repl, strict=True):
+            n, length = len(idx), len(ds.clean[idx[0]])
+            pos_masks = {}
+            for name, where in ds.positions.items():
+                mask = torch.zeros((n, length), dtype=torch.bool, device=dev)
+                mask[torch.arange(n), torch.tensor([where[i] for i in idx])] = True
+                pos_masks[name] = mask
+            out.append(
+                _Group(
+                    index=torch.tensor(idx, dtype=torch.long),
+                    tokens=torch.tensor([ds.clean[i] for i in idx], dtype=torch.long, device=dev),
+                    end=torch.tensor([ds.positions["END"][i] for i in idx], device=dev),
+                    correct=torch.tensor([ds.correct[i] for i in idx], device=dev),
+                    incorrect=torch.tensor([ds.incorrect[i] for i in idx], device=dev),
+                    z_repl=z_repl,
+                    mlp_repl=mlp_repl,
+                    pos_masks=pos_masks,
+                )
+            )
+        return out
+
+    def _chunked_capture(self, tokens: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        import torch
+
+        rows = max(1, self.max_tokens // tokens.shape[1])
+        parts = [self._capture(tokens[s : s + rows]) for s in range(0, tokens.shape[0], rows)]
+        zs = [torch.cat([p[0][L] for p in parts]) for L in range(self.n_layers)]
+        mlps = [torch.cat([p[1][L] for p in parts]) for L in range(self.n_layers)]
+        return zs, mlps
+
+    # ------------------------------------------------------------- evaluation
+    @property
+    def n_keep_sets(self) -> int:
+        """Distinct keep-sets evaluated so far (the clean run included)."""
+        return len(self._memo)
+
+    @property
+    def clean(self) -> Float[torch.Tensor, " prompt"]:
+        """Per-prompt logit difference of the unablated model, F(M)."""
+        return self._clean
+
+    def z_replacement(self, prompt: int, layer: int) -> Float[torch.Tensor, "pos head d_head"]:
+        """What an ablated head's z becomes on ``prompt`` at ``layer`` (for inspection)."""
+        for group in self._groups:
+            hit = (group.index == prompt).nonzero()
+            if len(hit):
+                repl = group.z_repl[layer]
+                if repl.dim() == 0:
+                    d_head = int(self.bridge.cfg.d_head)
+                    return repl.new_zeros((group.tokens.shape[1], self.n_heads, d_head))
+                return repl[int(hit[0, 0])]
+        raise IndexError(f"prompt {prompt} is not in the dataset ({len(self.dataset)} prompts)")
+
+    def logit_diff(
+        self,
+        keep: Iterable[Head] | None = None,
+        *,
+        mlp_keep: Iterable[int] | None = None,
+        circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+    ) -> Float[torch.Tensor, " prompt"]:
+        """Per-prompt logit difference with every head outside ``keep`` ablated."""
+        return self.run([Keep.of(keep, mlp_keep, circuit_positions)])[0]
+
+    def run(self, keeps: Sequence[Keep | Iterable[Head] | None]) -> Float[torch.Tensor, "keep prompt"]:
+        """Per-prompt logit differences for many keep-sets, batched; ``[len(keeps), N]``."""
+        import torch
+
+        specs = [k if isinstance(k, Keep) else Keep.of(k) for k in keeps]
+        todo = list(dict.fromkeys(k for k in specs if self._key(k) not in self._memo))
+        if todo:
+            for k, values in zip(todo, self._evaluate([self._key(k) for k in todo]), strict=True):
+                self._memo[self._key(k)] = values
+        if not specs:
+            return torch.zeros((0, len(self.dataset)))
+        return torch.stack([self._memo[self._key(k)] for k in specs])
+
+    def _key(self, keep: Keep) -> Keep:
+        """A canonical form, so that keep-sets that ablate nothing share the clean run."""
+        heads = None if keep.heads is None or keep.heads >= self.all_heads else keep.heads
+        unknown = (keep.heads or frozenset()) - self.all_heads
+        if unknown:
+            raise ValueError(
+                f"heads {sorted(unknown)} do not exist: the model has layers 0-{self.n_layers - 1} "
+                f"and heads 0-{self.n_heads - 1}"
+            )
+        mlps = None if keep.mlps is None or keep.mlps >= set(range(self.n_layers)) else keep.mlps
+        kept = self.all_heads if heads is None else heads
+        positions = tuple((h, p) for h, p in keep.positions if h in kept)
+        for _, names in positions:
+            for name in names:
+                if name not in self.dataset.positions:
+                    raise ValueError(
+                        f"unknown position {name!r}; the dataset has {', '.join(self.dataset.positions)}"
+                    )
+        return Keep(heads, mlps, positions)
+
+    def _masks(self, group: _Group, keep: Keep) -> tuple[torch.Tensor | None, list[bool]]:
+        """[layers, n, pos, heads] True where the head runs normally (None: all); MLP kept flags."""
+        import torch
+
+        mlp_kept = [keep.mlps is None or L in keep.mlps for L in range(self.n_layers)]
+        if keep.heads is None and not keep.positions:
+            return None, mlp_kept
+        n, length = group.tokens.shape
+        mask = torch.zeros((self.n_layers, n, length, self.n_heads), dtype=torch.bool,
+                           device=group.tokens.device)
+        heads = self.all_heads if keep.heads is None else keep.heads
+        for L, h in heads:
+            mask[L, :, :, h] = True
+        for (L, h), names in keep.positions:
+            where = torch.zeros((n, length), dtype=torch.bool, device=mask.device)
+            for name in names:
+                where |= group.pos_masks[name]
+            mask[L, :, :, h] = where
+        return mask, mlp_kept
+
+    def _evaluate(self, keeps: Sequence[Keep]) -> list[torch.Tensor]:
+        import torch
+
+        out = torch.zeros((len(keeps), len(self.dataset)))
+        for group in self._groups:
+            n, length = group.tokens.shape
+            rows = max(1, self.max_tokens // length)
+            step = min(n, rows)
+            masks = [self._masks(group, k) for k in keeps]  # built once per group, not per pass
+            sigs = [signature(self, k) for k in keeps] if self.resume else []
+            starts: dict[tuple[int, str], list[int]] = {}
+            for i, k in enumerate(keeps):
+                starts.setdefault(self._start(group, k, masks[i]), []).append(i)
+            for s in range(0, n, step):
+                sl = slice(s, min(n, s + step))
+                per_pass = max(1, rows // (sl.stop - s))
+                for (start, which), members in starts.items():
+                    if self.resume:  # neighbours in the tree share the most layers
+                        members = sorted(members, key=lambda i: sigs[i])
+                    for k0 in range(0, len(members), per_pass):
+                        chunk = members[k0 : k0 + per_pass]
+                        if self.resume:
+                            values = forward_tree(self, group, sl, [sigs[i] for i in chunk],
+                                                        [masks[i] for i in chunk], start, which)
+                        else:
+                            values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
+                        out[torch.tensor(chunk)[:, None], group.index[sl]] = values.cpu()
+        return list(out)
+
+    def _start(self, group: _Group, keep: Keep, masks: Any = None) -> tuple[int, str]:
+        """The layer this keep-set's pass can resume at, and from which run ("clean", "ablated")."""
+        mask, mlp_kept = self._masks(group, keep) if masks is None else masks
+        if not self.resume or mask is None or not all(mlp_kept):
+            return 0, "clean"
+        flat = mask.flatten(1)
+        first_kept = next((L for L in range(self.n_layers) if flat[L].any()), self.n_layers)
+        if first_kept:
+            return min(first_kept, self.n_layers - 1), "ablated"
+        return next((L for L in range(self.n_layers) if not flat[L].all()), 0), "clean"
+
+    def _reference(self, group: _Group, sl: slice, which: str) -> list[torch.Tensor]:
+        """The residual entering every layer in the clean or the fully ablated run of ``group[sl]``."""
+        key = (int(group.index[0]), sl.start, sl.stop, which)
+        if key not in self._refs:
+            store: dict[int, torch.Tensor] = {}
+            zs: dict[int, torch.Tensor] = {}
+            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store,
+                          capture_z=zs if which == "ablated" else None)
+            self._refs[key] = [store[L] for L in range(self.n_layers)]
+            if zs:
+                self._refs[(*key[:3], "ablated z")] = [zs[L] for L in range(self.n_layers)]
+        return self._refs[key]
+
+    def ablated_z(self, group: _Group, sl: slice) -> list[torch.Tensor]:
+        """Every head's z (before it is replaced) in the fully ablated run of ``group[sl]``, per
+        layer: what a head computes when everything upstream of it arrives ablated."""
+        self._reference(group, sl, "ablated")
+        return self._refs[(int(group.index[0]), sl.start, sl.stop, "ablated z")]
+
+    def _forward(self, group: _Group, sl: slice, keeps: Sequence[Keep], start: int = 0,
+                 which: str = "clean", capture: dict[int, torch.Tensor] | None = None,
+                 capture_z: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """One batched pass: the prompts ``group[sl]`` stacked once per keep-set, from layer ``start``."""
+        import torch
+
+
+        tokens = group.tokens[sl]
+        n, n_k = tokens.shape[0], len(keeps)
+        masks = [self._masks(group, k) for k in keeps]
+        everything = torch.ones((n, tokens.shape[1], self.n_heads), dtype=torch.bool,
+                                device=tokens.device)
+        hooks: list[tuple[str, Any]] = []
+        if capture is not None:
+            hooks += [(resid_pre_hook(L), capture_into(capture, L)) for L in range(self.n_layers)]
+        if capture_z is not None:  # before the replacing hooks: the z each head computed
+            hooks += [(z_hook(L), capture_into(capture_z, L)) for L in range(self.n_layers)]
+        for layer in range(start, self.n_layers):
+            head_masks = [m[layer, sl] if m is not None else everything for m, _ in masks]
+            if not all(bool(hm.all()) for hm in head_masks):
+                stacked = torch.stack(head_masks)[..., None]  # [k, n, pos, heads, 1]
+                hooks.append((z_hook(layer), keep_or_replace(stacked, replacement_rows(group.z_repl[layer], sl))))
+            mlp_flags = [kept[layer] for _, kept in masks]
+            if not all(mlp_flags):
+                keep_mlp = torch.tensor(mlp_flags, device=tokens.device)[:, None, None, None]
+                hooks.append((mlp_out_hook(layer), keep_or_replace(keep_mlp, replacement_rows(group.mlp_repl[layer], sl))))
+        end = group.end[sl].repeat(n_k)
+        hooks.append((UNEMBED_IN, take_rows(end)))
+        with torch.no_grad():
+            if start:
+                resid = self._reference(group, sl, which)[start]
+                with resumed_at(self.bridge, start):
+                    logits = self.bridge.run_with_hooks(resid.repeat(n_k, 1, 1), fwd_hooks=hooks,  # type: ignore[arg-type]
+                                                        start_at_layer=start)
+            else:
+                logits = self.bridge.run_with_hooks(tokens.repeat(n_k, 1), fwd_hooks=hooks)  # type: ignore[arg-type]
+        self.n_forward += 1
+        if self.work is not None:
+            self.work.add(n * n_k, tokens.shape[1], self.n_layers - start)
+        logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
+        diff = answer_diff(logits, group.correct[sl].repeat(n_k), group.incorrect[sl].repeat(n_k))
+        return diff.reshape(n_k, n).float()
+
+
+def per_prompt_logit_diff(
+    model: LoadedModel,
+    dataset: Dataset,
+    *,
+    keep: Iterable[Head] | None = None,
+    ablation: AblationKind = "mean",
+    mlp_keep: Iterable[int] | None = None,
+    circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+) -> Float[torch.Tensor, " prompt"]:
+    """Logit difference per prompt with every head outside ``keep`` ablated (None: keep all).
+
+    One-off convenience; use :class:`AblationRunner` to evaluate many keep-sets.
+    """
+    runner = AblationRunner(model, dataset, ablation)
+    return runner.logit_diff(keep, mlp_keep=mlp_keep, circuit_positions=circuit_positions)

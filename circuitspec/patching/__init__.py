@@ -1,0 +1,2 @@
+"""Path patching: the shared vocabulary (heads, senders, receivers), the engines behind one protocol,
+and the public path_patch API."""

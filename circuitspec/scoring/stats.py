@@ -1,0 +1,234 @@
+"""Uncertainty and verdicts: percentile bootstrap over prompts, and the three verdict words.
+
+Every number circuitspec reports is a statistic of per-prompt values (a mean logit
+difference, a ratio of two means, a gap between two means). Its uncertainty comes from
+resampling *prompts* with replacement; when a statistic combines several per-prompt
+arrays measured on the same prompts (faithfulness = mean(F(C)) / mean(F(M))), they are
+resampled jointly so the pairing survives. The interval is the percentile interval of
+the resampled statistic.
+
+A claim then gets one of three words: ``verified`` when the whole interval clears the
+threshold in the claimed direction, ``refuted`` when the whole interval lies on the wrong
+side, ``inconclusive`` when it straddles. All functions here are pure and seeded: the
+same inputs give the same interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+
+from circuitspec.errors import InvalidArgument
+
+__all__ = [
+    "Direction",
+    "VERDICTS",
+    "bootstrap_ci",
+    "bootstrap_paired_ci",
+    "bootstrap_ratio_ci",
+    "band_verdict",
+    "nonfinite_resamples",
+    "verdict",
+]
+
+VERDICTS = ("verified", "refuted", "inconclusive")
+
+# at_least / at_most: a score against a threshold (faithfulness >= 0.8, gap <= 0.15).
+# negative / positive / any: an effect of size at least `threshold` in that direction.
+Direction = Literal["at_least", "at_most", "negative", "positive", "any"]
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+def _as_array(values: ArrayLike | object) -> np.ndarray:
+    if hasattr(values, "detach"):  # a torch tensor; avoid importing torch here
+        values = values.detach().cpu().numpy()  # type: ignore[union-attr]
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise InvalidArgument(f"need a non-empty 1-d array of per-prompt values, got shape {arr.shape}")
+    return arr
+
+
+def _percentile_interval(stats: np.ndarray, level: float) -> tuple[float, float]:
+    if not 0.0 < level < 1.0:
+        raise InvalidArgument(f"level must lie strictly between 0 and 1, got {level}")
+    # A non-finite resample (a denominator of 0) is not dropped: an interval conditioned on
+    # the finite ones would claim more than the data give, so the interval is not finite
+    # and any verdict on it inconclusive. nonfinite_resamples() counts them.
+    if stats.size == 0 or not np.isfinite(stats).all():
+        return (float("nan"), float("nan"))
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return (float(low), float(high))
+
+
+def bootstrap_paired_ci(
+    arrays: Sequence[ArrayLike],
+    statistic: Callable[..., np.ndarray],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    clusters: Sequence[int] | None = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic`` over prompts, resampling all arrays jointly.
+
+    ``arrays`` are per-prompt values measured on the same prompts (equal lengths).
+    ``statistic`` receives one resampled ``[n_resamples, n_prompts]`` array per input and
+    returns ``[n_resamples]`` values, e.g. ``lambda a, b: a.mean(1) / b.mean(1)``.
+    ``clusters`` (one label per prompt, e.g. its template): resample whole clusters with
+    replacement instead of prompts, since prompts of one template are not independent.
+    """
+    stats = _resampled(arrays, statistic, n_resamples=n_resamples, seed=seed, clusters=clusters)
+    return _percentile_interval(stats, level)
+
+
+def _resampled(arrays: Sequence[ArrayLike], statistic: Callable[..., np.ndarray], *, n_resamples: int,
+               seed: int, clusters: Sequence[int] | None) -> np.ndarray:
+    """The statistic on ``n_resamples`` resamples: of prompts, or of whole clusters (every
+    prompt of a drawn cluster comes along, so resamples vary in length)."""
+    data = [_as_array(a) for a in arrays]
+    n = data[0].size
+    if any(d.size != n for d in data):
+        raise InvalidArgument(f"paired arrays must have equal lengths, got {[d.size for d in data]}")
+    if n_resamples < 1:
+        raise InvalidArgument("n_resamples must be at least 1")
+    rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if clusters is None:
+            index = rng.integers(0, n, size=(n_resamples, n))
+            return np.asarray(statistic(*(d[index] for d in data)), dtype=np.float64).reshape(-1)
+        ids = np.asarray(clusters)
+        if ids.size != n:
+            raise InvalidArgument(f"clusters has {ids.size} labels for {n} prompts")
+        _, inverse = np.unique(ids, return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(int(inverse.max()) + 1)]
+        picks = rng.integers(0, len(members), size=(n_resamples, len(members)))
+        out = np.empty(n_resamples)
+        for b, pick in enumerate(picks):
+            idx = np.concatenate([members[g] for g in pick])
+            out[b] = np.asarray(statistic(*(d[idx][None, :] for d in data)), dtype=np.float64).reshape(-1)[0]
+        return out
+
+
+def nonfinite_resamples(
+    arrays: Sequence[ArrayLike],
+    statistic: Callable[..., np.ndarray],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    clusters: Sequence[int] | None = None,
+) -> int:
+    """How many of the resamples :func:`bootstrap_paired_ci` draws give a non-finite statistic."""
+    stats = _resampled(arrays, statistic, n_resamples=n_resamples, seed=seed, clusters=clusters)
+    return int((~np.isfinite(stats)).sum())
+
+
+def bootstrap_ci(
+    per_prompt_values: ArrayLike,
+    statistic: Callable[..., np.ndarray] = np.mean,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    clusters: Sequence[int] | None = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic`` (a numpy reduction taking ``axis``) over prompts."""
+    return bootstrap_paired_ci(
+        [per_prompt_values],
+        lambda x: statistic(x, axis=1),
+        n_resamples=n_resamples,
+        seed=seed,
+        level=level,
+        clusters=clusters,
+    )
+
+
+def bootstrap_ratio_ci(
+    numerator: ArrayLike,
+    denominator: ArrayLike,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    clusters: Sequence[int] | None = None,
+) -> tuple[float, float]:
+    """CI of mean(numerator) / mean(denominator), resampling prompts jointly (faithfulness)."""
+    return bootstrap_paired_ci(
+        [numerator, denominator],
+        lambda a, b: a.mean(axis=1) / b.mean(axis=1),
+        n_resamples=n_resamples,
+        seed=seed,
+        level=level,
+        clusters=clusters,
+    )
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def verdict(
+    ci: tuple[float, float], threshold: float, direction: Direction
+) -> tuple[str, str]:
+    """``(word, reason)``: verified, refuted or inconclusive for a CI against a threshold.
+
+    ``at_least``/``at_most`` compare a score with ``threshold``. For effects, ``threshold``
+    is the minimum effect size: ``negative`` means effect <= -threshold, ``positive``
+    effect >= +threshold, ``any`` |effect| >= threshold.
+    """
+    low, high = float(ci[0]), float(ci[1])
+    interval = f"CI [{_fmt(low)}, {_fmt(high)}]"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "inconclusive", f"{interval} is not finite, so it cannot be compared with {threshold}"
+    if low > high:
+        raise InvalidArgument(f"CI bounds out of order: {ci}")
+    t = float(threshold)
+    if direction in ("negative", "positive", "any") and t < 0:
+        raise InvalidArgument(f"a minimum effect size cannot be negative, got {threshold}")
+    if direction == "at_least":
+        good, bad = low >= t, high < t
+        claim = f"at least {_fmt(t)}"
+    elif direction == "at_most":
+        good, bad = high <= t, low > t
+        claim = f"at most {_fmt(t)}"
+    elif direction == "negative":
+        good, bad = high <= -t, low > -t
+        claim = f"an effect of at most {_fmt(-t)}"
+    elif direction == "positive":
+        good, bad = low >= t, high < t
+        claim = f"an effect of at least {_fmt(t)}"
+    elif direction == "any":
+        good, bad = (low >= t or high <= -t), (low > -t and high < t)
+        claim = f"an effect of size at least {_fmt(t)} in either direction"
+    else:
+        raise InvalidArgument(
+            f"unknown direction {direction!r}; use one of at_least, at_most, negative, positive, any"
+        )
+    if good:
+        return "verified", f"{interval} lies entirely within the claim: {claim}."
+    if bad:
+        return "refuted", f"{interval} lies entirely outside the claim: {claim}."
+    return "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
+
+
+def band_verdict(ci: tuple[float, float], low: float, high: float | None) -> tuple[str, str]:
+    """``(word, reason)`` for a score claimed to lie in ``[low, high]`` (``high`` None: no
+    upper end): verified when the whole interval lies inside the band, refuted when it lies
+    wholly outside it (below ``low`` or above ``high``), inconclusive otherwise."""
+    if high is None:
+        return verdict(ci, low, "at_least")
+    lo, hi = float(ci[0]), float(ci[1])
+    interval = f"CI [{_fmt(lo)}, {_fmt(hi)}]"
+    claim = f"between {_fmt(low)} and {_fmt(high)}"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "inconclusive", f"{interval} is not finite, so it cannot be compared with the band {claim}"
+    if lo > hi:
+        raise InvalidArgument(f"CI bounds out of order: {ci}")
+    if low <= lo and hi <= high:
+        return "verified", f"{interval} lies entirely within the claim: {claim}."
+    if hi < low:
+        return "refuted", f"{interval} lies entirely below the claim: {claim}."
+    if lo > high:
+        return "refuted", f"{interval} lies entirely above the claim: {claim} (the circuit overshoots)."
+    return "inconclusive", f"{interval} straddles an end of the claim: {claim}."

@@ -1,0 +1,1 @@
+"""Verification: run settings, the run context, every edge and every claim judged, validate."""

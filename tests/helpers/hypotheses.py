@@ -1,0 +1,39 @@
+"""A tiny hypothesis whose verdicts are known: the whole tiny model as the circuit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "circuitspec.cli"]
+
+
+def write_hypothesis(path: Path, model_dir: Path, *, edges: str, claims: str) -> Path:
+    path.write_text(
+        f"""name: tiny-circuit
+model: {model_dir}
+task: {{kind: ioi, n_prompts: 12, seed: 0, corruption: abc}}
+nodes:
+  movers: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3, L1H0, L1H1, L1H2, L1H3, L0H0, L0H1, L0H2, L0H3]}}
+edges:
+{edges}
+claims:
+{claims}
+"""
+    )
+    return path
+
+
+# The whole model as the circuit: faithfulness is exactly 1, so the claim must hold. With
+# every head patched jointly the END position sees exactly the corrupted run (same token
+# there, every head's output corrupted, MLPs recomputed): effect -1.
+TRUE_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 0.5}}"
+
+
+# Minimality of random-weight heads means nothing, so this file turns that claim off (the
+# defaults would judge it otherwise); completeness is exactly 0 for the whole model.
+TRUE_CLAIMS = "  faithfulness: {min: 0.9}\n  minimality: off"
+
+
+# Patching cannot move the metric 10x beyond the corrupted run here (it lands on it exactly).
+WRONG_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 10.0}}"
