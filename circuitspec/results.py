@@ -92,7 +92,7 @@ class Result:
     breakdown: Mapping[str, Any] | None = None
     """Every score with per-prompt values (edge effects, faithfulness at both levels) split
     ``by_order`` (BABA vs ABBA) and ``by_template``, each ``{n, value, ci}``
-    (:mod:`circuitspec.breakdown`); ``None`` for tasks without IOI templates."""
+    (:mod:`circuitspec.scoring.breakdown`); ``None`` for tasks without IOI templates."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""
