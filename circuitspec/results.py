@@ -5,12 +5,16 @@ edge of the hypothesis (from path patching), circuit-level scores
 (faithfulness, completeness, minimality) with bootstrap intervals and verdicts,
 and everything needed to reproduce the run (model, task, settings, versions).
 
-Everything here is a frozen dataclass. The JSON keys are a contract that other
-tools read (see ``DESIGN.md``); Python attribute names may differ where a JSON
-key is a Python keyword (``from`` is :attr:`EdgeResult.sender`, ``to`` is
-:attr:`EdgeResult.receiver`). Non-finite floats (NaN, infinity) are written as
-JSON ``null`` so the file stays valid JSON. Unknown keys are ignored when
-loading, so files written by newer versions still load.
+Everything here is a frozen dataclass, and this module is the one place that reads and
+writes ``results.json``: through a pydantic ``TypeAdapter`` over the dataclasses, which also
+gives its JSON Schema (``circuitspec schema --results``, :mod:`circuitspec.results_schema`).
+The JSON keys are a contract that other tools read (see ``DESIGN.md``); Python attribute
+names may differ where a JSON key is a Python keyword (``from`` is
+:attr:`EdgeResult.sender`, ``to`` is :attr:`EdgeResult.receiver`). How a field is written
+is said in its type (:mod:`circuitspec.records.fields`): non-finite floats (NaN, infinity)
+become JSON ``null`` so the file stays valid JSON, and optional parts are left out when
+unset. Unknown keys are ignored when loading, so files written by newer versions still
+load; keys that older files lack take their defaults.
 
 Effects follow ``DESIGN.md``: ``effect = (M_patched - M_clean) / (M_clean -
 M_corrupt)``, so 0 is no effect and -1 is the whole clean-to-corrupt gap.
@@ -23,7 +27,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 from circuitspec.errors import ResultFileError
 from circuitspec.output.atomic import atomic_write_text
@@ -34,7 +46,7 @@ from circuitspec.records.edges import (
     MetricResult,
     NullDistribution,
 )
-from circuitspec.records.fields import Verdict, _num, _req
+from circuitspec.records.fields import CONFIG, OMIT_NONE, Num, Verdict
 from circuitspec.records.run_info import (
     HypothesisInfo,
     ModelInfo,
@@ -49,7 +61,7 @@ from circuitspec.spec.textfile import read_text
 __all__ = [
     "CircuitScores", "EdgeResult", "Expectation", "Failure", "HeadEffect", "HypothesisInfo",
     "MetricResult", "ModelInfo", "NodeInfo", "NullDistribution", "Result", "ResultFileError",
-    "RobustnessRow", "Score", "Settings", "TaskInfo", "Verdict", "Versions",
+    "RobustnessRow", "Score", "Settings", "TaskInfo", "Verdict", "Versions", "as_json",
 ]
 
 SCHEMA_VERSION = 1
@@ -57,8 +69,15 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Result:
-    """Everything ``circuitspec verify`` found; serialises to ``results.json``."""
+    """Everything ``circuitspec verify`` found; serialises to ``results.json``.
 
+    Fields in ``results.json`` order; ``held_out`` and ``held_out_info`` are written together
+    when the run checked held-out prompts, ``breakdown`` when it has any split."""
+
+    __pydantic_config__ = CONFIG
+
+    schema_version: int = field(default=SCHEMA_VERSION, kw_only=True)
+    """The version of this layout; fields are only ever added within a version."""
     hypothesis: HypothesisInfo
     model: ModelInfo
     task: TaskInfo
@@ -71,17 +90,17 @@ class Result:
     """True when every edge and every claim is verified (exit status 0)."""
     settings: Settings
     versions: Versions
-    timings: Mapping[str, float] = field(default_factory=dict)
+    timings: Mapping[str, Num] = field(default_factory=dict)
     """Wall-clock seconds per stage, e.g. ``{"load_model": 3.1, "edges": 12.4}``; a stage inside
     another (``edge_nulls`` inside ``edges``) is not counted again in the outer one."""
-    robustness: tuple[RobustnessRow, ...] | None = None
-    """The robustness panel, if one was run."""
-    work: Mapping[str, float] = field(default_factory=dict)
+    work: Mapping[str, Num] = field(default_factory=dict)
     """Work per stage in forward-equivalents: token-layers recomputed over those of one full
     forward pass on the run's prompts (:mod:`circuitspec.bridge.work`)."""
-    mode: str = "full"
+    mode: Literal["full", "quick"] = "full"
     """``full``, or ``quick`` (``verify --quick``: edges and faithfulness only, small nulls;
     such a result never passes)."""
+    robustness: Annotated[tuple[RobustnessRow, ...] | None, OMIT_NONE] = None
+    """The robustness panel, if one was run."""
     held_out: bool | None = None
     """Whether the verification prompts are disjoint from the discovery prompts the
     hypothesis records (``None``: it records none); an in-sample run passes only with
@@ -89,7 +108,7 @@ class Result:
     held_out_info: Mapping[str, Any] | None = None
     """The held-out check: ``overlap``, ``n_discovery``, ``templates_disjoint``, ``in_sample``,
     ``reason``."""
-    breakdown: Mapping[str, Any] | None = None
+    breakdown: Annotated[Mapping[str, Any] | None, Field(exclude_if=lambda value: not value)] = None
     """Every score with per-prompt values (edge effects, faithfulness at both levels) split
     ``by_order`` (BABA vs ABBA) and ``by_template``, each ``{n, value, ci}``
     (:mod:`circuitspec.scoring.breakdown`); ``None`` for tasks without IOI templates."""
@@ -109,63 +128,23 @@ class Result:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "hypothesis": self.hypothesis.to_json(), "model": self.model.to_json(),
-            "task": self.task.to_json(), "metric": self.metric.to_json(),
-            "edges": [e.to_json() for e in self.edges],
-            "circuit": None if self.circuit is None else self.circuit.to_json(),
-            "passed": bool(self.passed), "settings": self.settings.to_json(),
-            "versions": self.versions.to_json(),
-            "timings": {k: _num(v) for k, v in self.timings.items()},
-            "work": {k: _num(v) for k, v in self.work.items()},
-            "mode": self.mode,
-        }
-        if self.robustness is not None:
-            d["robustness"] = [r.to_json() for r in self.robustness]
-        if self.held_out_info is not None:
-            d["held_out"], d["held_out_info"] = self.held_out, dict(self.held_out_info)
-        if self.breakdown:
-            d["breakdown"] = dict(self.breakdown)
-        return d
+        """The ``results.json`` object: contract keys, non-finite numbers as ``None``."""
+        return as_json(self)
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Result:
+    def from_json(cls, d: Any) -> Result:
         """Build a Result from parsed ``results.json``; raises :class:`ResultFileError`."""
-        r = "results.json"
-        circuit = _req(d, "circuit", r)
-        robustness = d.get("robustness")
+        try:
+            return _adapter(cls).validate_python(d)
+        except ValidationError as exc:
+            raise ResultFileError(_problems(exc)) from exc
 
-        def part(where: str, read: Any, value: Any) -> Any:
-            # A bad value is named by the section (and item) it sits in.
-            try:
-                return read(value)
-            except (TypeError, ValueError, AttributeError, KeyError) as exc:
-                raise ResultFileError(f"{where}: malformed value ({exc})") from exc
-
-        def items(key: str, read: Any, value: Any) -> tuple[Any, ...]:
-            if not isinstance(value, list):
-                raise ResultFileError(f"{key}: expected a list, got {type(value).__name__}")
-            return tuple(part(f"{key}[{i}]", read, x) for i, x in enumerate(value))
-
-        return cls(
-            part("hypothesis", HypothesisInfo.from_json, _req(d, "hypothesis", r)),
-            part("model", ModelInfo.from_json, _req(d, "model", r)),
-            part("task", TaskInfo.from_json, _req(d, "task", r)),
-            part("metric", MetricResult.from_json, _req(d, "metric", r)),
-            items("edges", EdgeResult.from_json, _req(d, "edges", r)),
-            None if circuit is None else part("circuit", CircuitScores.from_json, circuit),
-            bool(_req(d, "passed", r)),
-            part("settings", Settings.from_json, _req(d, "settings", r)),
-            part("versions", Versions.from_json, _req(d, "versions", r)),
-            part("timings", lambda t: dict((t or {}).items()), d.get("timings")),
-            None if robustness is None else items("robustness", RobustnessRow.from_json, robustness),
-            part("work", lambda t: dict((t or {}).items()), d.get("work")),
-            str(d.get("mode", "full")),
-            d.get("held_out"),
-            part("held_out_info", lambda t: None if t is None else dict(t.items()), d.get("held_out_info")),
-            part("breakdown", lambda t: None if t is None else dict(t.items()), d.get("breakdown")),
-        )
+    @model_serializer(mode="wrap")
+    def _held_out_with_its_info(self, write: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        d: dict[str, Any] = write(self)
+        if self.held_out_info is None:
+            d.pop("held_out", None), d.pop("held_out_info", None)
+        return d
 
     def dumps(self) -> str:
         """``results.json`` text: indented, key order fixed, strict JSON."""
@@ -185,3 +164,42 @@ class Result:
             raise ResultFileError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
         except ResultFileError as exc:
             raise ResultFileError(f"{path}: {exc}") from exc
+
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: type) -> TypeAdapter[Any]:
+    if kind not in _ADAPTERS:  # built on first use: building one takes a few milliseconds
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]
+
+
+def result_adapter() -> TypeAdapter[Result]:
+    """The one pydantic adapter that reads and writes ``results.json`` (and gives its schema)."""
+    return _adapter(Result)
+
+
+def as_json(record: Any) -> dict[str, Any]:
+    """Any record of a Result (``Settings``, ``Versions``, the Result itself) as its
+    ``results.json`` object."""
+    out: dict[str, Any] = _adapter(type(record)).dump_python(record, mode="json", by_alias=True)
+    return out
+
+
+def _problems(exc: ValidationError) -> str:
+    """The first few problems of a malformed results.json, each named by where it sits
+    (``edges[0].verdict``)."""
+    out = []
+    for error in exc.errors()[:3]:
+        parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]]
+        where = "".join(parts).lstrip(".")
+        parent, key = "".join(parts[:-1]).lstrip(".") or "results.json", str(error["loc"][-1] if error["loc"] else "")
+        if error["type"] == "missing":
+            out.append(f"{parent}: missing required field {key!r}")
+        elif error["type"] == "literal_error":
+            out.append(f"{parent}: {key} must be one of {error['ctx']['expected']}, not {error['input']!r}")
+        else:
+            out.append(f"{where or 'results.json'}: malformed value ({error['msg']})")
+    more = exc.error_count() - len(out)
+    return "; ".join(out) + (f"; and {more} more" if more > 0 else "")

@@ -26,7 +26,7 @@ from typing import Any
 
 from circuitspec.errors import CircuitSpecError, ResultFileError
 from circuitspec.records.fields import Interval
-from circuitspec.results import Result
+from circuitspec.results import Result, as_json
 
 __all__ = ["Change", "Diff", "diff_files", "diff_results", "load_result"]
 
@@ -154,8 +154,8 @@ def diff_results(a: Result, b: Result, a_name: str = "A", b_name: str = "B") -> 
     task_keys = ("kind", "n_prompts", "seed", "corruption", "prepend_bos")
     changes += _field_changes("task", {k: getattr(a.task, k) for k in task_keys},
                               {k: getattr(b.task, k) for k in task_keys})
-    changes += _field_changes("settings", a.settings.to_json(), b.settings.to_json())
-    changes += _field_changes("versions", a.versions.to_json(), b.versions.to_json())
+    changes += _field_changes("settings", as_json(a.settings), as_json(b.settings))
+    changes += _field_changes("versions", as_json(a.versions), as_json(b.versions))
     return Diff(a_name, b_name, tuple(changes))
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from circuitspec.output.interactive import render_interactive
-from circuitspec.results import EdgeResult, NullDistribution, Result
+from circuitspec.results import EdgeResult, NullDistribution, Result, as_json
 
 __all__ = ["html_body", "render_html", "render_markdown", "render_report_page"]
 
@@ -248,8 +248,8 @@ def _blocks(result: Result) -> list[_Block]:
     s, v = result.settings, result.versions
     out += [_Block("h2", "Run"),
             _Block("table", header=("setting", "value"),
-                   rows=tuple((k, str(x)) for k, x in s.to_json().items())
-                   + tuple((f"version: {k}", str(x)) for k, x in v.to_json().items()))]
+                   rows=tuple((k, str(x)) for k, x in as_json(s).items())
+                   + tuple((f"version: {k}", str(x)) for k, x in as_json(v).items()))]
     out += _cost(result)
     return out
 

@@ -1,17 +1,25 @@
-"""Field conversions shared by the ``results.json`` classes.
+"""The JSON field conventions of the ``results.json`` records, as types.
 
-Verdict words, intervals, and the helpers that turn JSON values into Python
-ones and back: non-finite floats become ``null``, a missing required field
-raises :class:`ResultFileError` naming where it was expected.
+The records are frozen dataclasses; :mod:`circuitspec.results` reads and writes them through
+one pydantic ``TypeAdapter``. What is special about a field is said in its type here:
+
+- :data:`Num`: a float written as ``null`` when it is NaN or infinite (so the file stays
+  strict JSON), and read back as ``None`` from ``null``, ``NaN`` or ``Infinity``;
+- :data:`Interval`: a bootstrap interval, ``[low, high]`` of :data:`Num`;
+- :data:`LOADS_AS_NONE`: a field a file may leave out (read as ``None``) that Python callers
+  still pass, positionally;
+- :data:`OMIT_NONE`: a field written only when it is set, so files keep the keys they had.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from circuitspec.errors import ResultFileError
+from pydantic import AfterValidator, ConfigDict, Field, PlainSerializer
+
+__all__ = ["CONFIG", "Interval", "LOADS_AS_NONE", "Num", "OMIT_NONE", "PerPrompt", "VERDICTS", "Verdict", "finite_or_none"]
 
 VERDICTS = ("verified", "refuted", "inconclusive")
 
@@ -19,49 +27,26 @@ Verdict = Literal["verified", "refuted", "inconclusive"]
 """``verified``: the interval clears the threshold; ``refuted``: it lies wholly on
 the wrong side; ``inconclusive``: it straddles the threshold."""
 
-Interval = tuple[float | None, float | None]
 
-
-# --- JSON helpers ---------------------------------------------------------------------------
-
-
-def _num(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
+    """``x`` as a float (numpy and torch scalars too), ``None`` when it is NaN or infinite."""
     if x is None:
         return None
-    x = float(x)  # numpy / torch scalars too
+    x = float(x)
     return x if math.isfinite(x) else None
 
 
-def _ci(x: Any) -> Interval | None:
-    if x is None:
-        return None
-    low, high = x
-    return (_num(low), _num(high))
+Num = Annotated[float | None, AfterValidator(finite_or_none), PlainSerializer(finite_or_none)]
 
+Interval = tuple[Num, Num]
 
-def _ci_json(ci: Interval | None) -> list[float | None] | None:
-    return None if ci is None else [_num(ci[0]), _num(ci[1])]
+LOADS_AS_NONE = Field(default=None)
 
+OMIT_NONE = Field(exclude_if=lambda value: value is None)
 
-def _verdict(x: Any, where: str, optional: bool = False) -> Any:
-    if x is None and optional:
-        return None
-    if x not in VERDICTS:
-        raise ResultFileError(f"{where}: verdict must be one of {', '.join(VERDICTS)}, not {x!r}")
-    return x
+# Every record: unknown keys are ignored (files from newer versions still load), and each
+# field's docstring becomes its description in the JSON Schema.
+CONFIG = ConfigDict(extra="ignore", use_attribute_docstrings=True)
 
-
-def _req(d: Mapping[str, Any], key: str, where: str) -> Any:
-    if not isinstance(d, Mapping):
-        raise ResultFileError(f"{where}: expected an object, got {type(d).__name__}")
-    if key not in d:
-        raise ResultFileError(f"{where}: missing required field {key!r}")
-    return d[key]
-
-
-def _at(x: Any) -> str | tuple[str, ...] | None:
-    return tuple(x) if isinstance(x, list | tuple) else x
-
-
-def _at_json(x: str | tuple[str, ...] | None) -> str | list[str] | None:
-    return list(x) if isinstance(x, tuple) else x
+PerPrompt = Mapping[str, list[int | Num]]
+"""Per-prompt lists by name: numbers (non-finite as ``null``), or integer ids (templates)."""

@@ -9,9 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from circuitspec.records.fields import _req
+from pydantic import Field
+
+from circuitspec.records.fields import CONFIG, LOADS_AS_NONE
+
+__all__ = ["HypothesisInfo", "ModelInfo", "NodeInfo", "Settings", "TaskInfo", "Versions"]
+
+# What ``settings.mean_pool`` and ``settings.statistics`` hold (open objects).
+MEAN_POOL_SCHEMA: dict[str, Any] = {
+    "required": ["n", "per_template_min", "seed", "built", "sufficient"],
+    "properties": {"n": {"type": "integer"}, "per_template_min": {"type": "integer"},
+                   "smallest_mean": {"type": "integer"}, "seed": {"type": ["integer", "null"]},
+                   "grouping": {"type": "string"}, "counts": {"type": "object"},
+                   "key": {"type": "string", "description": "What a mean is keyed by: layout "
+                           "(token length and named positions)."},
+                   "n_means": {"type": "integer"}, "per_mean": {"type": "integer"},
+                   "excluded": {"type": "integer"},
+                   "disjoint": {"type": "boolean"}, "sufficient": {"type": "boolean"},
+                   "built": {"type": "string"}},
+}
+STATISTICS_SCHEMA: dict[str, Any] = {
+    "properties": {"seed": {"type": "integer"}, "level": {"type": ["number", "null"]},
+                   "n_null_edges": {"type": "integer"}},
+}
 
 # --- hypothesis, model, task ----------------------------------------------------------------
 
@@ -19,6 +41,8 @@ from circuitspec.records.fields import _req
 @dataclass(frozen=True)
 class NodeInfo:
     """One named group of components in the hypothesis, copied into the result for rendering."""
+
+    __pydantic_config__ = CONFIG
 
     name: str
     """Group name from the hypothesis file, e.g. ``name_movers``."""
@@ -29,18 +53,12 @@ class NodeInfo:
     mlps: tuple[int, ...] = ()
     """Layers whose MLP belongs to the group."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "heads": list(self.heads), "mlps": list(self.mlps)}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> NodeInfo:
-        return cls(_req(d, "name", "hypothesis.nodes[]"), d.get("role", "other"),
-                   tuple(d.get("heads", ())), tuple(int(m) for m in d.get("mlps", ())))
-
 
 @dataclass(frozen=True)
 class HypothesisInfo:
     """Which hypothesis was checked."""
+
+    __pydantic_config__ = CONFIG
 
     name: str
     """The hypothesis ``name`` field."""
@@ -51,25 +69,18 @@ class HypothesisInfo:
     nodes: tuple[NodeInfo, ...] = ()
     """The hypothesis's node groups (role and heads), so a result renders without the YAML."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "description": self.description,
-                "nodes": [n.to_json() for n in self.nodes]}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> HypothesisInfo:
-        return cls(_req(d, "name", "hypothesis"), d.get("path"), d.get("description"),
-                   tuple(NodeInfo.from_json(n) for n in d.get("nodes", ())))
-
 
 @dataclass(frozen=True)
 class ModelInfo:
     """The model the hypothesis was checked on."""
 
+    __pydantic_config__ = CONFIG
+
     reference: str
     """What the hypothesis file named: a packaged alias, a hub id or a local path."""
     name: str
     """The resolved model name, e.g. ``HuggingFaceTB/SmolLM2-135M-Instruct``."""
-    revision: str | None
+    revision: Annotated[str | None, LOADS_AS_NONE]
     """Hub revision or checkpoint hash, if known."""
     n_layers: int
     """Number of transformer blocks."""
@@ -78,18 +89,12 @@ class ModelInfo:
     n_kv_heads: int
     """Key/value heads per layer (fewer than ``n_heads`` on grouped-query models)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> ModelInfo:
-        return cls(_req(d, "reference", "model"), _req(d, "name", "model"), d.get("revision"),
-                   *(_req(d, k, "model") for k in ("n_layers", "n_heads", "n_kv_heads")))
-
 
 @dataclass(frozen=True)
 class TaskInfo:
     """The prompts the metric was measured on."""
+
+    __pydantic_config__ = CONFIG
 
     kind: str
     """``ioi`` (built-in generator) or ``prompts`` (user-supplied)."""
@@ -104,16 +109,6 @@ class TaskInfo:
     notes: str | None = None
     """Anything else worth knowing about the data (dropped prompts, templates used)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> TaskInfo:
-        return cls(*(_req(d, k, "task") for k in
-                     ("kind", "n_prompts", "seed", "corruption", "prepend_bos")), d.get("notes"))  # type: ignore[call-arg]
-
-
-
 
 # --- run context ----------------------------------------------------------------------------
 
@@ -122,68 +117,51 @@ class TaskInfo:
 class Settings:
     """How the run was configured."""
 
-    semantics: str
+    __pydantic_config__ = CONFIG
+
+    semantics: Literal["path", "direct"]
     """``path`` (Wang et al. path patching) or ``direct`` (ACDC-style edge patching)."""
-    ablation: str
+    ablation: Literal["mean", "resample", "zero"]
     """How non-circuit heads are knocked out for circuit scores: ``mean``, ``resample``, ``zero``."""
     freeze_mlps: bool
     """Whether MLPs were frozen at clean values during path patching."""
     engine: str
-    """Which patching implementation ran, e.g. ``fast`` or ``naive``."""
+    """Which patching implementation ran, ``fast`` or ``reference`` (the exact engine, also when the fast one fell
+    back to it)."""
     n_bootstrap: int
     """Bootstrap resamples behind every interval."""
-    ablation_level: str = "node"
+    ablation_level: Literal["node", "edge"] = "node"
     """Level the faithfulness claim is judged at: ``node`` (heads outside the circuit
     ablated) or ``edge`` (only the hypothesis' edges carry signal); both are reported."""
-    ablation_scope: str = "all_positions"
+    ablation_scope: Literal["all_positions", "circuit_positions"] = "all_positions"
     """``circuit_positions``: circuit heads (node level) and edges (edge level) carry
     signal only at the positions the hypothesis' edges name."""
-    mean_pool: Mapping[str, Any] | None = None
+    mean_pool: Annotated[Mapping[str, Any] | None, Field(json_schema_extra=MEAN_POOL_SCHEMA)] = None
     """How the mean-ablation means were made (``n``, ``per_template_min``, ``seed``,
     ``built``, ``sufficient``...); ``None`` when no mean ablation ran."""
     bootstrap_unit: str = "prompt"
-    """What the bootstrap resamples: ``template`` (whole templates, as clusters) or ``prompt``."""
-    statistics: Mapping[str, Any] | None = None
+    """What the bootstrap resamples: ``template`` (whole templates, as clusters) or ``prompt``
+    (with the reason when templates were asked for but too few)."""
+    statistics: Annotated[Mapping[str, Any] | None, Field(json_schema_extra=STATISTICS_SCHEMA)] = None
     """Everything else an interval or null depends on, so a reader can recompute them: the
     bootstrap and null ``seed``, the confidence ``level``, ``n_null_edges`` (and its
     sequential maximum), ``n_random`` and ``n_random_edge`` (circuit nulls), ``n_subsets``
     and ``greedy_steps`` (completeness search), ``templates`` (an override of the task's
     templates), ``in_sample`` and ``quick``."""
-    edge_positions: str = "every"
+    edge_positions: Literal["at", "every"] = "every"
     """``at``: in the edge-level run each edge carries signal only at its ``at`` position (the
     default since edges are judged where their path patching tests them); ``every``: at every
     position (files written before this field: ``every``)."""
-
-    def to_json(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["mean_pool"] = None if self.mean_pool is None else dict(self.mean_pool)
-        d["statistics"] = None if self.statistics is None else dict(self.statistics)
-        return d
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Settings:
-        required = {k: _req(d, k, "settings") for k in
-                    ("semantics", "ablation", "freeze_mlps", "engine", "n_bootstrap")}
-        return cls(**required, ablation_level=d.get("ablation_level", "node"),
-                   ablation_scope=d.get("ablation_scope", "all_positions"),
-                   edge_positions=d.get("edge_positions", "every"), mean_pool=d.get("mean_pool"),
-                   bootstrap_unit=d.get("bootstrap_unit", "prompt"), statistics=d.get("statistics"))
 
 
 @dataclass(frozen=True)
 class Versions:
     """Library versions the run used, for reproducibility (``None`` when not installed)."""
 
-    circuitspec: str | None
-    torch: str | None
-    transformer_lens: str | None
-    transformers: str | None
-    python: str | None
+    __pydantic_config__ = CONFIG
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Versions:
-        return cls(*(d.get(k) for k in
-                     ("circuitspec", "torch", "transformer_lens", "transformers", "python")))
+    circuitspec: Annotated[str | None, LOADS_AS_NONE]
+    torch: Annotated[str | None, LOADS_AS_NONE]
+    transformer_lens: Annotated[str | None, LOADS_AS_NONE]
+    transformers: Annotated[str | None, LOADS_AS_NONE]
+    python: Annotated[str | None, LOADS_AS_NONE]
