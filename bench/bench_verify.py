@@ -45,7 +45,7 @@ from circuitspec.spec.load import check_against_model, load_hypothesis  # noqa: 
 from circuitspec.verification.context import RunContext  # noqa: E402
 from circuitspec.verification.edges import verify_edge  # noqa: E402
 from circuitspec.verification.run import claims  # noqa: E402
-from circuitspec.verification.settings import Options  # noqa: E402
+from circuitspec.verification.settings import Options, resolve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,14 +149,14 @@ def main() -> None:
 
     # --- the fast run, recording what each stage evaluates ------------------------------------
     start = time.perf_counter()
-    v = RunContext(hyp, model, ds, opts)
+    v = RunContext(hyp, model, ds, resolve(hyp, opts))
     work = v.work
     sweeps: list[tuple[str, object, object, torch.Tensor]] = []  # stage, sender, receiver, values
     inner = v.sweep
 
     def recorded_sweep(senders, receiver, semantics=None):
         rows = inner(senders, receiver, semantics)
-        if semantics in (None, v.semantics):
+        if semantics in (None, v.settings.semantics):
             sweeps.extend((work.stage, s, receiver, torch.as_tensor(r)) for s, r in zip(senders, rows, strict=True))
         return rows
 

@@ -39,8 +39,7 @@ from circuitspec.data.tasks import hypothesis_dataset
 from circuitspec.scoring.faithfulness import edge_faithfulness
 from circuitspec.scoring.stats import band_verdict
 from circuitspec.spec.load import load_hypothesis
-from circuitspec.verification.claims import edge_at_positions
-from circuitspec.verification.settings import bootstrap_clusters
+from circuitspec.verification.settings import Options, bootstrap_clusters, resolve
 
 SEEDS = (0, 1, 2, 3, 4)
 TEMPLATES = [0, 1, 2, 3, 15, 16, 17, 18]  # 8 templates (4 BABA and their ABBA mirrors): cheap pool
@@ -85,7 +84,8 @@ def judge(tmp: Path, seed: int) -> dict[str, tuple[str, float]]:
     runner = AblationRunner(model, dataset, "mean", mean_pool=pool)
     out = {}
     for name, hyp in hyps.items():
-        wires = wires_from_circuit(hyp.circuit(), at_positions=edge_at_positions(hyp))
+        at = resolve(hyp, Options()).edge_positions == "at"  # as verify resolves it
+        wires = wires_from_circuit(hyp.circuit(), at_positions=at)
         clusters = bootstrap_clusters(dataset, "template", "ioi")[0]  # as verify resamples
         score = edge_faithfulness(runner, wires, n_bootstrap=500, seed=1, clusters=clusters)
         out[name] = (band_verdict(score.ci, 0.8, 1.2)[0], score.value)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import circuitspec as cs
+from circuitspec.results import as_json
 from circuitspec.scoring.edge_null import judge_with_null
 from circuitspec.scoring.nulls import LayerMatched, MonteCarlo, NullDraws, p_value, run_null, stream
 
@@ -170,7 +171,7 @@ def test_a_model_with_too_few_groups_uses_every_one_once(tmp_path, planted_dir, 
         assert abs(edge.effect) > 1e-3
         assert null.p_value == pytest.approx(1 / (n + 1))
         assert max(abs(null.low), abs(null.high)) < 1e-4
-        data = edge.to_json()["null"]
+        data = as_json(edge)["null"]
         assert {"n", "kind", "low", "high", "p_value", "widened", "layers", "n_distinct"} <= set(data)
     # Pairs with no layer-1 head: C(7, 2) = 21, two heads off their layer each; with one: 2 * 7 = 14.
     assert to_logits.null.off_layer == 21 * 2 + 14
@@ -285,7 +286,7 @@ def test_non_finite_draws_count_as_extreme_and_are_reported():
     assert null.n == 100 and null.extreme == 5 and null.nonfinite == 5
     assert null.p_value == pytest.approx(6 / 101)
     assert null.low == null.high == 0.0  # the band is of the finite draws
-    assert null.to_json()["nonfinite"] == 5
+    assert as_json(null.summary())["nonfinite"] == 5
 
 
 # --- circuit-level nulls --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from helpers.sample_result import sample_result
@@ -158,3 +159,16 @@ def test_staged_dir_moves_nothing_when_a_later_file_fails(tmp_path):
         (stage / "results.json").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
     assert (out / "results.json").read_text() == "new"
+
+
+def test_non_finite_numbers_inside_details_are_written_as_null():
+    """A score's details hold open JSON (power, intervals of the parts): a NaN there used to
+    make save() raise (strict JSON), losing the run's results at the last step."""
+    r = sample_result()
+    nan, inf = float("nan"), float("inf")
+    faith = replace(r.circuit.faithfulness, details={"power": {"half_width": nan, "n_prompts": 12},
+                                                     "f_model_ci": (-inf, 1.0)})
+    text = replace(r, circuit=replace(r.circuit, faithfulness=faith)).dumps()
+    details = json.loads(text)["circuit"]["faithfulness"]["details"]
+    assert details["power"] == {"half_width": None, "n_prompts": 12}
+    assert details["f_model_ci"] == [None, 1.0]

@@ -12,6 +12,7 @@ from helpers.ioi_prompts import ioi_dataset
 
 from circuitspec.ablation.node import AblationRunner, Keep, per_prompt_logit_diff
 from circuitspec.data.dataset import Dataset
+from circuitspec.results import as_json
 from circuitspec.scoring.faithfulness import faithfulness
 from circuitspec.scoring.scores import completeness, evaluate_circuit, minimality
 
@@ -240,13 +241,13 @@ def test_inert_head_has_zero_minimality(tiny_model_dirs, tmp_path):
     assert mini.verdict == "refuted"
 
 
-def test_evaluate_circuit_is_json_and_seeded(tiny_models, datasets):
+def test_evaluate_circuit_gives_results_json_scores_and_is_seeded(tiny_models, datasets):
     model, ds = tiny_models["llama"], datasets["llama"]
     groups = {"late": [(2, 0), (2, 1)], "mid": [(1, 3)]}
     kw = dict(faithfulness_min=0.5, completeness_max_gap=0.2, minimality_min=0.01,
               n_random=30, n_subsets=20, n_bootstrap=200, seed=1)
     res = evaluate_circuit(model, ds, groups, **kw)
-    text = json.dumps(res.to_dict(), allow_nan=False)
+    text = json.dumps(as_json(res), allow_nan=False)  # the circuit section of results.json
     data = json.loads(text)
     for name in ("faithfulness", "completeness", "minimality"):
         assert data[name]["verdict"] in ("verified", "refuted", "inconclusive")

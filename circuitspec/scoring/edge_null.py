@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from circuitspec.records.fields import Verdict
 from circuitspec.scoring.nulls import (
     LayerMatched,
     MonteCarlo,
@@ -189,8 +190,8 @@ def edge_null(
     return replace(null, layers=space.layers, widened=space.widened, n_distinct=space.size)
 
 
-def judge_with_null(word: str, reason: str, ci: Sequence[float], null: NullDraws | str | None,
-                    sign: str | None, alpha: float) -> tuple[str, str]:
+def judge_with_null(word: Verdict, reason: str, ci: Sequence[float], null: NullDraws | str | None,
+                    sign: str | None, alpha: float) -> tuple[Verdict, str]:
     """Downgrade a verified edge to inconclusive unless its interval clears the null's band
     in the claimed direction and its p-value is at most ``alpha``. ``null`` a sentence: the
     edge has no null (that is why); None: the run asked for none (``n_null_edges=0``)."""

@@ -3,59 +3,42 @@
 F(X) is the mean logit difference when only X carries signal: at node level the heads
 outside the circuit are ablated (:mod:`circuitspec.ablation.node`); at edge level only the
 hypothesis' edges carry clean signal between circuit heads (:mod:`circuitspec.ablation.edge`).
-Each :class:`Score` carries a bootstrap interval over prompts (or templates) and a verdict
-against the claimed threshold, with the mean of per-prompt ratios beside it.
+Each score is a :class:`~circuitspec.records.scores.Score`, the type results.json holds: a
+bootstrap interval over prompts (or templates), a verdict against the claimed threshold, and
+the mean of per-prompt ratios beside it in ``details``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from circuitspec.ablation.edge import Wire, edge_level_logit_diff
 from circuitspec.ablation.node import AblationRunner, Keep
-from circuitspec.scoring.stats import bootstrap_ci, bootstrap_ratio_ci, nonfinite_resamples, verdict
+from circuitspec.records.fields import Verdict
+from circuitspec.records.scores import Score
+from circuitspec.scoring.stats import (
+    Direction,
+    bootstrap_ci,
+    bootstrap_ratio_ci,
+    nonfinite_resamples,
+    verdict,
+)
 from circuitspec.spec.heads import Head
 
-__all__ = ["Score", "edge_faithfulness", "faithfulness", "jsonable", "judge", "power", "ratio_score"]
+__all__ = ["edge_faithfulness", "faithfulness", "judge", "power", "ratio_score"]
 
 
-def jsonable(x: Any) -> Any:
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    return x
-
-
-@dataclass(frozen=True)
-class Score:
-    """One circuit-level score with its CI and verdict (``None`` when nothing was claimed)."""
-
-    value: float
-    ci: tuple[float, float]
-    verdict: str | None
-    reason: str
-    per_prompt_mean_ratio: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    per_prompt: dict[str, list[float]] | None = None  # ratio scores: {circuit: F(C), model: F(M)}
-
-    def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
-
-
-def judge(ci: tuple[float, float], threshold: float | None, direction: str, what: str) -> tuple[str | None, str]:
+def judge(ci: tuple[float, float], threshold: float | None, direction: Direction,
+          what: str) -> tuple[Verdict | None, str]:
+    """The verdict of ``ci`` against a claimed ``threshold``; none when nothing was claimed."""
     if threshold is None:
         return None, f"no {what} claim was made; reported for information"
-    return verdict(ci, threshold, direction)  # type: ignore[arg-type]
+    return verdict(ci, threshold, direction)
 
 
 def faithfulness(
@@ -96,10 +79,11 @@ def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: s
         reason += f" {bad} of {n_bootstrap} resamples gave a non-finite ratio (F(M) near 0 in them)."
     details = {"f_model": float(fm.mean()), "f_circuit": float(fc.mean()), "threshold": threshold,
                "f_model_ci": bootstrap_ci(fm, **boot), "f_circuit_ci": bootstrap_ci(fc, **boot),
+               "mean_of_per_prompt_ratios": float(np.mean(ratios)),
                "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot),
                "power": power(ci, len(fc), clusters=clusters), "nonfinite_resamples": bad,
                "bootstrap_unit": "prompt" if clusters is None else "template"}
-    return Score(float(fc.mean() / fm.mean()), ci, word, reason, float(np.mean(ratios)), details,
+    return Score(float(fc.mean() / fm.mean()), ci, word, reason, details,
                  {"circuit": fc.tolist(), "model": fm.tolist()})
 
 
@@ -140,5 +124,4 @@ def edge_faithfulness(
     fc = edge_level_logit_diff(runner, wires).double().numpy()
     score = ratio_score(fc, fm, threshold, "edge-level faithfulness", n_bootstrap=n_bootstrap,
                         seed=seed, level=level, clusters=clusters)
-    score.details.update({"level": "edge", "n_wires": len(wires)})
-    return score
+    return replace(score, details={**score.details, "level": "edge", "n_wires": len(wires)})

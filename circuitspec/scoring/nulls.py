@@ -26,10 +26,10 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from circuitspec.records.edges import NullDistribution
 from circuitspec.spec.heads import Head
 
 __all__ = [
@@ -159,16 +159,11 @@ class NullDraws:
         """Fraction of draws that are less extreme than the real value."""
         return 1.0 - self.extreme / self.n if self.n else math.nan
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.to_json()
-
-    def to_json(self, kind: str = "layer_matched") -> dict[str, Any]:
-        d: dict[str, Any] = {"n": self.n, "kind": kind, "mean": self.mean, "low": self.low, "high": self.high,
-                             "real": self.real, "fraction_beaten": self.fraction_beaten, "p_value": self.p_value,
-                             "off_layer": self.off_layer, "nonfinite": self.nonfinite}
-        if self.layers is not None:
-            d.update(layers=list(self.layers), widened=self.widened, n_distinct=self.n_distinct)
-        return d
+    def summary(self, kind: str = "layer_matched") -> NullDistribution:
+        """The draws as results.json reports them: mean, band, n, p-value (the values dropped)."""
+        return NullDistribution(self.mean, self.low, self.high, self.n, self.real, self.fraction_beaten,
+                                self.p_value, kind, self.off_layer, self.nonfinite, self.layers, self.widened,
+                                self.n_distinct)
 
 
 def run_null(

@@ -25,23 +25,18 @@ scores say "post-selection" in their reason and ``details.post_selection``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from circuitspec.ablation.node import AblationKind, AblationRunner, Head, Keep
+from circuitspec.records.fields import Verdict
+from circuitspec.records.scores import CircuitScores, Score
 from circuitspec.scoring.circuit_null import CircuitMaps, null_distribution
-from circuitspec.scoring.faithfulness import (
-    Score,
-    faithfulness,
-    jsonable,
-    judge,
-)
-from circuitspec.scoring.nulls import MonteCarlo, NullDraws
+from circuitspec.scoring.faithfulness import faithfulness, judge
+from circuitspec.scoring.nulls import MonteCarlo
 from circuitspec.scoring.stats import (
     bootstrap_ci,
     bootstrap_paired_ci,
@@ -53,8 +48,6 @@ if TYPE_CHECKING:
     from circuitspec.data.dataset import Dataset
 
 __all__ = [
-    "CircuitScores",
-    "NullDraws",
     "completeness",
     "evaluate_circuit",
     "minimality",
@@ -62,32 +55,6 @@ __all__ = [
 ]
 
 Groups = Mapping[str, Sequence[Head]]
-
-
-@dataclass(frozen=True)
-class CircuitScores:
-    """Everything :func:`evaluate_circuit` measures; ``to_dict`` is JSON-serialisable."""
-
-    faithfulness: Score
-    completeness: Score
-    minimality: Score
-    f_model: float
-    f_circuit: float
-    f_empty: float
-    null: NullDraws | None
-    ablation: str
-    n_prompts: int
-    n_forward: int  # forward passes the runner has made (setup included)
-    n_keep_sets: int  # distinct ablated runs evaluated, each over every prompt
-    seconds: float
-    f_empty_ci: tuple[float, float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if not hasattr(v, "to_dict")}
-        for name in ("faithfulness", "completeness", "minimality", "null"):
-            value = getattr(self, name)
-            out[name] = None if value is None else value.to_dict()
-        return jsonable(out)
 
 
 def _stage(runner: AblationRunner, name: str) -> AbstractContextManager[None]:
@@ -212,11 +179,11 @@ def _completeness(
              if not name.startswith("random:") or int(name.split(":")[1]) < minimality_random]
     if worst not in reuse:
         reuse.append(worst)
-    return Score(float(gap / scale), ci, word, reason, None, details), reuse
+    return Score(float(gap / scale), ci, word, reason, details), reuse
 
 
-def _every_k(word: str | None, reason: str, k_cis: Mapping[frozenset[Head], tuple[float, float]],
-             names: Mapping[frozenset[Head], str], threshold: float | None) -> tuple[str | None, str]:
+def _every_k(word: Verdict | None, reason: str, k_cis: Mapping[frozenset[Head], tuple[float, float]],
+             names: Mapping[frozenset[Head], str], threshold: float | None) -> tuple[Verdict | None, str]:
     """Completeness verified only when every searched K's interval lies at or below the bar."""
     if word != "verified" or threshold is None:
         return word, reason
@@ -297,7 +264,7 @@ def minimality(
     return Score(float(change / scale), ci, word,
                  f"post-selection (the weakest head and its K were chosen on these prompts): "
                  f"weakest head {format_head(weakest)}: {reason}",
-                 None, details)
+                 details)
 
 
 def evaluate_circuit(
@@ -322,12 +289,13 @@ def evaluate_circuit(
     runner: AblationRunner | None = None,
     clusters: Sequence[int] | None = None,
 ) -> CircuitScores:
-    """Faithfulness, completeness, minimality and the random-circuit null for ``groups``.
+    """Faithfulness, completeness, minimality and the random-circuit null for ``groups``, as
+    the circuit scores of results.json (before :mod:`circuitspec.verification.claims` judges
+    faithfulness against its band and null).
 
     ``groups`` maps a node-group name to its heads as (layer, head) pairs. A threshold of
     None means the claim was not made: the score is reported without a verdict.
     """
-    start = time.perf_counter()
     if runner is None:
         runner = AblationRunner(model, dataset, ablation, max_tokens=max_tokens)
     circuit = _circuit(groups)
@@ -345,21 +313,16 @@ def evaluate_circuit(
         mini = minimality(runner, groups, k_sets, threshold=minimality_min, **opts)  # type: ignore[arg-type]
     with _stage(runner, "null"):
         null = null_distribution(
-            runner, CircuitMaps.of(runner, sorted(circuit), seed), real=faith.value,
+            runner, CircuitMaps.of(runner, sorted(circuit), seed), real=cast(float, faith.value),
             rule=MonteCarlo(n_min=n_random, n_max=n_random, batch=n_random, alpha=1 - level),
             circuit_positions=circuit_positions, mlp_keep=mlp_keep) if n_random else None
     return CircuitScores(
         faithfulness=faith,
         completeness=comp,
         minimality=mini,
+        null=None if null is None else null.summary(),
         f_model=float(runner.clean.double().mean()),
         f_circuit=faith.details["f_circuit"],
         f_empty=float(empty.mean()),
         f_empty_ci=bootstrap_ci(empty, n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters),
-        null=null,
-        ablation=runner.ablation,
-        n_prompts=len(dataset),
-        n_forward=runner.n_forward,
-        n_keep_sets=runner.n_keep_sets,
-        seconds=time.perf_counter() - start,
     )

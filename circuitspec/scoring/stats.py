@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 
 from circuitspec.errors import InvalidArgument
+from circuitspec.records.fields import VERDICTS, Verdict
 
 __all__ = [
     "Direction",
@@ -33,7 +34,6 @@ __all__ = [
     "verdict",
 ]
 
-VERDICTS = ("verified", "refuted", "inconclusive")
 
 # at_least / at_most: a score against a threshold (faithfulness >= 0.8, gap <= 0.15).
 # negative / positive / any: an effect of size at least `threshold` in that direction.
@@ -170,7 +170,7 @@ def _fmt(x: float) -> str:
 
 def verdict(
     ci: tuple[float, float], threshold: float, direction: Direction
-) -> tuple[str, str]:
+) -> tuple[Verdict, str]:
     """``(word, reason)``: verified, refuted or inconclusive for a CI against a threshold.
 
     ``at_least``/``at_most`` compare a score with ``threshold``. For effects, ``threshold``
@@ -212,7 +212,7 @@ def verdict(
     return "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
 
 
-def band_verdict(ci: tuple[float, float], low: float, high: float | None) -> tuple[str, str]:
+def band_verdict(ci: tuple[float, float], low: float, high: float | None) -> tuple[Verdict, str]:
     """``(word, reason)`` for a score claimed to lie in ``[low, high]`` (``high`` None: no
     upper end): verified when the whole interval lies inside the band, refuted when it lies
     wholly outside it (below ``low`` or above ``high``), inconclusive otherwise."""

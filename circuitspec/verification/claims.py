@@ -23,27 +23,27 @@ from circuitspec.data.ioi import BABA_TEMPLATES
 from circuitspec.data.tasks import build_dataset
 from circuitspec.scoring.circuit_null import CircuitMaps, edge_null_distribution
 from circuitspec.scoring.effects import effect_of
-from circuitspec.scoring.faithfulness import Score, edge_faithfulness, faithfulness
+from circuitspec.scoring.faithfulness import edge_faithfulness, faithfulness
 from circuitspec.scoring.nulls import MonteCarlo, NullDraws
 from circuitspec.scoring.scores import evaluate_circuit
 from circuitspec.scoring.stats import band_verdict, bootstrap_paired_ci, bootstrap_ratio_ci
 from circuitspec.verification.context import RunContext
-from circuitspec.verification.edges import edge_endpoints, null_result
+from circuitspec.verification.edges import edge_endpoints
 
 
 @dataclass(frozen=True)
 class Measured:
     """The faithfulness scores the full run measured under its own ablation (node and edge
     level, before judging), which the robustness panel reports again rather than recompute."""
-    node: Score
-    edge: Score
+    node: R.Score
+    edge: R.Score
 
 
 def pool_gate(v: RunContext, score: R.Score) -> R.Score:
     """A mean-ablation claim judged on an insufficient pool (too small, or not disjoint from
     the scored prompts) cannot be verified: it becomes inconclusive, saying why."""
     pool = v.built_mean_pool
-    if v.ablation != "mean" or pool is None or pool.sufficient or score.verdict != "verified":
+    if v.settings.ablation != "mean" or pool is None or pool.sufficient or score.verdict != "verified":
         return score
     why = (f"the mean-ablation pool is insufficient ({pool.n} prompts, smallest mean over "
            f"{min(pool.counts.values()) if pool.counts else 0}, disjoint: {pool.disjoint}), so a "
@@ -54,7 +54,7 @@ def pool_gate(v: RunContext, score: R.Score) -> R.Score:
 def circuit_positions(v: RunContext) -> dict[tuple[int, int], list[str]] | None:
     """With ``ablation_scope: circuit_positions``, each head's positions: the ``at`` of
     every edge it sends or receives along (END for logits edges); else None."""
-    if v.hyp.ablation_scope != "circuit_positions":
+    if v.settings.ablation_scope != "circuit_positions":
         return None
     out: dict[tuple[int, int], list[str]] = {}
     for edge in v.circuit.edges:
@@ -70,17 +70,10 @@ def circuit_positions(v: RunContext) -> dict[tuple[int, int], list[str]] | None:
 
 def wires(v: RunContext) -> list[Wire]:
     """The hypothesis' edges as wires between circuit heads, for edge-level runs."""
-    return wires_from_circuit(v.circuit, at_positions=edge_at_positions(v.hyp))
+    return wires_from_circuit(v.circuit, at_positions=v.settings.edge_positions == "at")
 
 
-def edge_at_positions(hyp: Any) -> bool:
-    """Whether edges carry signal only at their ``at`` position in edge-level runs: by default,
-    since that is the claim the edge's path patching tests (``edge_positions: every`` or, for
-    the node level too, ``ablation_scope: circuit_positions`` decide otherwise)."""
-    return hyp.edge_positions == "at" or hyp.ablation_scope == "circuit_positions"
-
-
-def edge_level(v: RunContext, kind: str, threshold: float | None) -> Score:
+def edge_level(v: RunContext, kind: str, threshold: float | None) -> R.Score:
     """Edge-level faithfulness under ``kind``."""
     return edge_faithfulness(v.runner(kind), wires(v), threshold=threshold, n_bootstrap=v.n_boot,
                              seed=v.seed, level=v.level, clusters=v.clusters)
@@ -89,21 +82,21 @@ def edge_level(v: RunContext, kind: str, threshold: float | None) -> Score:
 def edge_null(v: RunContext, real: float) -> NullDraws | None:
     """The edge-level null: ``n_random_edge`` layer-matched random circuits wired like the
     hypothesis (the same random circuits as the node-level null's first draws)."""
-    n, run = v.opts.n_random_edge, v.runner(v.ablation)
+    n, run = v.settings.n_random_edge, v.runner(v.settings.ablation)
     maps = CircuitMaps.of(run, sorted(v.circuit.heads()), v.seed)
     return edge_null_distribution(run, wires(v), maps, real=real,
                                   rule=MonteCarlo(n_min=n, n_max=n, batch=n, alpha=1 - v.level))
 
 
-def null_gate(score: Any, draws: NullDraws | None, alpha: float) -> Any:
+def null_gate(score: R.Score, null: R.NullDistribution | None, alpha: float) -> R.Score:
     """A faithfulness verdict of verified whose own null was drawn and not beaten (p > alpha:
     layer-matched random circuits come as close to 1) becomes inconclusive: the band alone
     does not show that these heads, rather than any heads of their layers, do the task.
     (The circuit nulls used to be reported beside the verdict without entering it.)"""
-    if draws is None or score.verdict != "verified" or draws.p_value <= alpha:
+    if null is None or null.p_value is None or score.verdict != "verified" or null.p_value <= alpha:
         return score
-    why = (f" But layer-matched random circuits come as close to 1 (null p = {draws.p_value:.3g} over "
-           f"{draws.n} draws > {alpha:g}), so the circuit is not shown to beat chance.")
+    why = (f" But layer-matched random circuits come as close to 1 (null p = {null.p_value:.3g} over "
+           f"{null.n} draws > {alpha:g}), so the circuit is not shown to beat chance.")
     return replace(score, verdict="inconclusive", reason=score.reason + why)
 
 
@@ -154,74 +147,67 @@ def circuit_scores(v: RunContext) -> tuple[R.CircuitScores | None, Measured | No
     resolved = claims.resolved()
     faith_bound = resolved["faithfulness"][0]
     claim = faith_bound.min if faith_bound is not None else None
-    judged = {"node": claim if v.ablation_level == "node" else None,
-              "edge": claim if v.ablation_level == "edge" else None}
+    judged = {"node": claim if v.settings.ablation_level == "node" else None,
+              "edge": claim if v.settings.ablation_level == "edge" else None}
     scores = evaluate_circuit(
         v.model,
         v.dataset,
         groups,
-        ablation=v.ablation,  # type: ignore[arg-type]
+        ablation=v.settings.ablation,  # type: ignore[arg-type]
         faithfulness_min=judged["node"],
         completeness_max_gap=None if resolved["completeness"][0] is None else resolved["completeness"][0].max_gap,
         minimality_min=None if resolved["minimality"][0] is None else resolved["minimality"][0].min,
-        n_random=v.opts.n_random,
-        n_subsets=v.opts.n_subsets,
-        greedy_steps=v.opts.greedy_steps,
-        minimality_random=v.opts.minimality_random,
+        n_random=v.settings.n_random,
+        n_subsets=v.settings.n_subsets,
+        greedy_steps=v.settings.greedy_steps,
+        minimality_random=v.settings.minimality_random,
         n_bootstrap=v.n_boot,
         seed=v.seed,
         level=v.level,
         circuit_positions=circuit_positions(v),
-        runner=v.runner(v.ablation),
+        runner=v.runner(v.settings.ablation),
         clusters=v.clusters,
     )
     with v.work.at("edge_level"):
-        edge = edge_level(v, v.ablation, judged["edge"])
+        edge = edge_level(v, v.settings.ablation, judged["edge"])
     with v.work.at("edge_level_null"):
-        edge_draws = edge_null(v, edge.value) if v.opts.n_random_edge else None
-    if edge_draws is not None:
-        edge.details["null"] = edge_draws.to_json()
-    if scores.null is not None:
-        scores.faithfulness.details["null"] = scores.null.to_json()
+        edge_draws = edge_null(v, edge.value) if v.settings.n_random_edge and edge.value is not None else None
+    edge_null_level = None if edge_draws is None else edge_draws.summary()
+    if edge_null_level is not None:
+        edge = replace(edge, details={**edge.details, "null": R.as_json(edge_null_level)})
     node = scores.faithfulness
+    if scores.null is not None:
+        node = replace(node, details={**node.details, "null": R.as_json(scores.null)})
     if claim is not None:  # the level not judged is reported, saying why
-        other = f"the faithfulness claim is judged at {v.ablation_level} level; reported for information"
-        if v.ablation_level == "node":
+        other = f"the faithfulness claim is judged at {v.settings.ablation_level} level; reported for information"
+        if v.settings.ablation_level == "node":
             edge = replace(edge, reason=other)
         else:
             node = replace(node, reason=other)
     band = faith_bound.band if faith_bound is not None else None
-    empty = v.runner(v.ablation).run([()])[0].double().numpy()
-    node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
-    edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
-    node, edge = null_gate(node, scores.null, 1 - v.level), null_gate(edge, edge_draws, 1 - v.level)
-    scores = replace(scores, faithfulness=node)
-
-    def conv(s: Any, source: str | None = None) -> R.Score:
-        details = dict(s.details)
-        if source is not None:
-            details["claim"] = source
-            if source == "off":
-                s = replace(s, reason="turned off in the hypothesis file; reported for information")
-        if s.per_prompt_mean_ratio is not None:
-            details["mean_of_per_prompt_ratios"] = s.per_prompt_mean_ratio
-        return pool_gate(v, R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details, s.per_prompt))
-
-    level_source = {lvl: resolved["faithfulness"][1] if v.ablation_level == lvl else "reported"
+    empty = v.runner(v.settings.ablation).run([()])[0].double().numpy()
+    node = two_sided(v, node, empty, band if v.settings.ablation_level == "node" else None)
+    edge = two_sided(v, edge, empty, band if v.settings.ablation_level == "edge" else None)
+    node, edge = null_gate(node, scores.null, 1 - v.level), null_gate(edge, edge_null_level, 1 - v.level)
+    level_source = {lvl: resolved["faithfulness"][1] if v.settings.ablation_level == lvl else "reported"
                     for lvl in ("node", "edge")}
-    out = R.CircuitScores(
-        faithfulness=conv(node, level_source["node"]),
-        completeness=conv(scores.completeness, resolved["completeness"][1]),
-        minimality=conv(scores.minimality, resolved["minimality"][1]),
-        null=null_result(scores.null),
-        null_edge_level=null_result(edge_draws),
-        f_model=scores.f_model,
-        f_circuit=scores.f_circuit,
-        faithfulness_edge_level=conv(edge, level_source["edge"]),
-        f_empty=scores.f_empty,
-        f_empty_ci=scores.f_empty_ci,
+    out = replace(
+        scores,
+        faithfulness=claimed(v, node, level_source["node"]),
+        completeness=claimed(v, scores.completeness, resolved["completeness"][1]),
+        minimality=claimed(v, scores.minimality, resolved["minimality"][1]),
+        null_edge_level=edge_null_level,
+        faithfulness_edge_level=claimed(v, edge, level_source["edge"]),
     )
     return out, Measured(node=node, edge=edge)
+
+
+def claimed(v: RunContext, score: R.Score, source: str) -> R.Score:
+    """``score`` with where its bar came from (``details.claim``: claimed, default, off or
+    reported) and the mean-ablation pool gate."""
+    if source == "off":
+        score = replace(score, reason="turned off in the hypothesis file; reported for information")
+    return pool_gate(v, replace(score, details={**score.details, "claim": source}))
 
 
 QUICK_NOTE = "not computed: verify --quick checks the edges and faithfulness only"
@@ -237,25 +223,21 @@ def quick_scores(v: RunContext) -> R.CircuitScores | None:
     bound = v.hyp.claims.resolved()["faithfulness"][0]
     claim = bound.min if bound is not None else None
     band = bound.band if bound is not None else None
-    run = v.runner(v.ablation)
+    run = v.runner(v.settings.ablation)
     with v.work.at("faithfulness"):
-        node = faithfulness(run, heads, threshold=claim if v.ablation_level == "node" else None,
+        node = faithfulness(run, heads, threshold=claim if v.settings.ablation_level == "node" else None,
                             circuit_positions=circuit_positions(v), n_bootstrap=v.n_boot, seed=v.seed,
                             level=v.level, clusters=v.clusters)
         empty = run.run([()])[0].double().numpy()
     with v.work.at("edge_level"):
-        edge = edge_level(v, v.ablation, claim if v.ablation_level == "edge" else None)
-    node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
-    edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
-
-    def conv(s: Any) -> R.Score:
-        details = dict(s.details, mean_of_per_prompt_ratios=s.per_prompt_mean_ratio)
-        return pool_gate(v, R.Score(s.value, tuple(s.ci), s.verdict, s.reason, details, s.per_prompt))
+        edge = edge_level(v, v.settings.ablation, claim if v.settings.ablation_level == "edge" else None)
+    node = two_sided(v, node, empty, band if v.settings.ablation_level == "node" else None)
+    edge = two_sided(v, edge, empty, band if v.settings.ablation_level == "edge" else None)
 
     skipped = R.Score(None, None, None, QUICK_NOTE)
-    return R.CircuitScores(faithfulness=conv(node), completeness=skipped, minimality=skipped,
+    return R.CircuitScores(faithfulness=pool_gate(v, node), completeness=skipped, minimality=skipped,
                            f_model=node.details["f_model"], f_circuit=node.details["f_circuit"],
-                           faithfulness_edge_level=conv(edge))
+                           faithfulness_edge_level=pool_gate(v, edge))
 
 
 def panel_verdict(v: RunContext, score: Any) -> tuple[Any, str | None]:
@@ -275,12 +257,12 @@ def robustness(v: RunContext, edges: Sequence[R.EdgeResult], measured: Measured 
     for kind in ("mean", "resample", "zero"):
         if not heads:
             continue
-        if measured is not None and kind == v.ablation:
+        if measured is not None and kind == v.settings.ablation:
             node = measured.node
         else:
             node = faithfulness(v.runner(kind), heads, circuit_positions=circuit_positions(v),
                                 n_bootstrap=v.n_boot, seed=v.seed, level=v.level, clusters=v.clusters)
-        edge = measured.edge if measured is not None and kind == v.ablation else edge_level(v, kind, None)
+        edge = measured.edge if measured is not None and kind == v.settings.ablation else edge_level(v, kind, None)
         # Path patching does not ablate, so the edge effects are not repeated on these rows;
         # each faithfulness is measured under this ablation and judged against the band.
         for level, score in (("", node), ("edge level, ", edge)):
@@ -288,14 +270,14 @@ def robustness(v: RunContext, edges: Sequence[R.EdgeResult], measured: Measured 
             rows.append(R.RobustnessRow(f"{level}{kind} ablation, ratio of means", score.value, {}, ci,
                                         word))  # type: ignore[arg-type]
             rows.append(R.RobustnessRow(f"{level}{kind} ablation, mean of per-prompt ratios",
-                                        score.per_prompt_mean_ratio, {},
+                                        score.details.get("mean_of_per_prompt_ratios"), {},
                                         score.details.get("mean_of_per_prompt_ratios_ci")))
     alternate = alternate_corruption(v)
     if alternate is not None:
         rows += alternate
     for semantics in ("path", "direct"):
         effects: dict[str, float | None] = dict(main)
-        if semantics != v.semantics:
+        if semantics != v.settings.semantics:
             for edge_spec in v.circuit.edges:
                 sender, receiver = edge_endpoints(v.circuit, edge_spec)
                 patched = v.patched(sender, receiver, semantics)
@@ -319,9 +301,9 @@ def alternate_corruption(v: RunContext) -> list[R.RobustnessRow] | None:
         return None
     dataset = build_dataset(task.model_copy(update={"corruption": other}), v.model.tokenizer,
                             prepend_bos=v.dataset.prepend_bos, n_prompts=n, seed=v.seed,
-                            templates=v.opts.templates if v.opts.templates is not None else task.templates)
+                            templates=list(v.settings.templates) if v.settings.templates is not None else task.templates)
     # Its own context: the regenerated prompts' baselines, mean pool (same seed) and runners.
-    alt = RunContext(v.hyp, v.model, dataset, replace(v.opts, n_null_edges=0))
+    alt = RunContext(v.hyp, v.model, dataset, replace(v.settings, n_null_edges=0))
     effects: dict[str, float | None] = {}
     for edge_spec in v.circuit.edges:
         sender, receiver = edge_endpoints(v.circuit, edge_spec)
@@ -329,12 +311,12 @@ def alternate_corruption(v: RunContext) -> list[R.RobustnessRow] | None:
     heads = sorted(v.circuit.heads())
     rows = []
     if heads:
-        node = faithfulness(alt.runner(v.ablation), heads, circuit_positions=circuit_positions(alt),
+        node = faithfulness(alt.runner(v.settings.ablation), heads, circuit_positions=circuit_positions(alt),
                             n_bootstrap=alt.n_boot, seed=alt.seed, level=alt.level, clusters=alt.clusters)
-        edge = edge_level(alt, v.ablation, None)
+        edge = edge_level(alt, v.settings.ablation, None)
         for level, score in (("", node), ("edge level, ", edge)):
             ci, word = panel_verdict(v, score)
-            rows.append(R.RobustnessRow(f"{level}corruption={other} ({len(dataset)} prompts), {v.ablation} "
+            rows.append(R.RobustnessRow(f"{level}corruption={other} ({len(dataset)} prompts), {v.settings.ablation} "
                                         "ablation", score.value, effects if not level else {}, ci,
                                         word))  # type: ignore[arg-type]
     else:

@@ -1,7 +1,7 @@
 """The run context of one ``verify``: what every stage of the run reads, resolved once.
 
-:class:`RunContext` holds the hypothesis, the loaded model and dataset, the settings as
-they apply to this run (the options over the file's values), the engine and its clean and
+:class:`RunContext` holds the hypothesis, the loaded model and dataset, the run's
+:class:`~circuitspec.verification.settings.RunSettings`, the engine and its clean and
 corrupted baselines, and the caches the claims share (the mean-ablation pool and one
 ablation runner per kind). The stages read it and return their results; none writes
 results into it.
@@ -16,11 +16,10 @@ import numpy as np
 from circuitspec.ablation.mean_pool import DEFAULT_PER_MEAN, MeanPool, build_mean_pool, pool_seed
 from circuitspec.ablation.node import AblationRunner
 from circuitspec.bridge.work import Work
-from circuitspec.errors import CircuitSpecError
 from circuitspec.patching.engine import PatchEngine, select_engine
 from circuitspec.patching.types import Receiver, Sender
 from circuitspec.scoring.effects import effect_ci, effect_of
-from circuitspec.verification.settings import Options, bootstrap_clusters
+from circuitspec.verification.settings import RunSettings, bootstrap_clusters
 
 if TYPE_CHECKING:
     from circuitspec.bridge.loading import LoadedModel
@@ -36,29 +35,23 @@ def run_work(model: LoadedModel, dataset: Dataset) -> Work:
 
 
 class RunContext:
-    """The loaded model, dataset, resolved settings and engine for one hypothesis run."""
+    """The loaded model, dataset, settings (resolved before, :func:`~.settings.resolve`) and
+    engine for one hypothesis run."""
 
-    def __init__(self, hyp: Hypothesis, model: LoadedModel, dataset: Dataset, options: Options):
+    def __init__(self, hyp: Hypothesis, model: LoadedModel, dataset: Dataset, settings: RunSettings):
         self.hyp = hyp
         self.model = model
         self.dataset = dataset
-        self.opts = options
+        self.settings = settings
         self.circuit = hyp.circuit()
-        self.semantics = options.semantics or hyp.semantics
-        self.ablation = options.ablation or hyp.ablation
-        self.ablation_level = options.ablation_level or hyp.judged_level()
-        if self.ablation_level not in ("node", "edge"):
-            raise CircuitSpecError(f"ablation level {self.ablation_level!r}: choose node or edge")
-        self.freeze_mlps = hyp.freeze_mlps if options.freeze_mlps is None else options.freeze_mlps
-        self.n_boot = options.n_bootstrap or hyp.claims.n_bootstrap
-        self.level = hyp.claims.confidence
-        self.seed = options.seed if options.seed is not None else (hyp.task.seed or 0)
-        self.clusters, self.bootstrap_unit = bootstrap_clusters(dataset, options.bootstrap, hyp.task.kind)
+        # The statistics every stage shares, named short: they appear in every interval's call.
+        self.seed, self.level, self.n_boot = settings.seed, settings.level, settings.n_bootstrap
+        self.clusters, self.bootstrap_unit = bootstrap_clusters(dataset, settings.bootstrap, hyp.task.kind)
         self._mean_pool: MeanPool | None = None
         self._runners: dict[str, AblationRunner] = {}
         self.work = run_work(model, dataset)
         with self.work.at("caches"):
-            self.engine: PatchEngine = select_engine(model, dataset, options.engine, self.work)
+            self.engine: PatchEngine = select_engine(model, dataset, settings.engine, self.work)
         clean, corrupt = self.engine.baselines()
         self.clean = clean.double().numpy()
         self.corrupt = corrupt.double().numpy()
@@ -67,11 +60,12 @@ class RunContext:
     def mean_pool(self) -> MeanPool:
         """The separate pool mean ablation takes its means from, built on first use."""
         if self._mean_pool is None:
-            seed = self.opts.mean_pool_seed if self.opts.mean_pool_seed is not None else pool_seed(self.seed)
+            s = self.settings
+            seed = s.mean_pool_seed if s.mean_pool_seed is not None else pool_seed(s.seed)
             with self.work.at("mean_pool"):
                 self._mean_pool = build_mean_pool(
                     self.model, self.dataset, generate=self.hyp.task.kind == "ioi", seed=seed,
-                    per_template_min=self.opts.mean_pool_min or DEFAULT_PER_MEAN, work=self.work)
+                    per_template_min=s.mean_pool_min or DEFAULT_PER_MEAN, work=self.work)
         return self._mean_pool
 
     @property
@@ -91,8 +85,8 @@ class RunContext:
     # -- patching ------------------------------------------------------------------------
     def sweep(self, senders: list[Sender], receiver: Receiver, semantics: str | None = None) -> np.ndarray:
         """[n_senders, N] patched metric, each sender alone into ``receiver``."""
-        rows = self.engine.sweep(receiver, list(senders), semantics=semantics or self.semantics,  # type: ignore[arg-type]
-                                 freeze_mlps=self.freeze_mlps)
+        rows = self.engine.sweep(receiver, list(senders), semantics=semantics or self.settings.semantics,  # type: ignore[arg-type]
+                                 freeze_mlps=self.settings.freeze_mlps)
         return rows.double().numpy()
 
     def patched(self, sender: Sender, receiver: Receiver, semantics: str | None = None) -> np.ndarray:

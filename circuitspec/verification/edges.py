@@ -12,13 +12,13 @@ from __future__ import annotations
 import circuitspec.results as R
 from circuitspec.patching.types import LOGITS, Receiver, Sender
 from circuitspec.scoring.edge_null import EdgeNullSetup, edge_null, judge_with_null
-from circuitspec.scoring.nulls import MonteCarlo, NullDraws
+from circuitspec.scoring.nulls import MonteCarlo
 from circuitspec.scoring.stats import verdict
 from circuitspec.spec.circuit import Circuit, Edge
 from circuitspec.spec.heads import format_head
 from circuitspec.verification.context import RunContext
 
-__all__ = ["edge_endpoints", "null_result", "verify_edge"]
+__all__ = ["edge_endpoints", "verify_edge"]
 
 
 def edge_endpoints(circuit: Circuit, edge: Edge) -> tuple[Sender, Receiver]:
@@ -31,22 +31,12 @@ def edge_endpoints(circuit: Circuit, edge: Edge) -> tuple[Sender, Receiver]:
     return sender, Receiver(heads=tuple(dst.heads), via=edge.via, at=edge.at)  # type: ignore[arg-type]
 
 
-def null_result(draws: NullDraws | None) -> R.NullDistribution | None:
-    """A null's draws as results.json reports them."""
-    if draws is None:
-        return None
-    return R.NullDistribution(draws.mean, draws.low, draws.high, draws.n, draws.real, draws.fraction_beaten,
-                              draws.p_value, "layer_matched", draws.off_layer, draws.nonfinite,
-                              draws.layers, draws.widened,
-                              draws.n_distinct)
-
-
 def verify_edge(ctx: RunContext, edge: Edge) -> R.EdgeResult:
     """Patch ``edge`` (jointly, and each sender alone), judge it against its claim and null."""
     sender, receiver = edge_endpoints(ctx.circuit, edge)
     # The joint patch and each sender component alone: one sweep; the null's draws: more.
     alone: list[tuple[str, Sender]] = []
-    if ctx.opts.per_head and len(sender.heads) + len(sender.mlps) > 1:
+    if ctx.settings.per_head and len(sender.heads) + len(sender.mlps) > 1:
         alone = [(format_head(h), Sender(heads=(h,))) for h in sender.heads]
         alone += [(f"MLP{m}", Sender(mlps=(m,))) for m in sender.mlps]
     rows = ctx.sweep([sender] + [s for _, s in alone], receiver)
@@ -58,13 +48,13 @@ def verify_edge(ctx: RunContext, edge: Edge) -> R.EdgeResult:
         for (name, _), row in zip(alone, rows[1 : 1 + len(alone)], strict=True)
     ]
     draws = None  # the run asked for no null (n_null_edges=0); a sentence: the edge has none
-    if ctx.opts.n_null_edges:
+    if ctx.settings.n_null_edges:
         with ctx.work.at("edge_nulls"):
             draws = edge_null(edge.name, sender, receiver, value, edge.sign,
                               lambda group: ctx.sweep(group, receiver), ctx.clean, ctx.corrupt,
                               _null_setup(ctx))
     word, reason = judge_with_null(word, reason, ci, draws, edge.sign, 1 - ctx.level)
-    null = null_result(draws if not isinstance(draws, str) else None)
+    null = draws.summary() if draws is not None and not isinstance(draws, str) else None
     return R.EdgeResult(
         sender=edge.sender,
         receiver=edge.receiver,
@@ -83,7 +73,7 @@ def verify_edge(ctx: RunContext, edge: Edge) -> R.EdgeResult:
 
 
 def _null_setup(ctx: RunContext) -> EdgeNullSetup:
-    n = ctx.opts.n_null_edges
-    rule = MonteCarlo(n_min=n, n_max=max(n, ctx.opts.n_null_edges_max or n), batch=n, alpha=1 - ctx.level)
+    n = ctx.settings.n_null_edges
+    rule = MonteCarlo(n_min=n, n_max=max(n, ctx.settings.n_null_edges_max or n), batch=n, alpha=1 - ctx.level)
     return EdgeNullSetup(ctx.model.info.n_layers, ctx.model.info.n_heads,
                          frozenset(ctx.circuit.heads()), frozenset(ctx.circuit.mlps()), ctx.seed, rule)

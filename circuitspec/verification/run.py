@@ -14,7 +14,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,6 @@ import torch
 import circuitspec.results as R
 from circuitspec.bridge.loading import load_model
 from circuitspec.data.held_out import HeldOut, held_out_status
-from circuitspec.data.ioi import BABA_TEMPLATES
 from circuitspec.data.tasks import hypothesis_dataset
 from circuitspec.errors import InvalidArgument, did_you_mean
 from circuitspec.scoring.breakdown import breakdown
@@ -35,7 +34,7 @@ from circuitspec.spec.schema import Hypothesis
 from circuitspec.verification import claims
 from circuitspec.verification.context import RunContext
 from circuitspec.verification.edges import verify_edge
-from circuitspec.verification.settings import QUICK_NULL, Options
+from circuitspec.verification.settings import Options, resolve
 
 if TYPE_CHECKING:
     from circuitspec.bridge.loading import LoadedModel
@@ -73,40 +72,39 @@ def verify(
     """
 
 
-    opts = options or Options()
-    for key, value in overrides.items():
-        if not hasattr(opts, key):
-            raise InvalidArgument(f"verify() got an unknown option {key!r}{did_you_mean(key, vars(opts))}")
-        setattr(opts, key, value)
-    opts.check()
+    known = [f.name for f in fields(Options)]
+    for key in overrides:
+        if key not in known:
+            raise InvalidArgument(f"verify() got an unknown option {key!r}{did_you_mean(key, known)}")
+    opts = replace(options or Options(), **overrides)  # a copy: the caller's Options stay as they were
+    opts.check()  # before reading the file: a bad option is named even when the file is bad too
     report = progress or (lambda what, done, total: None)
     hyp = hypothesis if isinstance(hypothesis, Hypothesis) else load_hypothesis(hypothesis)
+    settings = resolve(hyp, opts)
     report("loading model", 0, 1)
-    if opts.quick:
-        opts.n_null_edges, opts.n_null_edges_max = min(opts.n_null_edges, QUICK_NULL), None
-        opts.robustness = False
     timings: dict[str, float] = {}
-    torch.manual_seed(opts.seed if opts.seed is not None else (hyp.task.seed or 0))
+    torch.manual_seed(settings.seed)
 
     start = time.perf_counter()
     if model is None:
         spec = hyp.model_spec
         model = load_model(
-            spec.name, revision=spec.revision, device=opts.device or spec.device or "cpu",
+            spec.name, revision=spec.revision, device=settings.device,
             dtype=spec.dtype or "float32", device_map=spec.device_map, n_devices=spec.n_devices,
         )
     timings["load_model"] = time.perf_counter() - start
     check_against_model(hyp, model.info)
     report("building prompts", 0, 1)
+    templates = None if settings.templates is None else list(settings.templates)
     dataset = hypothesis_dataset(
         hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos,
-        n_prompts=opts.n_prompts, seed=opts.seed, templates=opts.templates,
+        n_prompts=settings.n_prompts, seed=settings.seed, templates=templates,
     )
-    held = held_out_status(hyp, dataset, model.tokenizer, in_sample=opts.in_sample, templates=opts.templates)
+    held = held_out_status(hyp, dataset, model.tokenizer, in_sample=settings.in_sample, templates=templates)
 
     with torch.no_grad():
         report("clean and corrupted runs", 0, 1)
-        ctx = RunContext(hyp, model, dataset, opts)
+        ctx = RunContext(hyp, model, dataset, settings)
         work = ctx.work
         edges = []
         with work.at("edges"):
@@ -116,10 +114,10 @@ def verify(
         report("edges", len(edges), len(edges))
 
         circuit, measured = (None, None)
-        if opts.scores:
+        if settings.scores:
             report("circuit scores", 0, 1)
             with work.at("circuit_scores"):
-                if opts.quick:
+                if settings.quick:
                     circuit = claims.quick_scores(ctx)
                 else:
                     circuit, measured = claims.circuit_scores(ctx)
@@ -129,24 +127,13 @@ def verify(
                     circuit = replace(circuit, faithfulness_mib=verify_score(ctx))
 
         robustness = None
-        if opts.robustness:
+        if settings.robustness:
             report("robustness panel", 0, 1)
             with work.at("robustness"):
                 robustness = claims.robustness(ctx, edges, measured)
         timings.update(work.seconds)
 
     return assemble(hyp, model, dataset, ctx, edges, circuit, robustness, timings, held)
-
-
-def _statistics(ctx: RunContext) -> dict[str, Any]:
-    """The settings behind the intervals and nulls, as they were used."""
-    o = ctx.opts
-    return {"seed": ctx.seed, "level": ctx.level, "n_null_edges": o.n_null_edges,
-            "n_null_edges_max": o.n_null_edges_max, "n_random": o.n_random, "n_random_edge": o.n_random_edge,
-            "n_subsets": o.n_subsets, "greedy_steps": o.greedy_steps, "templates": o.templates,
-            "in_sample": o.in_sample, "quick": o.quick,
-            # What the bootstrap resamples as one cluster: a BABA template with its ABBA mirror.
-            "cluster": None if ctx.clusters is None else f"template mod {len(BABA_TEMPLATES)}"}
 
 
 def assemble(
@@ -169,7 +156,7 @@ def assemble(
         claimed += [s.verdict for s in circuit.scores().values() if s.verdict is not None]
     # A quick check leaves claims unchecked, so it never passes (the CLI exits 3 if it held);
     # nor does an in-sample run without --in-sample.
-    passed = (all(word == "verified" for word in claimed) and not ctx.opts.quick
+    passed = (all(word == "verified" for word in claimed) and not ctx.settings.quick
               and not (held is not None and held.blocks))
     info = model.info
     notes = ", ".join(f"{k}={v}" for k, v in dataset.notes.items()) if dataset.notes else None
@@ -194,19 +181,15 @@ def assemble(
         edges=tuple(edges),
         circuit=circuit,
         passed=passed,
-        settings=R.Settings(
-            ctx.semantics, ctx.ablation, ctx.freeze_mlps, ctx.engine.name, ctx.n_boot,
-            ctx.ablation_level, hyp.ablation_scope,
-            None if ctx.built_mean_pool is None else ctx.built_mean_pool.info(),
-            ctx.bootstrap_unit,
-            _statistics(ctx),
-            "at" if claims.edge_at_positions(hyp) else "every",
-        ),
+        settings=ctx.settings.record(
+            engine=ctx.engine.name,  # the engine that ran: "reference" after a fast-engine fallback
+            mean_pool=None if ctx.built_mean_pool is None else ctx.built_mean_pool.info(),
+            bootstrap_unit=ctx.bootstrap_unit, clusters=ctx.clusters),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},
         work={k: round(v, 3) for k, v in ctx.work.forward_equivalents().items()},
         robustness=robustness,
-        mode="quick" if ctx.opts.quick else "full",
+        mode="quick" if ctx.settings.quick else "full",
         held_out=None if held is None else held.held_out,
         held_out_info=None if held is None else held.info(),
     )

@@ -1,17 +1,22 @@
-"""The run settings of ``verify``: every option, its closed choices and ranges, checked once.
+"""The run settings of ``verify``: every option, its closed choices and ranges, resolved once.
 
 :class:`Options` holds what the caller asked (``None``: as the hypothesis file says);
-:meth:`Options.check` refuses a value outside its choices or range before any model
-work. :func:`bootstrap_clusters` decides the unit the bootstrap resamples.
+:func:`resolve` checks it (a value outside its choices or range is refused) and puts it
+over the hypothesis file's values, before any model work, giving the frozen
+:class:`RunSettings` that every stage reads and that results.json ``settings`` is written
+from (:meth:`RunSettings.record`). :func:`bootstrap_clusters` decides the unit the
+bootstrap resamples.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from circuitspec.data.ioi import BABA_TEMPLATES
 from circuitspec.errors import CircuitSpecError
+from circuitspec.records.run_info import Settings
 from circuitspec.verification.limits import LIMITS, check_limits
 
 if TYPE_CHECKING:  # annotations only: importing the engines would import torch
@@ -19,15 +24,17 @@ if TYPE_CHECKING:  # annotations only: importing the engines would import torch
     from circuitspec.data.dataset import Dataset
     from circuitspec.patching.engine import EngineName
     from circuitspec.patching.types import Semantics
+    from circuitspec.spec.schema import Hypothesis
 
-__all__ = ["CHOICES", "QUICK_NULL", "Options", "bootstrap_clusters"]
+__all__ = ["CHOICES", "QUICK_NULL", "Options", "RunSettings", "bootstrap_clusters", "resolve"]
 
 QUICK_NULL = 20  # per-edge null draws under --quick: the fewest that can give p <= 0.05
 
 
 @dataclass
 class Options:
-    """Run settings; ``None`` means 'as the hypothesis file says'."""
+    """What the caller asks for; ``None`` means "as the hypothesis file says". :func:`resolve`
+    turns it into the :class:`RunSettings` a run uses."""
 
     n_prompts: int | None = None
     seed: int | None = None
@@ -67,6 +74,91 @@ class Options:
                 bad.append(f"{key} {value!r}: choose one of {', '.join(allowed)}")
         if bad:
             raise CircuitSpecError("; ".join(bad))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings one verify run uses: the options over the hypothesis file's values,
+    resolved and checked once before any model work (:func:`resolve`). Every stage reads
+    this; results.json ``settings`` is written from it (:meth:`record`)."""
+
+    semantics: Semantics
+    ablation: AblationKind
+    ablation_level: Literal["node", "edge"]  # where the faithfulness claim is judged
+    ablation_scope: Literal["all_positions", "circuit_positions"]
+    edge_positions: Literal["at", "every"]  # where an edge carries signal in edge-level runs
+    freeze_mlps: bool
+    engine: EngineName  # as asked; the engine that ran is recorded (a fallback is the exact one)
+    n_prompts: int | None  # None: the task's own (every custom prompt; the IOI default)
+    seed: int  # prompts, bootstrap and nulls
+    device: str
+    n_bootstrap: int
+    level: float  # confidence level of every interval
+    n_random: int
+    n_random_edge: int
+    n_subsets: int
+    greedy_steps: int
+    minimality_random: int
+    n_null_edges: int
+    n_null_edges_max: int | None
+    mean_pool_min: int | None
+    mean_pool_seed: int | None
+    in_sample: bool
+    templates: tuple[int, ...] | None
+    bootstrap: Literal["template", "prompt"]
+    per_head: bool
+    robustness: bool
+    scores: bool
+    quick: bool
+
+    def statistics(self, clusters: Sequence[int] | None) -> dict[str, Any]:
+        """The settings behind the intervals and nulls, as results.json ``settings.statistics``."""
+        return {"seed": self.seed, "level": self.level, "n_null_edges": self.n_null_edges,
+                "n_null_edges_max": self.n_null_edges_max, "n_random": self.n_random,
+                "n_random_edge": self.n_random_edge, "n_subsets": self.n_subsets,
+                "greedy_steps": self.greedy_steps,
+                "templates": None if self.templates is None else list(self.templates),
+                "in_sample": self.in_sample, "quick": self.quick,
+                # What the bootstrap resamples as one cluster: a BABA template with its ABBA mirror.
+                "cluster": None if clusters is None else f"template mod {len(BABA_TEMPLATES)}"}
+
+    def record(self, *, engine: str, mean_pool: Mapping[str, Any] | None, bootstrap_unit: str,
+               clusters: Sequence[int] | None) -> Settings:
+        """results.json ``settings``: these settings, with what only the run knows (the engine
+        that really ran, the mean pool it built, the bootstrap unit its prompts allowed)."""
+        return Settings(self.semantics, self.ablation, self.freeze_mlps, engine, self.n_bootstrap,
+                        self.ablation_level, self.ablation_scope, mean_pool, bootstrap_unit,
+                        self.statistics(clusters), self.edge_positions)
+
+
+def resolve(hyp: Hypothesis, options: Options) -> RunSettings:
+    """The run's settings: ``options`` checked, then put over the file's values. ``--quick``
+    caps the per-edge null and drops the robustness panel. ``options`` is not changed."""
+    options.check()
+    o, claims = options, hyp.claims
+    level = o.ablation_level or hyp.judged_level()
+    if level not in ("node", "edge"):
+        raise CircuitSpecError(f"ablation level {level!r}: choose node or edge")
+    # Edges carry signal only at their ``at`` position by default: that is the claim their path
+    # patching tests (``ablation_scope: circuit_positions`` implies it for the node level too).
+    at = hyp.edge_positions == "at" or hyp.ablation_scope == "circuit_positions"
+    return RunSettings(
+        semantics=o.semantics or hyp.semantics, ablation=o.ablation or hyp.ablation,
+        ablation_level=level,  # type: ignore[arg-type]
+        ablation_scope=hyp.ablation_scope, edge_positions="at" if at else "every",
+        freeze_mlps=hyp.freeze_mlps if o.freeze_mlps is None else o.freeze_mlps, engine=o.engine,
+        n_prompts=o.n_prompts if o.n_prompts is not None else hyp.task.n_prompts,
+        seed=o.seed if o.seed is not None else (hyp.task.seed or 0),
+        device=o.device or hyp.model_spec.device or "cpu",
+        n_bootstrap=o.n_bootstrap or claims.n_bootstrap, level=claims.confidence,
+        n_random=o.n_random, n_random_edge=o.n_random_edge, n_subsets=o.n_subsets,
+        greedy_steps=o.greedy_steps, minimality_random=o.minimality_random,
+        n_null_edges=min(o.n_null_edges, QUICK_NULL) if o.quick else o.n_null_edges,
+        n_null_edges_max=None if o.quick else o.n_null_edges_max,
+        mean_pool_min=o.mean_pool_min, mean_pool_seed=o.mean_pool_seed, in_sample=o.in_sample,
+        templates=None if o.templates is None else tuple(o.templates), bootstrap=o.bootstrap,
+        per_head=o.per_head, robustness=o.robustness and not o.quick, scores=o.scores, quick=o.quick,
+    )
 
 
 # Closed choices of the run settings; ``None`` means "as the hypothesis file says".
