@@ -187,19 +187,30 @@ def as_json(record: Any) -> dict[str, Any]:
     return out
 
 
+_OBJECT_ERRORS = ("dataclass_type", "dataclass_exact_type", "dict_type", "model_type")
+
+
 def _problems(exc: ValidationError) -> str:
     """The first few problems of a malformed results.json, each named by where it sits
     (``edges[0].verdict``)."""
     out = []
     for error in exc.errors()[:3]:
-        parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]]
-        where = "".join(parts).lstrip(".")
-        parent, key = "".join(parts[:-1]).lstrip(".") or "results.json", str(error["loc"][-1] if error["loc"] else "")
-        if error["type"] == "missing":
+        loc, kind, value = error["loc"], error["type"], error.get("input")
+        parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc]
+        where = "".join(parts).lstrip(".") or "results.json"
+        parent, key = "".join(parts[:-1]).lstrip(".") or "results.json", loc[-1] if loc else ""
+        shown = repr(value) if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
+        if kind == "missing" and isinstance(key, int):
+            out.append(f"{parent}: malformed value (too few items: no item [{key}])")
+        elif kind == "missing":
             out.append(f"{parent}: missing required field {key!r}")
-        elif error["type"] == "literal_error":
-            out.append(f"{parent}: {key} must be one of {error['ctx']['expected']}, not {error['input']!r}")
+        elif kind == "literal_error":
+            out.append(f"{parent}: {key} must be one of {error['ctx']['expected']}, not {value!r}")
+        elif kind in _OBJECT_ERRORS:
+            out.append(f"{where}: expected an object, got {type(value).__name__}")
+        elif kind in ("list_type", "tuple_type"):
+            out.append(f"{where}: expected a list, got {type(value).__name__}")
         else:
-            out.append(f"{where or 'results.json'}: malformed value ({error['msg']})")
+            out.append(f"{where}: malformed value {shown} ({error['msg']})")
     more = exc.error_count() - len(out)
     return "; ".join(out) + (f"; and {more} more" if more > 0 else "")

@@ -18,6 +18,8 @@ in it is deliberate (key order, non-finite numbers as null, float text).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -104,3 +106,19 @@ def test_unknown_keys_are_ignored():
     d["settings"]["new_setting"] = "on"
     d["circuit"]["faithfulness"]["new"] = 1.0
     assert Result.from_json(d).dumps() == golden("tiny_nonfinite")
+
+
+def test_schema_command_prints_the_schema_the_golden_files_validate_against():
+    out = subprocess.run([sys.executable, "-m", "circuitspec.cli", "schema", "--results"],
+                         capture_output=True, text=True, check=True).stdout
+    schema = json.loads(out)
+    assert schema == results_json_schema()
+    settings = schema["properties"]["settings"]["properties"]
+    assert settings["ablation"]["enum"] == ["mean", "resample", "zero"]  # closed choices, from the types
+    assert "Bootstrap resamples" in settings["n_bootstrap"]["description"]  # docstrings, from the types
+    for name in NAMES:
+        jsonschema.validate(json.loads(golden(name)), schema)
+    bad = json.loads(golden("tiny_nonfinite"))
+    bad["edges"][0]["verdict"] = "maybe"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
