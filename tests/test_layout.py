@@ -10,7 +10,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "circuitspec"
+from helpers.paths import ROOT
+
+PACKAGE = ROOT / "circuitspec"
 MAX_LINES = 400
 
 

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.paths import SHIPPED
 from ruamel.yaml import YAML
 
 from circuitspec.cli import main
 
-SHIPPED = Path(__file__).resolve().parent.parent / "hypotheses" / "ioi_smollm2_135m.yaml"
 CHEAP = ["--quick", "--n-prompts", "16", "--n-null-edges", "0", "--n-bootstrap", "200", "--mean-pool-min", "20"]
 N_HEADS = 9  # SmolLM2-135M: query heads per layer
 DOWNSTREAM = {"name_movers": "negative_name_movers", "s_inhibition": "name_movers", "induction": "s_inhibition"}

@@ -11,13 +11,13 @@ import types
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
 import circuitspec as cs
 from circuitspec.errors import FormatError
 from circuitspec.formats.convert import import_file
 from circuitspec.spec.load import load_hypothesis
 
-ROOT = Path(__file__).resolve().parent.parent
 FAST = {"n_random": 5, "n_null_edges": 0, "n_bootstrap": 100, "robustness": False, "n_prompts": 8}
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.paths import FIXTURES
 
 import circuitspec as cs
 from circuitspec.formats.convert import import_file
 from circuitspec.spec.load import load_hypothesis
 from circuitspec.verification.validate import check_file
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "formats"
 FILES = {"eap-ig": "eap_ig.json", "mib-pt": "mib.pt", "acdc": "acdc_edges.pkl",
          "auto-circuit": "auto_circuit.json"}
 # auto-circuit's file holds scores only, so the circuit is chosen by score; the others mark it.

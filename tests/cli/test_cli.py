@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
 from circuitspec.data.tasks import build_dataset
 from circuitspec.errors import CircuitSpecError, InputFileError, TaskError
@@ -18,7 +19,6 @@ from circuitspec.spec.textfile import read_text
 from circuitspec.verification.limits import LIMITS
 from circuitspec.verification.settings import Options
 
-ROOT = Path(__file__).resolve().parent.parent
 HYP = "hypotheses/ioi_smollm2_135m.yaml"
 
 

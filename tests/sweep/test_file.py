@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
 from circuitspec.errors import HypothesisError, SweepError
 from circuitspec.spec.load import load_hypothesis
 from circuitspec.sweep.grid import expand
 from circuitspec.sweep.spec import json_schema, load_sweep
 
-ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests" / "bad_sweeps").glob("*.yaml"))
 HYP = ROOT / "hypotheses" / "ioi_smollm2_135m.yaml"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from helpers.paths import FIXTURES, ROOT
 from helpers.reference_mib import reference_metric
 
 from circuitspec.data.ioi import build_ioi
@@ -88,14 +89,12 @@ def test_mib_score_command_on_a_fixture(tiny_model_dirs, tiny_models):
     (MLP and input edges included) scored as the reference scores them."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
-    fixture = root / "tests" / "fixtures" / "formats" / "tiny_gpt2_eap_ig.json"
+    fixture = FIXTURES / "tiny_gpt2_eap_ig.json"
     run = subprocess.run([sys.executable, "-m", "circuitspec.cli", "mib-score", str(fixture),
                           "--format", "eap-ig", "--model", str(tiny_model_dirs["gpt2"]),
                           "--n-prompts", "4", "--seed", "5"],
-                         capture_output=True, text=True, cwd=root, timeout=300)
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert run.returncode == 0, run.stderr
     # EAP-IG prunes L2H3 -> logits (L2H3 receives nothing); under patching that cannot change
     # the metric, so the reference below scores all seven and must agree

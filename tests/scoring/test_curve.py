@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 from helpers.reference_mib import reference_metric
 
 from circuitspec.data.ioi import build_ioi
@@ -15,7 +15,6 @@ from circuitspec.formats import eap_ig
 from circuitspec.scoring.curve import MIB_SIZES, area, curve, prune
 from circuitspec.scoring.mib import all_edges
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "formats" / "tiny_gpt2_eap_ig.json"
 
 

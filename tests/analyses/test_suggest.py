@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from helpers.paths import ROOT
+
 from circuitspec.analyses.suggest import suggest
 from circuitspec.data.tasks import build_dataset
 from circuitspec.spec.load import load_hypothesis
@@ -27,9 +29,8 @@ def test_draft_validates(tiny_models, tiny_model_dirs, tmp_path):
 
 def test_committed_smollm2_draft_is_a_valid_hypothesis():
     """docs/examples/suggest_smollm2_135m.yaml is `suggest`'s output on SmolLM2, kept loadable."""
-    from pathlib import Path
 
-    path = Path(__file__).parent.parent / "docs" / "examples" / "suggest_smollm2_135m.yaml"
+    path = ROOT / "docs" / "examples" / "suggest_smollm2_135m.yaml"
     hyp = load_hypothesis(path)
     assert {"name_movers", "s_inhibition", "induction", "previous"} <= set(hyp.nodes)
     assert "verified" in path.read_text()  # the recorded verify run

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 from helpers.sample_result import NODES, sample_result
 
 from circuitspec.errors import RenderError
@@ -190,7 +190,7 @@ def test_bad_suffix_and_bad_head_are_clear_errors(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("hypotheses/ioi_*.yaml")),
+@pytest.mark.parametrize("path", sorted(ROOT.glob("hypotheses/ioi_*.yaml")),
                          ids=lambda p: p.stem)
 def test_shipped_hypotheses_render(tmp_path, path):
     from circuitspec.spec.load import load_hypothesis

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
 from circuitspec.bridge.loading import PACKAGED
 from circuitspec.errors import HypothesisError
@@ -12,8 +13,6 @@ from circuitspec.spec.circuit import Edge
 from circuitspec.spec.heads import parse_member
 from circuitspec.spec.load import check_against_model, load_hypothesis
 from circuitspec.spec.schema import json_schema
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -13,7 +13,7 @@ zero), and B's query weights are zero. Worked out by hand:
 - a silent head in B's group, and a silent group, change F by exactly 0: pruning drops them.
 
 The brute-force reference evaluates every candidate first edge with the slow, per-prompt
-hook reference of tests/test_edge_ablation.py, not with the engine under test.
+hook reference of tests/ablation/test_edge.py, not with the engine under test.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`circuitspec sweep` on local Ray: tiny checkpoints x two seeds, one bad model, a kill, a resume.
 
-The checkpoints are built so the answers are known by hand (tests/checkpoints.py): on
+The checkpoints are built so the answers are known by hand (tests/helpers/checkpoints.py): on
 ``works`` the hypothesis' edge has effect exactly -1 (verified), on ``broken`` exactly 0
 (refuted), and ``missing`` is a folder that does not exist (a bad cell, reported in its
 row). The sweep is killed (SIGTERM, as `kill` or a scheduler does; Ctrl-C takes the same

@@ -16,12 +16,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
 from circuitspec.output.interactive import edge_id, render_interactive
 from circuitspec.output.report import render_report_page
 from circuitspec.results import Result
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "circuits" / "ioi_smollm2_135m" / "results.json"
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

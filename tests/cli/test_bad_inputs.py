@@ -2,7 +2,7 @@
 exits 2 with the file, line, field or option named, no traceback, and nothing written.
 
 The command line runs in this process (``main()`` with ``sys.argv`` set) so that the
-61 cases share one interpreter start; tests/test_cli.py runs it as a subprocess.
+61 cases share one interpreter start; tests/cli/test_cli.py runs it as a subprocess.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.paths import TESTS
 from ruamel.yaml import YAML
 
 from circuitspec.cli import main
 
-HERE = Path(__file__).resolve().parent / "bad_inputs"
+HERE = TESTS / "bad_inputs"
 CASES = YAML(typ="safe", pure=True).load((HERE / "cases.yaml").read_text())
 
 

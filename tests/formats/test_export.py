@@ -11,13 +11,13 @@ import types
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
 import circuitspec as cs
 from circuitspec.formats.convert import export_file, import_file
 from circuitspec.formats.graph import FORMATS
 from circuitspec.spec.load import load_hypothesis
 
-ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "hypotheses" / "ioi_smollm2_135m.yaml"
 EXT = {"eap-ig": ".json", "mib-pt": ".pt", "acdc": ".pkl", "auto-circuit": ".json"}
 FAST = {"n_random": 5, "n_null_edges": 0, "n_bootstrap": 100, "robustness": False, "n_prompts": 8}
@@ -69,7 +69,7 @@ def write_tiny(path: Path, model_dir: Path, nodes: str, edges: str) -> Path:
 
 ALL_HEADS = ", ".join(f"L{layer}H{h}" for layer in range(3) for h in range(4))
 # Every head patched jointly gives exactly the corrupted run at END (effect -1, verified, as in
-# test_verify); MLP1 cannot move the metric 1000 gaps, so its edge is refuted and, exported,
+# tests/cli/test_verify.py); MLP1 cannot move the metric 1000 gaps, so its edge is refuted and, exported,
 # out of the circuit.
 TINY_NODES = (f"  movers: {{role: name_mover, heads: [{ALL_HEADS}]}}\n"
               "  mlp: {role: other, heads: [MLP1]}\n")

@@ -1,5 +1,5 @@
 """The interactive report.html: the view it is drawn from, read defensively, and a page
-that needs no network. (tests/test_report_browser.py opens it in a real browser.)"""
+that needs no network. (tests/output/test_report_browser.py opens it in a real browser.)"""
 
 from __future__ import annotations
 

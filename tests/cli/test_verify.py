@@ -6,10 +6,10 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 from helpers.hypotheses import CLI, TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
+from helpers.paths import SHIPPED
 
 import circuitspec as cs
 
@@ -153,9 +153,8 @@ def test_smollm2_hypothesis_end_to_end(smollm2):
     edge-level faithfulness had single-edge effects near -0.01 on the discovery prompts,
     far below the file's 0.05 bar, which the file does not lower: they cannot verify, so
     the run fails honestly on them."""
-    root = Path(__file__).resolve().parent.parent
     result = cs.verify(
-        root / "hypotheses" / "ioi_smollm2_135m.yaml", smollm2,
+        SHIPPED, smollm2,
         n_prompts=16, n_random=10, n_random_edge=0, n_null_edges=100, n_bootstrap=500, robustness=False,
         n_subsets=5, greedy_steps=1, mean_pool_min=20,
     )

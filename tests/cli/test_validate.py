@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests" / "bad_hypotheses").glob("*.yaml"))
 GOOD = sorted((ROOT / "hypotheses").glob("*.yaml"))
 

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
 from circuitspec.formats.mapping import load_role_map
 from circuitspec.results import Result
 from circuitspec.spec.load import load_hypothesis
 
-ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "formats.md"
 EXAMPLES = ROOT / "docs" / "examples" / "formats"
 
