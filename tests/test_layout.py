@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from helpers.paths import ROOT
+from helpers.paths import ROOT, TESTS
 
 PACKAGE = ROOT / "circuitspec"
 MAX_LINES = 400
@@ -169,3 +169,41 @@ def test_every_module_is_short():
         if (n := len(path.read_text().splitlines())) >= MAX_LINES
     }
     assert not long, f"modules of {MAX_LINES} lines or more: {long}"
+
+
+# The whole package's tests, not one module's: its shape here, its README's example.
+WHOLE_PACKAGE_TESTS = {"test_layout.py", "test_readme.py"}
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<stage>/ tests circuitspec/<stage>/ (tests/cli: the command line, end to end), and
+    a test file left at the top of tests/ tests a top-level module (test_results.py: results.py)."""
+    stages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.parent.name for p in TESTS.glob("*/test_*.py")}
+    assert folders <= stages | {"cli"}, f"test folders naming no package folder: {folders - stages - {'cli'}}"
+    modules = {f"test_{p.stem}.py" for p in PACKAGE.glob("*.py")}
+    loose = {p.name for p in TESTS.glob("test_*.py")} - modules - WHOLE_PACKAGE_TESTS
+    assert not loose, f"test files at the top of tests/ that belong in a stage folder: {loose}"
+
+
+def test_test_modules_share_code_only_through_helpers():
+    """A test module imports helpers.x, never another test module or conftest, and never edits
+    sys.path (pytest's importlib mode puts no test folder on it)."""
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.ImportFrom):
+                names = ["." * node.level + (node.module or "")]
+            for name in names:
+                top = name.split(".")[0]
+                if name.startswith(".") or top in {"tests", "conftest"} or top.startswith("test_"):
+                    found.append(f"{path.relative_to(TESTS)}: imports {name}")
+            if (isinstance(node, ast.Attribute) and node.attr == "path"
+                    and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+                found.append(f"{path.relative_to(TESTS)}:{node.lineno}: sys.path")
+    assert not found, found

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
+from helpers.cli import CLI
 
 from circuitspec.bridge.loading import PACKAGED, load_model, resolve_kind
 from circuitspec.errors import ModelLoadError
 
-CLI = [sys.executable, "-m", "circuitspec.cli"]
 PROMPT = "When John and Mary went to the shops, John gave the bag to"
 
 

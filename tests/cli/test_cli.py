@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers.paths import ROOT
+from helpers.cli import cli
 
 from circuitspec.data.tasks import build_dataset
 from circuitspec.errors import CircuitSpecError, InputFileError, TaskError
@@ -20,11 +18,6 @@ from circuitspec.verification.limits import LIMITS
 from circuitspec.verification.settings import Options
 
 HYP = "hypotheses/ioi_smollm2_135m.yaml"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "circuitspec.cli", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 USAGE = [

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import cli
 from helpers.paths import ROOT
 
 BAD = sorted((ROOT / "tests" / "bad_hypotheses").glob("*.yaml"))
 GOOD = sorted((ROOT / "hypotheses").glob("*.yaml"))
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "circuitspec.cli", *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
 
 
 def test_the_corpus_covers_the_common_mistakes():

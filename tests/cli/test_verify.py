@@ -8,7 +8,8 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from helpers.hypotheses import CLI, TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
+from helpers.cli import CLI
+from helpers.hypotheses import TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
 from helpers.paths import SHIPPED
 
 import circuitspec as cs

@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
+from helpers.cli import cli
 from helpers.paths import ROOT
 
 import circuitspec as cs
@@ -19,11 +20,6 @@ from circuitspec.formats.convert import import_file
 from circuitspec.spec.load import load_hypothesis
 
 FAST = {"n_random": 5, "n_null_edges": 0, "n_bootstrap": 100, "robustness": False, "n_prompts": 8}
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "circuitspec.cli", *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 def eap_json(path: Path, edges: dict, n_layers=3, n_heads=4, d_model=32, **extra) -> Path:

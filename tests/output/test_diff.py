@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 from helpers.checkpoints import save_silenced, write_late_hypothesis
+from helpers.cli import CLI
 
 import circuitspec as cs
 from circuitspec.output.diff import diff_files
 
-CLI = [sys.executable, "-m", "circuitspec.cli"]
 CHEAP = {"n_random": 0, "n_null_edges": 0, "n_bootstrap": 100, "robustness": False,
          "scores": False, "per_head": False}
 

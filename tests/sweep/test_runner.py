@@ -14,16 +14,15 @@ import csv
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from helpers.checkpoints import save_silenced, write_late_hypothesis
+from helpers.cli import CLI
 
 import circuitspec as cs
 
-CLI = [sys.executable, "-m", "circuitspec.cli"]
 CHEAP = {"n_random": 0, "n_null_edges": 0, "n_bootstrap": 100, "n_subsets": 2, "greedy_steps": 0,
          "per_head": False, "robustness": False}
 SWEEP = """name: tiny-checkpoints

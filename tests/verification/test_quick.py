@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from helpers.hypotheses import CLI, TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
+from helpers.cli import CLI
+from helpers.hypotheses import TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
 
 import circuitspec as cs
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import CLI
 
 import circuitspec as cs
-
-CLI = [sys.executable, "-m", "circuitspec.cli"]
 
 HYPOTHESIS = """name: wiring
 model: {model}
