@@ -88,8 +88,18 @@ def test_activation_patching_shapes(gpt2):
     assert by_pos.values.shape == (info.n_layers * info.n_heads, len(ds.positions))
 
 
+# The hook each kind of activation patching writes to, in TransformerLens's names (written out
+# here rather than read from the module under test).
+HOOKS = {
+    "resid_pre": "blocks.{}.hook_resid_pre", "attn_out": "blocks.{}.hook_attn_out",
+    "mlp_out": "blocks.{}.hook_mlp_out", "head_out": "blocks.{}.attn.hook_z",
+    "head_out_by_pos": "blocks.{}.attn.hook_z", "q": "blocks.{}.attn.hook_q",
+    "k": "blocks.{}.attn.hook_k", "v": "blocks.{}.attn.hook_v", "pattern": "blocks.{}.attn.hook_pattern",
+}
+
+
 def _all_variants(model, ds, kind):
-    info, hook = model.info, patching._HOOK[kind]
+    info, hook = model.info, HOOKS[kind]
     slots = info.n_kv_heads if kind in ("k", "v") else info.n_heads
     cols = patching.named_positions(ds)
     out = []
@@ -110,6 +120,7 @@ def test_resumed_patching_matches_full_passes(models, family):
     ds = _dataset(model, n=4)
     variants = [(), (patching.Patch("blocks.1.hook_resid_pre", None, "S2"),
                      patching.Patch("blocks.2.attn.hook_z", 1, "END"))]
+    assert set(HOOKS) == set(patching.KINDS)
     for kind in patching.KINDS:
         variants += _all_variants(model, ds, kind)
     resumed = patching.patch_variants(model, ds, variants, resume=True)

@@ -160,12 +160,8 @@ def test_builtin_notebook_prompts(tok):
 
 
 @pytest.mark.real
-def test_ioi_prompts_on_the_smollm2_tokenizer():
-    from transformers import AutoTokenizer
-
-    from circuitspec.bridge.loading import _convert_gguf
-
-    tok = AutoTokenizer.from_pretrained(_convert_gguf("smollm2-135m-instruct"))
+def test_ioi_prompts_on_the_smollm2_tokenizer(smollm2):
+    tok = smollm2.tokenizer  # the tokenizer verify uses, as load_model returns it
     data = ioi(tok, n=64)
     kept, total = map(int, data.notes["names_kept"].split("/"))
     assert kept > 50

@@ -11,6 +11,7 @@ from helpers.ablation_reference import logit_diff_one, manual_template_means, se
 from helpers.ioi_prompts import ioi_dataset
 
 from circuitspec.ablation.node import AblationRunner, Keep, per_prompt_logit_diff
+from circuitspec.bridge.work import Work
 from circuitspec.data.dataset import Dataset
 from circuitspec.scoring.faithfulness import faithfulness
 from circuitspec.scoring.scores import completeness, evaluate_circuit, minimality
@@ -128,13 +129,15 @@ def test_resumed_passes_match_full_passes(tiny_models, datasets, family):
              Keep.of(everything - {(2, 1), (2, 3)}), Keep.of({(0, 2), (2, 1)}),
              Keep.of({(1, 0), (2, 2)}, circuit_positions={(1, 0): ["S2"]}),
              Keep.of({(1, 0), (2, 2)}, mlps=[0, 2])]
-    fast = AblationRunner(model, ds, "mean")
+    resumed, full = Work(per_forward=1), Work(per_forward=1)
+    fast = AblationRunner(model, ds, "mean", work=resumed)
     assert fast.resume
     got = fast.run(keeps)
-    plain = AblationRunner(model, ds, "mean", resume=False)
+    plain = AblationRunner(model, ds, "mean", resume=False, work=full)
     torch.testing.assert_close(got, plain.run(keeps), atol=1e-5, rtol=0)
-    assert {fast._start(fast._groups[0], fast._key(k)) for k in keeps[:5]} == {
-        (2, "ablated"), (1, "ablated"), (1, "clean"), (2, "clean")}
+    # Teeth: the same numbers from fewer token-layers, so passes really started past layer 0
+    # (the exact count, by hand, is in the next test).
+    assert 0 < resumed.total < full.total
     # A small token budget: one prompt per pass, references cached per slice.
     small = AblationRunner(model, ds, "resample", max_tokens=1)
     torch.testing.assert_close(small.run(keeps),
@@ -146,8 +149,6 @@ def test_resumed_passes_match_full_passes(tiny_models, datasets, family):
 def test_keep_sets_sharing_layers_match_full_passes_and_share_the_work(tiny_models, datasets, family):
     """The runner's prefix tree: keep-sets that agree up to a layer share the pass through it.
     Checked against full passes (no resuming, one copy per keep-set) and by its work count."""
-    from circuitspec.bridge.work import Work
-
     model, ds = tiny_models[family], datasets[family]  # 3 layers, 4 heads
     circuit = {(0, 1), (1, 2), (2, 0), (2, 3)}
     keeps = [Keep.of(circuit - {h}) for h in sorted(circuit)] + [Keep.of(circuit)]

@@ -105,10 +105,11 @@ def test_swap_and_rewire_change_the_file_as_described():
 @pytest.mark.real
 @pytest.mark.slow
 def test_wrong_variants_exit_1_and_lose_edge_level_faithfulness(tmp_path, monkeypatch, capsys, smollm2):
-    from circuitspec.bridge import loading as models
-
     # One loaded model for the three CLI runs: the same prompts reuse its path-patching caches.
-    monkeypatch.setattr(models, "load_model", lambda ref, **kw: smollm2)
+    # Patched where verify() looks it up (verification.run imports the name), and counted, so
+    # a later move of that import fails here instead of quietly loading SmolLM2 three times.
+    loads = []
+    monkeypatch.setattr("circuitspec.verification.run.load_model", lambda ref, **kw: loads.append(ref) or smollm2)
     yaml = YAML()
     swapped, rewired = yaml.load(SHIPPED.read_text()), yaml.load(SHIPPED.read_text())
     swap_group(swapped, "induction")
@@ -116,6 +117,7 @@ def test_wrong_variants_exit_1_and_lose_edge_level_faithfulness(tmp_path, monkey
     runs = {"shipped": verify_json(SHIPPED, monkeypatch, capsys)}
     for name, doc in (("swapped", swapped), ("rewired", rewired)):
         runs[name] = verify_json(_write(tmp_path, name, doc), monkeypatch, capsys)
+    assert loads == ["smollm2-135m-instruct"] * 3
     scores = {name: result["circuit"]["faithfulness_edge_level"] for name, (_, result) in runs.items()}
     print({name: (s["value"], s["ci"], s["verdict"]) for name, s in scores.items()})
     for _, result in runs.values():
