@@ -419,6 +419,34 @@ def test_discovery_prompts_are_regenerated_with_the_discovery_corruption(tmp_pat
         cs.load_hypothesis(path)
 
 
+def test_a_discovery_record_naming_the_templates_used_still_finds_the_discovery_prompts(tmp_path, tiny_models):
+    """`suggest --grow-edges` wrote `discovery.templates` as the templates its (unrestricted)
+    prompts happened to use. Rebuilt with that restriction, seed 0 names other prompts, so a
+    verify on the very discovery prompts was called held out (overlap 0). Such a record is
+    ambiguous, and both draws are compared."""
+    from circuitspec.data.held_out import held_out_status
+    from circuitspec.data.ioi import build_ioi
+
+    model = tiny_models["llama"]
+    found = build_ioi(model.tokenizer, n_prompts=16, seed=0, corruption="abc", prepend_bos=False)
+    used = sorted(set(found.template))
+    rebuilt = build_ioi(model.tokenizer, n_prompts=16, seed=0, corruption="abc", prepend_bos=False, templates=used)
+    assert not set(rebuilt.clean_text) & set(found.clean_text)  # the restricted draw names other prompts
+    path = _write(tmp_path / "h.yaml", Path("m"), RIGHT)
+    path.write_text(path.read_text() + f"discovery: {{seed: 0, n_prompts: 16, templates: {used}}}\n")
+    hyp = cs.load_hypothesis(path)
+    status = held_out_status(hyp, found, model.tokenizer, in_sample=False)  # verify on the discovery prompts
+    assert status.overlap == 16 and status.held_out is False and status.blocks
+    # A real restriction is still honoured: its own prompts are found, others are not in-sample.
+    narrow = tmp_path / "narrow.yaml"
+    narrow.write_text(_write(tmp_path / "n.yaml", Path("m"), RIGHT).read_text()
+                      + "discovery: {seed: 0, n_prompts: 16, templates: [3, 18]}\n")
+    hyp = cs.load_hypothesis(narrow)
+    own = build_ioi(model.tokenizer, n_prompts=16, seed=0, corruption="abc", prepend_bos=False, templates=[3, 18])
+    assert held_out_status(hyp, own, model.tokenizer, in_sample=False).overlap == 16
+    assert held_out_status(hyp, found, model.tokenizer, in_sample=False).held_out is True
+
+
 def test_own_prompts_with_generator_discovery_are_not_known_to_be_held_out(tmp_path, tiny_models):
     """discovery names IOI generator prompts; a kind: prompts task may have been explored on its
     own prompts, which the block cannot name: unknown (None), unless a prompt is shared."""

@@ -42,7 +42,13 @@ def grow_hypothesis(
         draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
     runner = AblationRunner(model, dataset, ablation)  # type: ignore[arg-type]
     result = grow_edges(runner, draft.groups, engine=select_engine(model, dataset), log=log, **options)
-    discovery = {"seed": seed, "n_prompts": len(dataset), "templates": sorted(set(dataset.template))}
+    # The draw that names these prompts: its seed, count, corruption and template restriction
+    # (if any). The templates the prompts happen to use are not a restriction: rebuilding
+    # with them draws other prompts, and verify's held-out check then missed the real ones.
+    discovery: dict[str, Any] = {"seed": seed, "n_prompts": len(dataset),
+                                 "corruption": "s_swap" if dataset.notes.get("corruption") == "s_swap" else "abc"}
+    if dataset.notes.get("templates") is not None:
+        discovery["templates"] = list(dataset.notes["templates"])
     notes = evidence_lines(result, options, ablation, start)
     if "discovery" in Hypothesis.model_fields:
         extra["discovery"] = discovery
