@@ -238,6 +238,7 @@ def test_every_reported_number_recomputes_from_the_per_prompt_values(tmp_path, t
         assert data["settings"]["bootstrap_unit"] == "template"  # templates resampled as clusters
         stats = data["settings"]["statistics"]  # the seed and level are in the file, not guessed
         assert stats["cluster"] == "template mod 15"  # a template and its mirror are one cluster
+        assert stats["n_clusters"] == len({t % 15 for t in pp["template"]}) and "widened" in stats["interval"]
         assert score["ci"] == pytest.approx(list(bootstrap_ratio_ci(
             fc, fm, n_resamples=n_boot, seed=stats["seed"], level=stats["level"],
             clusters=[t % 15 for t in pp["template"]])))
