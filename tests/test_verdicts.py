@@ -712,3 +712,16 @@ def test_completeness_every_k_includes_the_greedy_options_not_taken():
     wide = next(k for k in score.details["searched"] if k["heads"] == ["L0H1"])
     assert wide["name"].startswith("greedy option") and wide["ci"][1] > 0.15
     assert score.verdict == "inconclusive" and "greedy option" in score.reason
+
+
+def test_a_verified_faithfulness_without_a_circuit_null_says_why():
+    """With no null drawn (asked for none, or too few spare heads) a verified faithfulness said
+    nothing about it, where an edge in that case says it was not tested against a null."""
+    from circuitspec.scoring.faithfulness import Score
+    from circuitspec.verification.claims import null_gate
+
+    score = Score(1.0, (0.9, 1.1), "verified", "CI inside the band.")
+    assert "(n_random=0)" in null_gate(score, None, 0.05, 0).reason
+    assert "too few heads outside the circuit" in null_gate(score, None, 0.05, 100).reason
+    assert null_gate(score, None, 0.05, 100).verdict == "verified"
+    assert null_gate(score, None, 0.05).reason == score.reason
