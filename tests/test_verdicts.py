@@ -590,8 +590,16 @@ def test_a_template_and_its_mirror_are_one_bootstrap_cluster():
     templates = list(range(30))
     labels, unit = bootstrap_clusters(SimpleNamespace(template=templates), "template", "ioi")
     assert unit == "template" and labels == [t % 15 for t in templates]
+    # Few pairs are still clusters (their interval is widened, test_stats); resampling their
+    # prompts as independent covered 73 % with 4 pairs. One pair alone cannot be clustered.
     few, unit = bootstrap_clusters(SimpleNamespace(template=[0, 1, 2, 3, 15, 16, 17, 18]), "template", "ioi")
-    assert few is None and "4 template pairs" in unit
+    assert unit == "template" and few == [0, 1, 2, 3, 0, 1, 2, 3]
+    one, unit = bootstrap_clusters(SimpleNamespace(template=[4, 19, 4]), "template", "ioi")
+    assert one is None and "only 1 template pair" in unit
+    import numpy as np
+
+    from circuitspec.scoring.stats import bootstrap_ci
+    assert all(np.isnan(bootstrap_ci(np.arange(6.0), n_resamples=100, clusters=[7] * 6)))
 
 
 class _TableRunner:

@@ -99,7 +99,10 @@ def bootstrap_paired_ci(
         estimate = float(np.asarray(statistic(*(d[None, :] for d in data)), dtype=np.float64).reshape(-1)[0])
     if not np.isfinite(estimate):
         return (float("nan"), float("nan"))
-    c = cluster_widening(len(set(np.asarray(clusters).tolist())), level)
+    n_clusters = len(set(np.asarray(clusters).tolist()))
+    if n_clusters < 2:  # one cluster says nothing about the spread between clusters
+        return (float("nan"), float("nan"))
+    c = cluster_widening(n_clusters, level)
     return (min(low, estimate - c * (estimate - low)), max(high, estimate + c * (high - estimate)))
 
 
