@@ -145,6 +145,11 @@ edges:
     text = out.read_text()
     assert "step 1: +" in text and "pruned head L1H0" in text and "discovery:" in text
     assert f"n_prompts': {len(ds)}" in text or "n_prompts: 6" in text
+    # The prompts were drawn from every template: the templates they happen to use are not a
+    # restriction (rebuilding with them names other prompts, so verify's held-out check missed
+    # the real discovery prompts).
+    assert hyp.discovery is not None and hyp.discovery.templates is None
+    assert hyp.discovery.seed == 2 and hyp.discovery.n_prompts == len(ds)
 
 
 def test_candidates_are_edges_a_hypothesis_file_accepts():
