@@ -284,7 +284,7 @@ def minimality(
                                                   clusters=clusters) for v, (_, j) in best.items()}
     # Each head's K is the one with the largest change on these prompts, so its interval is
     # post-selection and clears the bar more often than 2.5 % of the time for a head whose true
-    # change is below it (7.5 % with 10 K in review15.md). The claim "some K makes v matter" is
+    # change is below it (7.5 % with 10 K in docs/reviews/statistics-2026-12-05.md). The claim "some K makes v matter" is
     # verified on a Bonferroni interval over the K tried for v (level 1 - alpha / m_v), which
     # holds whichever K is chosen.
     n_k = {v: sum(1 for u, _ in pairs if u == v) for v in best}

@@ -81,7 +81,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # A cluster bootstrap needs two clusters; few of them are widened (stats.cluster_widening). The
 # bar was 8 template pairs, below which prompts were resampled as if independent: with 4 pairs
-# and a template effect that "95 %" interval covered 73 % (review15.md), the widened cluster
+# and a template effect that "95 %" interval covered 73 % (docs/reviews/statistics-2026-12-05.md), the widened cluster
 # interval 96 %, and held-out-by-template runs are exactly the runs with few pairs.
 MIN_CLUSTERS = 2
 
