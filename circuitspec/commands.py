@@ -335,7 +335,9 @@ def curve_(
     plot(curves, out / "curve.png", f"{scores.name} on {model}")
     for c in curves:
         typer.echo(f"{c.ranking:>9}: CPR {c.cpr:.3f} [{c.cpr_ci[0]:.3f}, {c.cpr_ci[1]:.3f}]  "
-                   f"CMD {c.cmd:.3f} [{c.cmd_ci[0]:.3f}, {c.cmd_ci[1]:.3f}]")
+                   f"CMD {c.cmd:.3f} [{c.cmd_ci[0]:.3f}, {c.cmd_ci[1]:.3f}]"
+                   + (f"  ({c.nonfinite} resamples with m(M) = m(empty) left out of the intervals)"
+                      if c.nonfinite else ""))
     if random_summary is not None:
         r = random_summary
         typer.echo(f"   random: CPR {r['cpr_mean']:.3f} (range {r['cpr_range'][0]:.3f}-{r['cpr_range'][1]:.3f}) "

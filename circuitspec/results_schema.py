@@ -99,7 +99,8 @@ def results_json_schema() -> dict[str, Any]:
                 "completeness": _SCORE, "minimality": _SCORE}},
             "breakdown": {"type": "object", "description": (
                 "Every score with per-prompt values (edge effects, faithfulness at both levels) split "
-                "by_order (BABA vs ABBA) and by_template, each {n, value, ci}."),
+                "by_order (BABA vs ABBA) and by_template, each {n, value, ci, unit}; unit: what the "
+                "interval resamples (template clusters by order when the run's bootstrap did, else prompts)."),
                 "properties": {"by_order": {"type": "object"}, "by_template": {"type": "object"}}},
             "robustness": {"type": "array", "description": (
                 "Faithfulness re-measured under every ablation, aggregation and the alternate corruption "

@@ -51,7 +51,8 @@ Cost: heads whose circuit z is needed (senders on a path to the logits) are comp
 waves: a head joins the pass after the last one holding a sender it reads. A head that
 receives no edge reads the fully ablated run on every input, so its circuit z is that
 run's, cached with it: it needs no pass. One forward pass per wave, up to its last layer,
-the prompts stacked once per distinct view; then one pass for the logits. (The IOI circuit
+the prompts stacked once per distinct view that receives an edge (an input that receives
+none reads the fully ablated run's cached residual); then one pass for the logits. (The IOI circuit
 of SmolLM2 takes three waves: induction, S-inhibition, name movers.) Below the
 first sender any of a pass's views reads, every copy is the fully ablated run, so the pass
 resumes there from that run's cached residual (:mod:`circuitspec.bridge.resume`).
@@ -216,7 +217,8 @@ class _Wave:
 
     @staticmethod
     def of(plan: _Plan, heads: list[Head], runner: AblationRunner) -> _Wave:
-        views = list(dict.fromkeys(plan.inputs[(r, via)] for r in heads for via in SLOTS))
+        # An empty view is the fully ablated run, whose residual is cached: it needs no copy.
+        views = [v for v in dict.fromkeys(plan.inputs[(r, via)] for r in heads for via in SLOTS) if v]
         group_size = runner.n_heads // _n_kv(runner)
         pairs: dict[tuple[int, int], list[tuple[_View, _View]]] = {}
         copy_of: dict[Head, int] = {}
@@ -250,8 +252,9 @@ def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: An
         top = max(L for L, _ in wave.heads)
         start = _start(runner, wave.views, min(L for L, _ in wave.heads))
         hooks = _z_hooks(runner, group, sl, list(wave.views), circuit_z, top + 1, wave, start)
+        ablated = runner._reference(group, sl, "ablated")
         for layer in sorted({L for L, _ in wave.heads}):
-            hooks += _input_hooks(plan, wave, layer, n)
+            hooks += _input_hooks(plan, wave, layer, n, ablated[layer])
         _run(runner, group, sl, len(wave.views), hooks, start, top + 1)
 
     start = _start(runner, (plan.logits,), runner.n_layers - 1)
@@ -291,17 +294,22 @@ def _run(runner: AblationRunner, group: Any, sl: slice, copies: int, hooks: list
     return out
 
 
-def _input_hooks(plan: _Plan, wave: _Wave, layer: int, n: int) -> list[tuple[str, Any]]:
-    """At ``layer``: each wave head's q/k/v input taken from its views' copies."""
+def _input_hooks(plan: _Plan, wave: _Wave, layer: int, n: int,
+                 ablated: torch.Tensor) -> list[tuple[str, Any]]:
+    """At ``layer``: each wave head's q/k/v input taken from its views' copies; a view with
+    no copy (the empty view) is the fully ablated run's residual entering ``layer``."""
     c = len(wave.views)
     index = {v: i for i, v in reversed(list(enumerate(wave.views)))}  # first copy of each view
     heads = [r for r in wave.heads if r[0] == layer]
+
+    def source(view: torch.Tensor, v: _View, head: int) -> torch.Tensor:
+        return view[index[v], :, :, head] if v in index else ablated.to(view.dtype)
 
     def gather_q(x: torch.Tensor, hook: Any) -> torch.Tensor:
         view = x.reshape(c, n, *x.shape[1:])
         new = view.clone()
         for r in heads:
-            new[wave.copy_of[r], :, :, r[1]] = view[index[plan.inputs[(r, "q")]], :, :, r[1]]
+            new[wave.copy_of[r], :, :, r[1]] = source(view, plan.inputs[(r, "q")], r[1])
         return new.reshape(x.shape)
 
     def gather_kv(slot: int) -> Any:
@@ -311,7 +319,7 @@ def _input_hooks(plan: _Plan, wave: _Wave, layer: int, n: int) -> list[tuple[str
             for (L, g), options in wave.pairs.items():
                 for a, pair in enumerate(options):
                     if L == layer:
-                        new[a, :, :, g] = view[index[pair[slot]], :, :, g]
+                        new[a, :, :, g] = source(view, pair[slot], g)
             return new.reshape(x.shape)
 
         return hook

@@ -42,20 +42,20 @@ def grow_hypothesis(
         draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
     runner = AblationRunner(model, dataset, ablation)  # type: ignore[arg-type]
     result = grow_edges(runner, draft.groups, engine=select_engine(model, dataset), log=log, **options)
-    discovery = {"seed": seed, "n_prompts": len(dataset), "templates": sorted(set(dataset.template))}
     notes = evidence_lines(result, options, ablation, start)
-    if "discovery" in Hypothesis.model_fields:
-        extra["discovery"] = discovery
-    else:
-        notes.append(f"discovery: {discovery}")
     if options.get("at_positions"):
         extra["ablation_scope"] = "circuit_positions"
     elif "edge_positions" in Hypothesis.model_fields:
         extra["edge_positions"] = "every"  # found with edges at every position: verify the same claim
     grown = Draft(groups=result.groups, edges=[e.as_dict() for e in result.edges],
                   evidence=draft.evidence, seconds={**draft.seconds, "grow": result.seconds})
+    # discovery: how the prompts were drawn (seed, count, corruption and the template ids the
+    # generator drew from), so that verify regenerates exactly these prompts. The templates
+    # the prompts happen to use would name other prompts: the generator draws differently
+    # from a restricted template list.
     path = write_draft(grown, out, model_ref=model_ref, n_prompts=len(dataset), seed=seed, notes=notes,
-                       extra=extra)
+                       corruption=dataset.notes.get("corruption", "abc"),
+                       templates=dataset.notes.get("templates"), extra=extra)
     load_hypothesis(path)
     return Path(path), result
 

@@ -16,6 +16,7 @@ absolute score and at random (the baseline) are compared on the same prompts.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from circuitspec.data.dataset import Dataset
 from circuitspec.formats.graph import GraphEdge
 from circuitspec.scoring.mib import EdgeKey, all_edges, mib_metric, prune
 
-__all__ = ["MIB_SIZES", "Curve", "area", "baseline", "curve", "prune", "rankings"]
+__all__ = ["MIB_SIZES", "Curve", "area", "baseline", "curve", "interval", "normalised", "prune", "rankings"]
 
 MIB_SIZES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """The fractions of edges MIB evaluates."""
@@ -46,13 +47,16 @@ class Curve:
     cpr_ci: tuple[float, float]
     cmd: float
     cmd_ci: tuple[float, float]
+    nonfinite: int = 0
+    """Bootstrap resamples left out of the intervals because m(M) = m(empty) on them (the
+    normalised faithfulness is undefined there); counted, not dropped silently."""
 
     def to_json(self) -> dict[str, Any]:
         return {"ranking": self.ranking, "sizes": list(self.sizes), "n_edges": list(self.n_edges),
                 "faithfulness": list(self.faithfulness),
                 "faithfulness_ci": [list(c) for c in self.faithfulness_ci],
                 "cpr": self.cpr, "cpr_ci": list(self.cpr_ci), "cmd": self.cmd,
-                "cmd_ci": list(self.cmd_ci)}
+                "cmd_ci": list(self.cmd_ci), "nonfinite": self.nonfinite}
 
 
 def rankings(graph_edges: Sequence[GraphEdge], universe: Sequence[EdgeKey], n_random: int,
@@ -82,16 +86,24 @@ def area(sizes: Sequence[float], values: Sequence[float]) -> tuple[float, float]
     return cpr, cmd
 
 
-def _faith(per: list[list[float]], empty: list[float], full: list[float], idx: Sequence[int]) -> list[float]:
+def normalised(per: Sequence[Sequence[float]], empty: Sequence[float], full: Sequence[float],
+               idx: Sequence[int]) -> list[float]:
+    """(m(C) - m(empty)) / (m(M) - m(empty)) of each circuit in ``per``, means over prompts
+    ``idx``; NaN where m(M) = m(empty) there (no gap to normalise by)."""
     def mean(xs: Sequence[float]) -> float:
         return sum(xs[i] for i in idx) / len(idx)
 
     m0, mm = mean(empty), mean(full)
+    if mm == m0 or not math.isfinite(mm - m0):
+        return [math.nan] * len(per)
     return [(mean(p) - m0) / (mm - m0) for p in per]
 
 
-def _interval(samples: list[float], confidence: float) -> tuple[float, float]:
-    s = sorted(samples)
+def interval(samples: Sequence[float], confidence: float) -> tuple[float, float]:
+    """The percentile interval of the finite samples (NaN, NaN when none is finite)."""
+    s = sorted(x for x in samples if math.isfinite(x))
+    if not s:
+        return math.nan, math.nan
     lo = int((1 - confidence) / 2 * (len(s) - 1))
     hi = int((1 + confidence) / 2 * (len(s) - 1))
     return s[lo], s[hi]
@@ -112,15 +124,16 @@ def curve(model: Any, dataset: Dataset, graph_edges: Sequence[GraphEdge], *,
     for name, ranked in rankings(graph_edges, universe, n_random, seed).items():
         circuits = [prune(ranked[:int(size * len(universe))]) for size in sizes]
         per = [mib_metric(model, dataset, c) for c in circuits]
-        point = _faith(per, empty, full, range(n))
+        point = normalised(per, empty, full, range(n))
         cpr, cmd = area(sizes, point)
-        samples = [_faith(per, empty, full, b) for b in boots]
+        samples = [normalised(per, empty, full, b) for b in boots]
         areas = [area(sizes, s) for s in samples]
         out.append(Curve(
             name, tuple(sizes), tuple(len(c) for c in circuits), tuple(point),
-            tuple(_interval([s[i] for s in samples], confidence) for i in range(len(sizes))),
-            cpr, _interval([a[0] for a in areas], confidence),
-            cmd, _interval([a[1] for a in areas], confidence)))
+            tuple(interval([s[i] for s in samples], confidence) for i in range(len(sizes))),
+            cpr, interval([a[0] for a in areas], confidence),
+            cmd, interval([a[1] for a in areas], confidence),
+            sum(1 for s in samples if not all(math.isfinite(x) for x in s))))
     return out
 
 

@@ -95,11 +95,16 @@ def edge_null(v: RunContext, real: float) -> NullDraws | None:
                                   rule=MonteCarlo(n_min=n, n_max=n, batch=n, alpha=1 - v.level))
 
 
-def null_gate(score: Any, draws: NullDraws | None, alpha: float) -> Any:
+def null_gate(score: Any, draws: NullDraws | None, alpha: float, n_asked: int | None = None) -> Any:
     """A faithfulness verdict of verified whose own null was drawn and not beaten (p > alpha:
     layer-matched random circuits come as close to 1) becomes inconclusive: the band alone
     does not show that these heads, rather than any heads of their layers, do the task.
-    (The circuit nulls used to be reported beside the verdict without entering it.)"""
+    (The circuit nulls used to be reported beside the verdict without entering it.) A verified
+    score with no null says why next to the verdict (``n_asked``: the draws asked for)."""
+    if draws is None and score.verdict == "verified" and n_asked is not None:
+        why = ("the run asked for none (n_random=0)" if n_asked == 0 else
+               "the model has too few heads outside the circuit to map it onto layer-matched random heads")
+        return replace(score, reason=score.reason + f" It was not tested against a null of random circuits: {why}.")
     if draws is None or score.verdict != "verified" or draws.p_value <= alpha:
         return score
     why = (f" But layer-matched random circuits come as close to 1 (null p = {draws.p_value:.3g} over "
@@ -194,7 +199,8 @@ def circuit_scores(v: RunContext) -> tuple[R.CircuitScores | None, Measured | No
     empty = v.runner(v.ablation).run([()])[0].double().numpy()
     node = two_sided(v, node, empty, band if v.ablation_level == "node" else None)
     edge = two_sided(v, edge, empty, band if v.ablation_level == "edge" else None)
-    node, edge = null_gate(node, scores.null, 1 - v.level), null_gate(edge, edge_draws, 1 - v.level)
+    node = null_gate(node, scores.null, 1 - v.level, v.opts.n_random)
+    edge = null_gate(edge, edge_draws, 1 - v.level, v.opts.n_random_edge)
     scores = replace(scores, faithfulness=node)
 
     def conv(s: Any, source: str | None = None) -> R.Score:

@@ -28,7 +28,7 @@ from circuitspec.data.tasks import hypothesis_dataset
 from circuitspec.errors import InvalidArgument, did_you_mean
 from circuitspec.scoring.breakdown import breakdown
 from circuitspec.scoring.mib import verify_score
-from circuitspec.scoring.stats import bootstrap_ci
+from circuitspec.scoring.stats import bootstrap_ci, cluster_widening
 from circuitspec.spec.heads import format_head
 from circuitspec.spec.load import check_against_model, load_hypothesis
 from circuitspec.spec.schema import Hypothesis
@@ -146,7 +146,13 @@ def _statistics(ctx: RunContext) -> dict[str, Any]:
             "n_subsets": o.n_subsets, "greedy_steps": o.greedy_steps, "templates": o.templates,
             "in_sample": o.in_sample, "quick": o.quick,
             # What the bootstrap resamples as one cluster: a BABA template with its ABBA mirror.
-            "cluster": None if ctx.clusters is None else f"template mod {len(BABA_TEMPLATES)}"}
+            "cluster": None if ctx.clusters is None else f"template mod {len(BABA_TEMPLATES)}",
+            # How an interval recomputes from the per-prompt values: the percentile interval of
+            # the resampled statistic, widened around the estimate for few clusters.
+            "interval": "percentile" if ctx.clusters is None else
+                        "percentile, widened around the estimate by sqrt(G/(G-1)) t_{G-1}/z (G clusters)",
+            "n_clusters": None if ctx.clusters is None else len(set(ctx.clusters)),
+            "widening": None if ctx.clusters is None else cluster_widening(len(set(ctx.clusters)), ctx.level)}
 
 
 def assemble(

@@ -145,6 +145,11 @@ edges:
     text = out.read_text()
     assert "step 1: +" in text and "pruned head L1H0" in text and "discovery:" in text
     assert f"n_prompts': {len(ds)}" in text or "n_prompts: 6" in text
+    # The prompts were drawn from every template: the templates they happen to use are not a
+    # restriction (rebuilding with them names other prompts, so verify's held-out check missed
+    # the real discovery prompts).
+    assert hyp.discovery is not None and hyp.discovery.templates is None
+    assert hyp.discovery.seed == 2 and hyp.discovery.n_prompts == len(ds)
 
 
 def test_candidates_are_edges_a_hypothesis_file_accepts():
@@ -161,3 +166,33 @@ def test_candidates_are_edges_a_hypothesis_file_accepts():
     # mid -> late.q is taken (at any position, since positions do not matter at this scope).
     assert not [c for c in found if (c.sender, c.receiver, c.via) == ("mid", "late", "q")]
     assert len([c for c in found if (c.sender, c.receiver) == ("early", "mid")]) == 6  # 3 vias x 2 positions
+
+
+def test_grown_draft_names_the_prompts_it_was_grown_on(planted, tmp_path):
+    """discovery: regenerates exactly the prompts the edges were grown on, also when they were
+    drawn from a list of templates (it used to write the ids the prompts happened to use,
+    which make the generator draw other prompts, so verify checked disjointness from the wrong set)."""
+    from circuitspec.data.tasks import build_dataset
+    from circuitspec.spec.schema import TaskSpec
+
+    path, loaded, _, _, _ = planted
+    drawn = TaskSpec(kind="ioi", corruption="abc", templates=[3, 7, 12, 20, 25])
+    ds = build_dataset(drawn, loaded.tokenizer, prepend_bos=False, n_prompts=6, seed=4)
+    assert len(set(ds.template)) < 5  # some listed templates unused: the old record differed
+    start = tmp_path / "start.yaml"
+    start.write_text(f"""
+name: planted
+model: {path}
+task: {{kind: ioi, n_prompts: 6, seed: 2}}
+nodes:
+  b: {{role: name_mover, heads: [L1H2]}}
+edges:
+  - {{from: b, to: logits, at: END}}
+""")
+    out, _ = grow_hypothesis(loaded, ds, tmp_path / "grown.yaml", model_ref=str(path), seed=4, start=start,
+                             ablation="resample", max_edges=1)
+    d = load_hypothesis(out).discovery
+    assert (d.seed, d.n_prompts, d.corruption, d.templates) == (4, 6, "abc", [3, 7, 12, 20, 25])
+    again = build_dataset(TaskSpec(kind="ioi", corruption=d.corruption, templates=d.templates),
+                          loaded.tokenizer, prepend_bos=False, n_prompts=d.n_prompts, seed=d.seed)
+    assert again.clean == ds.clean and again.corrupt == ds.corrupt

@@ -51,6 +51,18 @@ def test_passing_report_says_nothing_failed():
     assert "## Robustness" not in md
 
 
+def test_a_pass_whose_prompts_are_not_known_to_be_held_out_says_so():
+    """With no discovery record held_out is null: the run may pass, but the headline read
+    "PASSED: ..." as if held out. It now says held-out was not established."""
+    from dataclasses import replace
+
+    r = sample_result(passed=True)
+    unknown = replace(r, held_out=None, held_out_info={"held_out": None, "reason": "no discovery"})
+    assert "held-out not established" in render_markdown(unknown).splitlines()[2]
+    known = replace(r, held_out=True, held_out_info={"held_out": True, "reason": "disjoint"})
+    assert "held-out not established" not in render_markdown(known)
+
+
 class _Collector(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -105,3 +117,14 @@ def test_write_outputs_leaves_nothing_partial_when_a_writer_fails(tmp_path, monk
         write_outputs(sample_result(), out)
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
     assert (out / "results.json").read_text() == "previous run"
+
+
+def test_interval_headers_name_the_level_the_run_used():
+    """claims.confidence can set another level; every header said 95 % regardless."""
+    from dataclasses import replace
+
+    r = sample_result()
+    eighty = replace(r, settings=replace(r.settings, statistics={**(r.settings.statistics or {}), "level": 0.8}))
+    md = render_markdown(eighty)
+    assert "95% CI" not in md and "95% band" not in md and "effect [80% CI]" in md
+    assert "value [95% CI]" in render_markdown(replace(r, settings=replace(r.settings, statistics={"level": 0.95})))

@@ -58,3 +58,25 @@ def test_breakdown_round_trips_and_is_reported():
     md = render_markdown(r)
     assert "By prompt order and template" in md and "0.750" in md and "1.500" in md
     assert "holds under 1 of 2 settings" in md and "corruption=s_swap (6 prompts), mean ablation (refuted)" in md
+
+
+def test_orders_resample_templates_when_the_run_did():
+    """The run's own by_order (details.by_order) resamples templates as clusters; breakdown's
+    by_order resampled prompts, treating the prompts of one template as independent, so the
+    two tables gave different intervals for the same subset (the prompt one narrower)."""
+    import numpy as np
+
+    from circuitspec.scoring.stats import bootstrap_ratio_ci
+
+    r = split_result()
+    by_template = replace(r, settings=replace(r.settings, bootstrap_unit="template"))
+    split = breakdown(by_template, n_boot=300)
+    baba = split["by_order"]["faithfulness (node level)"]["BABA"]
+    mask = np.asarray(TEMPLATES) < 15
+    want = bootstrap_ratio_ci(np.asarray(FC)[mask], np.asarray(FM)[mask], n_resamples=300, seed=0,
+                              clusters=np.asarray(TEMPLATES)[mask].tolist())
+    assert baba["unit"] == "template" and baba["ci"] == pytest.approx(list(want))
+    # One template alone resamples its prompts; a prompt-level run stays prompt-level.
+    assert split["by_template"]["faithfulness (node level)"]["0"]["unit"] == "prompt"
+    assert breakdown(replace(r, settings=replace(r.settings, bootstrap_unit="prompt")),
+                     n_boot=300)["by_order"]["faithfulness (node level)"]["BABA"]["unit"] == "prompt"

@@ -12,7 +12,7 @@ from helpers.reference_mib import reference_metric
 
 from circuitspec.data.ioi import build_ioi
 from circuitspec.formats import eap_ig
-from circuitspec.scoring.curve import MIB_SIZES, area, curve, prune
+from circuitspec.scoring.curve import MIB_SIZES, area, curve, interval, normalised, prune
 from circuitspec.scoring.mib import all_edges
 
 FIXTURE = ROOT / "tests" / "fixtures" / "formats" / "tiny_gpt2_eap_ig.json"
@@ -88,3 +88,15 @@ def test_curve_command_writes_json_and_plot(tmp_path, tiny_model_dirs):
     assert data["random_baseline"]["cpr_mean"] == pytest.approx(data["curves"][2]["cpr"])
     assert data["curves"][0]["sizes"] == list(MIB_SIZES)
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_a_resample_without_a_gap_is_counted_not_a_crash():
+    """m(M) = m(empty) on a resample (here prompts 0 and 2 only) leaves faithfulness undefined:
+    NaN there, left out of the interval (and counted by curve), not a ZeroDivisionError."""
+    empty, full = [0.0, 1.0, 2.0], [2.0, 3.0, 0.0]  # means over {0, 2}: 1.0 and 1.0
+    per = [[1.0, 2.0, 1.0]]
+    assert normalised(per, empty, full, [0, 1, 2]) == [pytest.approx((4 / 3 - 1) / (5 / 3 - 1))]
+    assert all(x != x for x in normalised(per, empty, full, [0, 2]))  # NaN
+    assert interval([float("nan"), 0.2, 0.4, 0.3], 0.5) == (0.2, 0.3)
+    lo, hi = interval([float("nan")], 0.9)
+    assert lo != lo and hi != hi

@@ -288,6 +288,19 @@ def test_non_finite_draws_count_as_extreme_and_are_reported():
     assert null.to_json()["nonfinite"] == 5
 
 
+def test_a_real_value_that_is_not_finite_beats_no_draw():
+    """A NaN real value (an effect 0/0 when M_clean = M_corrupt, a ratio 0/0) compares false
+    with every draw, so no draw counted as extreme and the null said p = 1 / 101."""
+    from circuitspec.scoring.circuit_null import _closer
+    from circuitspec.scoring.nulls import more_extreme
+
+    values = np.linspace(0.4, 0.6, 100)
+    for real in (float("nan"), float("inf")):
+        for extreme in (_closer(real), more_extreme(real, "negative"), more_extreme(real, None)):
+            null = run_null(lambda k: (values[:k], 0), real, extreme, MonteCarlo(n_min=100, n_max=100))
+            assert null.extreme == 100 and null.p_value == 1.0 and null.fraction_beaten == 0.0
+
+
 # --- circuit-level nulls --------------------------------------------------------------------
 
 

@@ -43,7 +43,10 @@ from circuitspec.verification.claims import edge_at_positions
 from circuitspec.verification.settings import bootstrap_clusters
 
 SEEDS = (0, 1, 2, 3, 4)
-TEMPLATES = [0, 1, 2, 3, 15, 16, 17, 18]  # 8 templates (4 BABA and their ABBA mirrors): cheap pool
+# 16 templates: 8 BABA and their ABBA mirrors, so 8 template-pair clusters. With 4 pairs the
+# bootstrap used to fall back to prompts (an interval covering 73 % under template effects);
+# 4 widened clusters are honest but too wide for 24 prompts (true circuit verified 3 of 5).
+TEMPLATES = [0, 1, 2, 3, 4, 5, 6, 7, 15, 16, 17, 18, 19, 20, 21, 22]
 GROUPS = {"a": [(0, 0), (0, 1)], "n": [(1, 0), (1, 1)], "b": [(2, 0), (2, 1)]}
 TRUE_EDGES = [("a", "b", "v", "END"), ("b", "logits", None, "END"), ("n", "logits", None, "END")]
 
@@ -106,7 +109,7 @@ def test_the_planted_circuit_is_verified_and_every_near_miss_refuted(verdicts):
     print({name: (words.count("verified"), words.count("refuted"), len(words)) for name, words in rates.items()})
     print(verdicts)
     # The true circuit: never refuted, verified in at least 4 of 5 seeds (measured: 4; seed 4's
-    # F = 0.96 has an interval reaching below 0.8 on 24 prompts).
+    # model barely does the task on these templates, F(M) near 0, so its ratio is wild).
     assert "refuted" not in rates["true"] and rates["true"].count("verified") >= len(SEEDS) - 1, verdicts
     for name in ("swapped group", "wrong wiring", "missing edge", "wrong position"):
         assert "verified" not in rates[name], (name, verdicts)
