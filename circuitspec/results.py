@@ -110,8 +110,9 @@ class Result:
     ``reason``."""
     breakdown: Annotated[Mapping[str, Any] | None, Field(exclude_if=lambda value: not value)] = None
     """Every score with per-prompt values (edge effects, faithfulness at both levels) split
-    ``by_order`` (BABA vs ABBA) and ``by_template``, each ``{n, value, ci}``
-    (:mod:`circuitspec.scoring.breakdown`); ``None`` for tasks without IOI templates."""
+    ``by_order`` (BABA vs ABBA) and ``by_template``, each ``{n, value, ci, unit}`` (``unit``: what
+    the interval resamples, template clusters by order when the run's bootstrap did, else
+    prompts; :mod:`circuitspec.scoring.breakdown`); ``None`` for tasks without IOI templates."""
 
     def failures(self) -> list[Failure]:
         """Every edge and claimed score whose verdict is not ``verified``, in report order."""

@@ -179,7 +179,7 @@ def _page(g: dict[str, Any], info: dict[str, Any]) -> str:
         "Each layer's attention and MLP output, and each head's output, at END projected on",
         "`W_U[:, IO] - W_U[:, S]` through the frozen final norm. Embeddings, heads, attention",
         "biases, MLPs and `b_U` sum exactly to the model's logit difference (checked in",
-        "`tests/test_explore.py` on every tiny architecture and on SmolLM2). On models with",
+        "`tests/analyses/test_explore.py` on every tiny architecture and on SmolLM2). On models with",
         "sandwich norms (Gemma 3) each head is attributed through its layer's post-attention",
         "norm at the layer's own scale, which keeps the sum exact.",
         f"Largest positive heads: {_top(g['dla_heads'])}; most negative: "

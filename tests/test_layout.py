@@ -8,9 +8,12 @@ to dodge a cycle still means two concepts lean on each other (STYLE item 1).
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "circuitspec"
+from helpers.paths import ROOT, TESTS
+
+PACKAGE = ROOT / "circuitspec"
 MAX_LINES = 400
 
 
@@ -141,14 +144,17 @@ def test_no_import_cycles_through_package_inits():
 
 
 def test_the_public_names_agree():
-    """``__all__``, the lazy map and the type stub name the same things, and each resolves."""
+    """``__all__`` and the type stub name the same things, each resolves to what the stub says,
+    and a name in neither is not there."""
     import circuitspec
 
     stub = ast.parse((PACKAGE / "__init__.pyi").read_text())
-    stubbed = {a.asname or a.name for n in stub.body if isinstance(n, ast.ImportFrom) for a in n.names}
-    assert set(circuitspec.__all__) - {"__version__"} == set(circuitspec._LAZY) == stubbed
-    for name in circuitspec.__all__:
-        assert getattr(circuitspec, name) is not None
+    imports = {a.asname or a.name: (n.module, a.name)
+               for n in stub.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert set(circuitspec.__all__) - {"__version__"} == set(imports)
+    for name, (module, original) in imports.items():
+        assert getattr(circuitspec, name) is getattr(importlib.import_module(module), original), name
+    assert not hasattr(circuitspec, "no_such_name")
 
 
 def test_no_module_shadows_a_public_name():
@@ -167,3 +173,41 @@ def test_every_module_is_short():
         if (n := len(path.read_text().splitlines())) >= MAX_LINES
     }
     assert not long, f"modules of {MAX_LINES} lines or more: {long}"
+
+
+# The whole package's tests, not one module's: its shape here, its README's example.
+WHOLE_PACKAGE_TESTS = {"test_layout.py", "test_readme.py"}
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<stage>/ tests circuitspec/<stage>/ (tests/cli: the command line, end to end), and
+    a test file left at the top of tests/ tests a top-level module (test_results.py: results.py)."""
+    stages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.parent.name for p in TESTS.glob("*/test_*.py")}
+    assert folders <= stages | {"cli"}, f"test folders naming no package folder: {folders - stages - {'cli'}}"
+    modules = {f"test_{p.stem}.py" for p in PACKAGE.glob("*.py")}
+    loose = {p.name for p in TESTS.glob("test_*.py")} - modules - WHOLE_PACKAGE_TESTS
+    assert not loose, f"test files at the top of tests/ that belong in a stage folder: {loose}"
+
+
+def test_test_modules_share_code_only_through_helpers():
+    """A test module imports helpers.x, never another test module or conftest, and never edits
+    sys.path (pytest's importlib mode puts no test folder on it)."""
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.ImportFrom):
+                names = ["." * node.level + (node.module or "")]
+            for name in names:
+                top = name.split(".")[0]
+                if name.startswith(".") or top in {"tests", "conftest"} or top.startswith("test_"):
+                    found.append(f"{path.relative_to(TESTS)}: imports {name}")
+            if (isinstance(node, ast.Attribute) and node.attr == "path"
+                    and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+                found.append(f"{path.relative_to(TESTS)}:{node.lineno}: sys.path")
+    assert not found, found

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers.paths import ROOT
 
 
 def readme_python() -> str:
@@ -30,7 +28,8 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, smollm2):
         return full_verify(hypothesis, model or smollm2, **overrides)
 
     monkeypatch.setattr(verification, "verify", light_verify)
-    monkeypatch.setattr(models, "load_model", lambda ref, **kw: smollm2)
+    loads = []
+    monkeypatch.setattr(models, "load_model", lambda ref, **kw: loads.append(ref) or smollm2)
     (tmp_path / "hypotheses").symlink_to(ROOT / "hypotheses")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
@@ -39,3 +38,4 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, smollm2):
     assert (tmp_path / "circuit.svg").stat().st_size > 1000
     assert scope["edge"].ci[1] < 0  # one S-inhibition head into one name mover's q: small, but it hurts
     assert cs.verify is light_verify
+    assert loads == ["smollm2-135m-instruct"]  # cs.load_model reached the stand-in, not a second load

@@ -56,6 +56,27 @@ class HeldOut:
                 "reason": self.reason}
 
 
+def _discovery_texts(disc: Any, tokenizer: Any, prepend_bos: bool) -> set[str]:
+    """The clean texts of the prompts ``disc`` names.
+
+    ``templates`` is the restriction the discovery *drew* with, and a restricted draw names
+    other prompts than an unrestricted one of the same seed. ``suggest --grow-edges`` used to
+    write the templates its unrestricted prompts happened to use, so a record whose templates
+    are exactly those of the unrestricted draw is ambiguous: both draws are compared (an
+    unrecognised in-sample run would otherwise be called held out)."""
+    def draw(templates: list[int] | None) -> Any:
+        return build_ioi(tokenizer, n_prompts=disc.n_prompts, seed=disc.seed, corruption=disc.corruption,
+                         prepend_bos=prepend_bos, templates=templates)
+
+    found = draw(disc.templates)
+    texts = set(found.clean_text)
+    if disc.templates is not None:
+        plain = draw(None)
+        if set(plain.template) == set(disc.templates):
+            texts |= set(plain.clean_text)
+    return texts
+
+
 def held_out_status(hyp: Hypothesis, dataset: Dataset, tokenizer: Any, *, in_sample: bool,
                     templates: list[int] | None = None) -> HeldOut:
     """Compare the verification ``dataset`` with the prompts ``hyp.discovery`` names."""
@@ -68,9 +89,7 @@ def held_out_status(hyp: Hypothesis, dataset: Dataset, tokenizer: Any, *, in_sam
     # three extra names per prompt and s_swap pairs them, so one seed names different prompts
     # under each, and the task's corruption may not be the one discovery used.
     try:
-        found = build_ioi(tokenizer, n_prompts=disc.n_prompts, seed=disc.seed, corruption=disc.corruption,
-                          prepend_bos=dataset.prepend_bos, templates=disc.templates)
-        texts = set(found.clean_text)
+        texts = _discovery_texts(disc, tokenizer, dataset.prepend_bos)
     except TaskError:
         if hyp.task.kind == "ioi":
             raise

@@ -135,7 +135,7 @@ def print_result(result: Result, out: Path | None = None) -> None:
                  None: "[dim]held out: unknown[/dim]"}[result.held_out]
         console.print(f"{label}: {result.held_out_info.get('reason', '')}")
     edges = Table(title="edges (effect = (M_patched - M_clean) / (M_clean - M_corrupt))")
-    for col in ("edge", "effect", "95% CI", "null", "verdict"):
+    for col in ("edge", "effect", f"{100 * float((result.settings.statistics or {}).get('level', 0.95)):g}% CI", "null", "verdict"):
         edges.add_column(col)
     for e in result.edges:
         null = _ci((e.null.low, e.null.high)) if e.null else ""
@@ -144,7 +144,7 @@ def print_result(result: Result, out: Path | None = None) -> None:
     console.print(edges)
     if result.circuit is not None:
         scores = Table(title="circuit")
-        for col in ("score", "value", "95% CI", "verdict"):
+        for col in ("score", "value", f"{100 * float((result.settings.statistics or {}).get('level', 0.95)):g}% CI", "verdict"):
             scores.add_column(col)
         for name, s in result.circuit.scores().items():
             word: str = s.verdict or "reported"

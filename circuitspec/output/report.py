@@ -56,6 +56,13 @@ def _survives(result: Result) -> list[_Block]:
                         f"survive: {'; '.join(failed)}.")]
 
 
+def _pct(result: Result) -> str:
+    """The interval level the run used, as a percentage (``claims.confidence``; 95 % unless
+    the file says otherwise): a header saying 95 % over 80 % intervals overstated them."""
+    level = (result.settings.statistics or {}).get("level", 0.95)
+    return f"{100 * float(level):g}%"
+
+
 def _breakdown(result: Result) -> list[_Block]:
     """Every score with per-prompt values on the BABA and ABBA prompts apart, and per template."""
     split = result.breakdown or {}
@@ -64,8 +71,9 @@ def _breakdown(result: Result) -> list[_Block]:
         return []
     out = [_Block("h2", "By prompt order and template"),
            _Block("p", "Each score recomputed on the BABA prompts and on their ABBA mirrors apart, then per "
-                       "template (intervals resample prompts within the subset; values only where n is small)."),
-           _Block("table", header=("score", "BABA [95% CI]", "n", "ABBA [95% CI]", "n"),
+                       "template (by order, intervals resample templates as clusters when the run's did, each "
+                       "template's resample its prompts; the table per template shows values only)."),
+           _Block("table", header=("score", f"BABA [{_pct(result)} CI]", "n", f"ABBA [{_pct(result)} CI]", "n"),
                   rows=tuple((name, *(x for o in ("BABA", "ABBA") for x in (
                       _with_ci(parts.get(o, {}).get("value"), parts.get(o, {}).get("ci")),
                       str(parts.get(o, {}).get("n", 0))))) for name, parts in by_order.items()))]
@@ -117,6 +125,10 @@ def _summary(result: Result) -> str:
     if result.held_out is False:
         text += "; in-sample prompts" + ("" if (result.held_out_info or {}).get("in_sample") else
                                           " (cannot pass without --in-sample)")
+    if result.held_out is None and result.held_out_info is not None:
+        # No discovery record: a pass says nothing about whether these were the prompts the
+        # circuit was found on, so the headline says so rather than implying held out.
+        text += "; held-out not established (no discovery record, or own prompts it cannot name)"
     if result.mode == "quick":
         return ("QUICK CHECK, NOT A VERIFICATION (edges and faithfulness only, small nulls; "
                 f"cannot pass): {text}.")
@@ -162,7 +174,7 @@ def _blocks(result: Result) -> list[_Block]:
     mt = result.metric
     gap = None if mt.clean is None or mt.corrupt is None else mt.clean - mt.corrupt
     out += [_Block("h2", f"Metric: {mt.name}"),
-            _Block("table", header=("run", "value [95% CI]"),
+            _Block("table", header=("run", f"value [{_pct(result)} CI]"),
                    rows=(("clean", _with_ci(mt.clean, mt.clean_ci)),
                          ("corrupt", _with_ci(mt.corrupt, mt.corrupt_ci)),
                          ("clean - corrupt", _num(gap))))]
@@ -170,7 +182,7 @@ def _blocks(result: Result) -> list[_Block]:
     out += [_Block("h2", "Edges"),
             _Block("p", "effect = (M_patched - M_clean) / (M_clean - M_corrupt): 0 is no effect, "
                    "-1 the whole clean-to-corrupt gap."),
-            _Block("table", header=("edge", "effect [95% CI]", "expected", "null band (n), p", "verdict",
+            _Block("table", header=("edge", f"effect [{_pct(result)} CI]", "expected", "null band (n), p", "verdict",
                                     "reason"),
                    rows=tuple((_edge_title(e), _with_ci(e.effect, e.ci),
                                f"{e.expect.sign or 'any'}, |effect| ≥ {_num(e.expect.min_effect, 2)}",
@@ -179,7 +191,7 @@ def _blocks(result: Result) -> list[_Block]:
                   for e in result.edges for h in e.per_head)
     if heads:
         out += [_Block("h2", "Per-head breakdown"),
-                _Block("table", header=("edge", "sender head", "effect [95% CI]"), rows=heads)]
+                _Block("table", header=("edge", "sender head", f"effect [{_pct(result)} CI]"), rows=heads)]
 
     c = result.circuit
     if c is not None:
@@ -190,7 +202,7 @@ def _blocks(result: Result) -> list[_Block]:
                       s.reason)
                      for k, s in c.scores().items())
         out += [_Block("h2", "Circuit scores"), _Block("p", _levels_text(result)),
-                _Block("table", header=("score", "value [95% CI]", "verdict", "reason"), rows=rows)]
+                _Block("table", header=("score", f"value [{_pct(result)} CI]", "verdict", "reason"), rows=rows)]
         nulls = tuple((level, str(n.n), _num(n.mean), f"[{_num(n.low)}, {_num(n.high)}]",
                        _num(None if n.fraction_beaten is None else 100 * n.fraction_beaten, 0),
                        _num(n.p_value))
@@ -200,7 +212,7 @@ def _blocks(result: Result) -> list[_Block]:
                            "its own layer outside the hypothesis (at edge level, wired like it); a "
                            "random circuit counts against the hypothesis when its faithfulness is at "
                            "least as close to 1; p = (1 + that count) / (1 + n)."),
-                    _Block("table", header=("level", "n", "mean", "95% band", "% beaten", "p"), rows=nulls)]
+                    _Block("table", header=("level", "n", "mean", f"{_pct(result)} band", "% beaten", "p"), rows=nulls)]
         extra = [f"F(M) = {_num(c.f_model)}" if c.f_model is not None else "",
                  f"F(C) = {_num(c.f_circuit)}" if c.f_circuit is not None else "",
                  f"F(∅) = {_with_ci(c.f_empty, c.f_empty_ci)} (every head ablated)" if c.f_empty is not None else ""]
@@ -237,7 +249,7 @@ def _blocks(result: Result) -> list[_Block]:
     if result.robustness:
         names = list(dict.fromkeys(k for r in result.robustness for k in r.edge_effects))
         out += [_Block("h2", "Robustness"),
-                _Block("table", header=("setting", "faithfulness [95% CI]", "verdict", *names),
+                _Block("table", header=("setting", f"faithfulness [{_pct(result)} CI]", "verdict", *names),
                        rows=tuple((r.setting, _with_ci(r.faithfulness, r.ci), r.verdict or "",
                                    *(_num(r.edge_effects.get(n)) for n in names))
                                   for r in result.robustness))]

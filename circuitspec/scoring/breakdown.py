@@ -58,31 +58,43 @@ def _scores(result: Result) -> dict[str, tuple[Callable[..., np.ndarray], list[n
 
 
 def _split(stat: Callable[..., np.ndarray], arrays: Sequence[np.ndarray], mask: np.ndarray, *, n_boot: int,
-           seed: int, level: float) -> dict[str, Any]:
+           seed: int, level: float, clusters: np.ndarray | None = None) -> dict[str, Any]:
+    """The score on the prompts in ``mask``; its interval resamples ``clusters`` (templates)
+    when given and the subset has at least two of them, else prompts (``unit`` says which)."""
     sub = [a[mask] for a in arrays]
     with np.errstate(divide="ignore", invalid="ignore"):
         value = float(stat(*(s[None, :] for s in sub))[0])
-    ci = bootstrap_paired_ci(sub, stat, n_resamples=n_boot, seed=seed, level=level) if mask.sum() > 1 else None
+    labels = None if clusters is None or len(set(clusters[mask].tolist())) < 2 else clusters[mask].tolist()
+    ci = (bootstrap_paired_ci(sub, stat, n_resamples=n_boot, seed=seed, level=level, clusters=labels)
+          if mask.sum() > 1 else None)
     return {"n": int(mask.sum()), "value": value if np.isfinite(value) else None,
-            "ci": None if ci is None else [x if np.isfinite(x) else None for x in ci]}
+            "ci": None if ci is None else [x if np.isfinite(x) else None for x in ci],
+            "unit": "prompt" if labels is None else "template"}
 
 
 def breakdown(result: Result, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
     """``{"by_order": {score: {BABA: {n, value, ci}, ABBA: ...}}, "by_template": {score: {t: ...}}}``.
 
-    Intervals resample prompts within the subset (one template cannot be resampled as a
-    cluster of itself); an empty dict when the prompts carry no IOI template ids.
+    Intervals by order resample templates as clusters when the run's did
+    (``settings.bootstrap_unit``), by template they resample prompts (one template cannot be
+    resampled as a cluster of itself); each entry's ``unit`` says which. An empty dict when the
+    prompts carry no IOI template ids.
     """
     templates = np.asarray((result.metric.per_prompt or {}).get("template", ()), dtype=np.int64)
     if result.task.kind != "ioi" or templates.size == 0:
         return {}
     orders = np.asarray([order_of(int(t)) for t in templates])
+    # A run whose intervals resample templates splits by order with templates as clusters too
+    # (resampling the prompts of one template as independent made these intervals narrower
+    # than the run's own by_order); one template alone can only resample its prompts.
+    clusters = templates if getattr(result.settings, "bootstrap_unit", "prompt") == "template" else None
     by_order: dict[str, Mapping[str, Any]] = {}
     by_template: dict[str, Mapping[str, Any]] = {}
     for name, (stat, arrays) in _scores(result).items():
         if any(a.size != templates.size for a in arrays):
             continue
         kw: dict[str, Any] = {"n_boot": n_boot, "seed": seed, "level": level}
-        by_order[name] = {o: _split(stat, arrays, orders == o, **kw) for o in ("BABA", "ABBA") if (orders == o).any()}
+        by_order[name] = {o: _split(stat, arrays, orders == o, clusters=clusters, **kw)
+                          for o in ("BABA", "ABBA") if (orders == o).any()}
         by_template[name] = {str(t): _split(stat, arrays, templates == t, **kw) for t in sorted(set(templates.tolist()))}
     return {"by_order": by_order, "by_template": by_template}

@@ -174,7 +174,9 @@ def run_null(
 ) -> NullDraws:
     """Draw null values in batches (``draw(k)`` -> ``k`` values and their off-layer count)
     until ``rule`` is decided; count those ``is_extreme`` compared with ``real``. A draw that is
-    NaN or infinite counts as extreme (the conservative side) and stays out of the band."""
+    NaN or infinite counts as extreme (the conservative side) and stays out of the band; so does
+    every draw when ``real`` itself is not finite (a NaN is "beaten" by nothing, and counting
+    comparisons with it gave p = 1 / (n + 1))."""
     values: list[float] = []
     off = 0
     extreme = 0
@@ -185,6 +187,8 @@ def run_null(
         values += [float(x) for x in got]
         off += shifted
         bad = ~np.isfinite(got)
+        if not math.isfinite(real):  # NaN compares false with everything: nothing is beaten
+            bad[:] = True
         with np.errstate(invalid="ignore"):
             extreme += int(np.sum(bad | (is_extreme(got) & ~bad)))
     arr = np.asarray(values)

@@ -15,7 +15,9 @@ same inputs give the same interval.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -30,7 +32,9 @@ __all__ = [
     "bootstrap_paired_ci",
     "bootstrap_ratio_ci",
     "band_verdict",
+    "cluster_widening",
     "nonfinite_resamples",
+    "t_quantile",
     "verdict",
 ]
 
@@ -82,7 +86,64 @@ def bootstrap_paired_ci(
     replacement instead of prompts, since prompts of one template are not independent.
     """
     stats = _resampled(arrays, statistic, n_resamples=n_resamples, seed=seed, clusters=clusters)
-    return _percentile_interval(stats, level)
+    low, high = _percentile_interval(stats, level)
+    if clusters is None or not (np.isfinite(low) and np.isfinite(high)):
+        return (low, high)
+    # With few clusters the percentile interval is too narrow: the bootstrap variance of a
+    # mean over G clusters is (G - 1) / G of the usual estimate, and its spread is normal-like
+    # where a t with G - 1 degrees of freedom is due. With 8-15 template pairs it covered
+    # 88-93 % instead of 95 % in simulation; widened around the estimate by
+    # cluster_widening(G) it covers 94.5-96 % (see docs/semantics.md).
+    data = [_as_array(a) for a in arrays]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate = float(np.asarray(statistic(*(d[None, :] for d in data)), dtype=np.float64).reshape(-1)[0])
+    if not np.isfinite(estimate):
+        return (float("nan"), float("nan"))
+    n_clusters = len(set(np.asarray(clusters).tolist()))
+    if n_clusters < 2:  # one cluster says nothing about the spread between clusters
+        return (float("nan"), float("nan"))
+    c = cluster_widening(n_clusters, level)
+    return (min(low, estimate - c * (estimate - low)), max(high, estimate + c * (high - estimate)))
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (p > 1/2) of Student's t with integer ``df`` degrees of freedom, from
+    its closed-form CDF (no scipy): P(|T| < t) is a finite series in theta = arctan(t / sqrt(df))."""
+    if df < 1 or not 0.5 < p < 1.0:
+        raise InvalidArgument(f"t quantile needs df >= 1 and 1/2 < p < 1, got df={df}, p={p}")
+
+    def central(t: float) -> float:  # P(|T| < t)
+        theta = math.atan(t / math.sqrt(df))
+        c2 = math.cos(theta) ** 2
+        if df % 2:  # odd
+            term, total = 1.0, 1.0 if df > 1 else 0.0
+            for k in range(1, (df - 3) // 2 + 1):
+                term *= c2 * (2 * k) / (2 * k + 1)
+                total += term
+            return (2 / math.pi) * (theta + (math.sin(theta) * math.cos(theta) * total if df > 1 else 0.0))
+        term, total = 1.0, 1.0
+        for k in range(1, (df - 2) // 2 + 1):
+            term *= c2 * (2 * k - 1) / (2 * k)
+            total += term
+        return math.sin(theta) * total
+
+    target = 2 * p - 1
+    lo, hi = 0.0, 1.0
+    while central(hi) < target:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if central(mid) < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def cluster_widening(n_clusters: int, level: float = 0.95) -> float:
+    """How much a cluster-bootstrap percentile interval is widened around the estimate:
+    sqrt(G / (G - 1)) * t_{G-1} / z at ``level``, G the number of clusters (inf below 2)."""
+    if n_clusters < 2:
+        return math.inf
+    q = 1 - (1 - level) / 2
+    return math.sqrt(n_clusters / (n_clusters - 1)) * t_quantile(q, n_clusters - 1) / NormalDist().inv_cdf(q)
 
 
 def _resampled(arrays: Sequence[ArrayLike], statistic: Callable[..., np.ndarray], *, n_resamples: int,

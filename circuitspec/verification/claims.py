@@ -88,11 +88,17 @@ def edge_null(v: RunContext, real: float) -> NullDraws | None:
                                   rule=MonteCarlo(n_min=n, n_max=n, batch=n, alpha=1 - v.level))
 
 
-def null_gate(score: R.Score, null: R.NullDistribution | None, alpha: float) -> R.Score:
+def null_gate(score: R.Score, null: R.NullDistribution | None, alpha: float,
+              n_asked: int | None = None) -> R.Score:
     """A faithfulness verdict of verified whose own null was drawn and not beaten (p > alpha:
     layer-matched random circuits come as close to 1) becomes inconclusive: the band alone
     does not show that these heads, rather than any heads of their layers, do the task.
-    (The circuit nulls used to be reported beside the verdict without entering it.)"""
+    (The circuit nulls used to be reported beside the verdict without entering it.) A verified
+    score with no null says why next to the verdict (``n_asked``: the draws asked for)."""
+    if null is None and score.verdict == "verified" and n_asked is not None:
+        why = ("the run asked for none (n_random=0)" if n_asked == 0 else
+               "the model has too few heads outside the circuit to map it onto layer-matched random heads")
+        return replace(score, reason=score.reason + f" It was not tested against a null of random circuits: {why}.")
     if null is None or null.p_value is None or score.verdict != "verified" or null.p_value <= alpha:
         return score
     why = (f" But layer-matched random circuits come as close to 1 (null p = {null.p_value:.3g} over "
@@ -188,7 +194,8 @@ def circuit_scores(v: RunContext) -> tuple[R.CircuitScores | None, Measured | No
     empty = v.runner(v.settings.ablation).run([()])[0].double().numpy()
     node = two_sided(v, node, empty, band if v.settings.ablation_level == "node" else None)
     edge = two_sided(v, edge, empty, band if v.settings.ablation_level == "edge" else None)
-    node, edge = null_gate(node, scores.null, 1 - v.level), null_gate(edge, edge_null_level, 1 - v.level)
+    node = null_gate(node, scores.null, 1 - v.level, v.settings.n_random)
+    edge = null_gate(edge, edge_null_level, 1 - v.level, v.settings.n_random_edge)
     level_source = {lvl: resolved["faithfulness"][1] if v.settings.ablation_level == lvl else "reported"
                     for lvl in ("node", "edge")}
     out = replace(

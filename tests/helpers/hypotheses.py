@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-
-CLI = [sys.executable, "-m", "circuitspec.cli"]
 
 
 def write_hypothesis(path: Path, model_dir: Path, *, edges: str, claims: str) -> Path:

@@ -22,7 +22,7 @@ A -> B.v at END -> logits and 40 % by N -> logits. Small Gaussian noise (``noise
 every weight makes the circuit approximate, as in a trained model: the distractors then
 leak a little into U, so F of the true circuit is near, not at, 1.
 
-The true hypothesis names exactly these groups and edges (tests/test_calibration.py).
+The true hypothesis names exactly these groups and edges (tests/verification/test_calibration.py).
 """
 
 from __future__ import annotations
