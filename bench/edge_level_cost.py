@@ -18,14 +18,14 @@ from circuitspec.scoring.circuit_null import CircuitMaps
 from circuitspec.spec.load import load_hypothesis
 from circuitspec.verification.context import RunContext
 from circuitspec.verification.run import hypothesis_dataset
-from circuitspec.verification.settings import Options
+from circuitspec.verification.settings import Options, resolve
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 16
 hyp = load_hypothesis(sys.argv[2] if len(sys.argv) > 2 else "hypotheses/ioi_smollm2_135m.yaml")
 model = load_model(hyp.model_spec.name)
 ds = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos, n_prompts=n, seed=None, templates=None)
 with torch.no_grad():
-    ctx = RunContext(hyp, model, ds, Options(n_prompts=n))
+    ctx = RunContext(hyp, model, ds, resolve(hyp, Options(n_prompts=n)))
     run = ctx.runner("mean")
     wires = wires_from_circuit(ctx.circuit, at_positions=hyp.edge_positions == "at")
     w = ctx.work
