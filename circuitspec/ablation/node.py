@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     from circuitspec.bridge.work import Work
     from circuitspec.data.dataset import Dataset
 
-__all__ = ["ABLATIONS", "AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
+__all__ = ["ABLATIONS", "MAX_REFERENCES", "AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
+
+MAX_REFERENCES = 2  # registered runs cached besides the clean and fully ablated ones
 
 
 
@@ -108,7 +110,13 @@ class AblationRunner:
         # ablated or the clean run there: it resumes from that run's residual at k.
         self.resume = resume and can_resume(self.bridge)
         self._refs: dict[tuple[int, int, int, str], list[torch.Tensor]] = {}
+        # Runs whose residuals are cached so that other keep-sets resume from them: the clean
+        # and fully ablated runs, and any keep-set registered with add_reference (a circuit C,
+        # whose C \\ K agree with it below K's first layer).
+        self._ref_keeps: dict[str, Keep] = {"clean": Keep(), "ablated": Keep(frozenset())}
+        self._ref_sigs: dict[str, list[Any]] = {}
         self._memo: dict[Keep, torch.Tensor] = {}
+        self._n_refs = 0
         self._groups = self._prepare()
         self._clean = self.run([Keep()])[0]
 
@@ -271,7 +279,7 @@ class AblationRunner:
             sigs = [signature(self, k) for k in keeps] if self.resume else []
             starts: dict[tuple[int, str], list[int]] = {}
             for i, k in enumerate(keeps):
-                starts.setdefault(self._start(group, k, masks[i]), []).append(i)
+                starts.setdefault(self._start(group, k, masks[i], sigs[i] if sigs else None), []).append(i)
             for s in range(0, n, step):
                 sl = slice(s, min(n, s + step))
                 per_pass = max(1, rows // (sl.stop - s))
@@ -288,16 +296,49 @@ class AblationRunner:
                         out[torch.tensor(chunk)[:, None], group.index[sl]] = values.cpu()
         return list(out)
 
-    def _start(self, group: _Group, keep: Keep, masks: Any = None) -> tuple[int, str]:
-        """The layer this keep-set's pass can resume at, and from which run ("clean", "ablated")."""
+    def add_reference(self, keep: Keep) -> None:
+        """Cache ``keep``'s run (the residual entering every layer, built on first use) and
+        resume every later keep-set that agrees with it up to some layer from there. Register a
+        circuit C before evaluating many C \\ K: each then runs only from K's first layer.
+        At most :data:`MAX_REFERENCES` are held besides the clean and fully ablated runs; the
+        oldest is dropped (with its cached residuals) to make room."""
+        if not self.resume:
+            return
+        key = self._key(keep)
+        if key in self._ref_keeps.values():
+            return
+        extra = [name for name in self._ref_keeps if name not in ("clean", "ablated")]
+        if len(extra) >= MAX_REFERENCES:
+            self._drop_reference(extra[0])
+        name = f"ref{self._n_refs}"
+        self._n_refs += 1
+        self._ref_keeps[name] = key
+
+    def _drop_reference(self, name: str) -> None:
+        del self._ref_keeps[name]
+        self._ref_sigs.pop(name, None)
+        for k in [k for k in self._refs if k[3] == name]:
+            del self._refs[k]
+
+    def _start(self, group: _Group, keep: Keep, masks: Any = None, sig: Any = None,
+               among: Sequence[str] | None = None) -> tuple[int, str]:
+        """The layer this keep-set's pass can resume at, and from which cached run (of ``among``,
+        default all): the one that agrees with it on the most layers (see :meth:`add_reference`)."""
         mask, mlp_kept = self._masks(group, keep) if masks is None else masks
-        if not self.resume or mask is None or not all(mlp_kept):
+        if not self.resume or (mask is None and all(mlp_kept)):
             return 0, "clean"
-        flat = mask.flatten(1)
-        first_kept = next((L for L in range(self.n_layers) if flat[L].any()), self.n_layers)
-        if first_kept:
-            return min(first_kept, self.n_layers - 1), "ablated"
-        return next((L for L in range(self.n_layers) if not flat[L].all()), 0), "clean"
+        sig = signature(self, keep) if sig is None else sig
+        best, which = 0, "clean"
+        for name, ref in self._ref_keeps.items():
+            if among is not None and name not in among:
+                continue
+            if name not in self._ref_sigs:
+                self._ref_sigs[name] = signature(self, ref)
+            theirs = self._ref_sigs[name]
+            first = next((L for L in range(self.n_layers) if sig[L] != theirs[L]), self.n_layers)
+            if first > best:
+                best, which = first, name
+        return min(best, self.n_layers - 1), which
 
     def _reference(self, group: _Group, sl: slice, which: str) -> list[torch.Tensor]:
         """The residual entering every layer in the clean or the fully ablated run of ``group[sl]``."""
@@ -305,9 +346,13 @@ class AblationRunner:
         if key not in self._refs:
             store: dict[int, torch.Tensor] = {}
             zs: dict[int, torch.Tensor] = {}
-            self._forward(group, sl, [Keep() if which == "clean" else Keep(frozenset())], capture=store,
+            keep = self._ref_keeps[which]
+            start, base = (0, "clean") if which in ("clean", "ablated") else self._start(
+                group, keep, among=("clean", "ablated"))
+            self._forward(group, sl, [keep], start, base, capture=store,
                           capture_z=zs if which == "ablated" else None)
-            self._refs[key] = [store[L] for L in range(self.n_layers)]
+            below = self._reference(group, sl, base)[:start] if start else []
+            self._refs[key] = below + [store[L] for L in range(start, self.n_layers)]
             if zs:
                 self._refs[(*key[:3], "ablated z")] = [zs[L] for L in range(self.n_layers)]
         return self._refs[key]

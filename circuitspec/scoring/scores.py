@@ -73,6 +73,8 @@ class _Evaluator:
                  mlp_keep: Any) -> None:
         self.runner, self.circuit = runner, circuit
         self.positions, self.mlp_keep = circuit_positions, mlp_keep
+        # C \\ K agrees with C below K's first layer: cache C's run and resume from it there.
+        runner.add_reference(self.c_minus(frozenset()))
 
     def c_minus(self, k: frozenset[Head]) -> Keep:
         return Keep.of(self.circuit - k, self.mlp_keep, self.positions)

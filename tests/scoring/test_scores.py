@@ -10,7 +10,7 @@ import torch
 from helpers.ablation_reference import logit_diff_one, manual_template_means, set_z, z_of
 from helpers.ioi_prompts import ioi_dataset
 
-from circuitspec.ablation.node import AblationRunner, Keep, per_prompt_logit_diff
+from circuitspec.ablation.node import MAX_REFERENCES, AblationRunner, Keep, per_prompt_logit_diff
 from circuitspec.bridge.work import Work
 from circuitspec.data.dataset import Dataset
 from circuitspec.results import as_json
@@ -167,6 +167,38 @@ def test_keep_sets_sharing_layers_match_full_passes_and_share_the_work(tiny_mode
     # at layer 2 eight (every keep-set's layer-2 mask differs, the S2 and MLP ones included).
     expected = 1 + 2 / 3 + (1 + 2 + 8) / 3
     assert work.total - before == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_keep_sets_resume_from_a_registered_circuit_run(tiny_models, datasets, family):
+    """C \\ K agrees with the circuit's own run below K's first layer: once C is registered as
+    a reference, separate calls resume from its cached residuals there. Checked against full
+    passes and by a hand count of the work."""
+    model, ds = tiny_models[family], datasets[family]  # 3 layers, 4 heads
+    circuit = {(0, 1), (1, 2), (2, 0), (2, 3)}
+    keeps = [Keep.of(circuit - {h}) for h in [(2, 0), (2, 3), (1, 2)]]
+    keeps.append(Keep.of(circuit - {(2, 0)}, mlps=[0, 1]))  # the MLP of layer 2 ablated too
+    per_forward = sum(len(t) for t in ds.clean) * 3
+    plain = AblationRunner(model, ds, "mean", resume=False)
+    expected = plain.run(keeps)
+    for registered in (False, True):
+        work = Work(per_forward=per_forward)
+        runner = AblationRunner(model, ds, "mean", work=work)
+        if registered:
+            runner.add_reference(Keep.of(circuit))
+        before = work.total
+        got = torch.cat([runner.run([k]) for k in keeps])  # one call each: no prefix tree between them
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        # By hand (a third of a forward per layer). Without the reference each keep-set keeps
+        # L0H1 and runs from the tokens: 4 x 1. With it: C's own run once (1), then
+        # C - L2H0, C - L2H3 and C - L2H0 without MLP 2 from layer 2 (3 x 1/3), C - L1H2 from
+        # layer 1 (2/3).
+        assert work.total - before == pytest.approx(1 + 3 / 3 + 2 / 3 if registered else 4)
+    # A registered run that is evicted takes its cached residuals with it.
+    for extra in [circuit - {(0, 1)}, circuit - {(1, 2)}, circuit - {(2, 0)}]:
+        runner.add_reference(Keep.of(extra))
+    assert len(runner._ref_keeps) == 2 + MAX_REFERENCES
+    assert all(key[3] in runner._ref_keeps or key[3] == "ablated z" for key in runner._refs)
 
 
 def test_template_of_mixed_lengths_is_refused(tiny_models, datasets):
