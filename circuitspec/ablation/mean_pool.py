@@ -95,6 +95,9 @@ class MeanPool:
     excluded: int = 0
     """Generated prompts dropped because they equal a scored prompt (always 0: such a pool is refused)."""
     notes: dict[str, Any] = field(default_factory=dict)
+    prompts: dict[Layout, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
+    """layout -> the pool prompts averaged (token sequences), so a run on other prompts can
+    reuse a mean after checking it is held out from them too."""
 
     @property
     def n(self) -> int:
@@ -110,6 +113,13 @@ class MeanPool:
         if key not in self.means:
             raise ValueError(f"the mean pool has no prompts of layout {_label(key)}")
         return self.means[key]
+
+    def extends_to(self, seed: int, per_template_min: int) -> bool:
+        """Whether this pool's means are those a generated pool with ``seed`` and
+        ``per_template_min`` has for the same layouts (they depend on nothing else, see
+        :func:`build_mean_pool`), so a run on other prompts can start from them."""
+        return (self.seed == seed and self.per_template_min == per_template_min and self.disjoint
+                and bool(self.prompts))
 
     def info(self) -> dict[str, Any]:
         """``settings.mean_pool`` in results.json."""
@@ -160,7 +170,7 @@ def _finish(sums: dict[Layout, tuple[list[Any], list[Any]]], counts: dict[Layout
 
 def build_mean_pool(model: LoadedModel, scored: Dataset, *, generate: bool, seed: int,
                     per_template_min: int = DEFAULT_PER_MEAN, max_tokens: int = 8192,
-                    work: Work | None = None) -> MeanPool:
+                    work: Work | None = None, start_from: MeanPool | None = None) -> MeanPool:
     """The pool for ``scored``: one mean per token layout the scored prompts have.
 
     ``generate``: draw fresh ABC prompts from the IOI generator with ``seed`` (the first
@@ -168,6 +178,12 @@ def build_mean_pool(model: LoadedModel, scored: Dataset, *, generate: bool, seed
     neither on how many prompts are scored nor on which; a pool prompt equal to a scored
     prompt is a :class:`TaskError`); otherwise average the scored prompts' own corrupted
     partners by layout (in-sample, recorded as not disjoint).
+
+    ``start_from``: a generated pool of the same ``seed`` and ``per_template_min`` (another
+    run's, e.g. the robustness panel's regenerated prompts start from the run's own): its
+    means are taken for the layouts it has, and only the others are run through the model.
+    The result equals a pool built from nothing, since a layout's mean depends only on the
+    seed and ``per_template_min``.
     """
     dtype = next(model.bridge.parameters()).dtype
     keys = sorted({layout_key(scored, i) for i in range(len(scored))})
@@ -180,11 +196,38 @@ def build_mean_pool(model: LoadedModel, scored: Dataset, *, generate: bool, seed
         return MeanPool(_finish(sums, counts, dtype), counts, per_template_min, None,
                         "in-sample: the scored prompts' own corrupted partners, per token layout "
                         "(this task has no generator to draw a separate pool from)", disjoint=False)
+    base = start_from if start_from is not None and start_from.extends_to(seed, per_template_min) else None
+    reused = [k for k in keys if base is not None and k in base.means]
+    taken = _draw_pool(model, scored, [k for k in keys if k not in reused], seed, per_template_min)
+    if base is not None:
+        taken.update({k: list(base.prompts[k]) for k in reused})
+    scored_set = set(scored.corrupt) | set(scored.clean)
+    shared = sum(toks in scored_set for rows in taken.values() for toks in rows)
+    if shared:
+        raise TaskError(f"{shared} mean-pool prompt(s) (seed {seed}) equal a scored prompt, so the "
+                        "means would not be held out; give another --mean-pool-seed")
+    counts = {k: len(v) for k, v in taken.items()}
+    means = _finish({k: _capture_sums(model, rows, max_tokens, work) for k, rows in taken.items()
+                     if k not in reused}, counts, dtype)
+    if base is not None:
+        means.update({k: base.means[k] for k in reused})
+    return MeanPool(dict(sorted(means.items())), dict(sorted(counts.items())), per_template_min, seed,
+                    f"ABC prompts from the IOI generator (seed {seed}), none equal to a scored prompt; "
+                    "one per-position mean per token layout (length and named positions), over the "
+                    f"first {per_template_min} prompts of that layout",
+                    prompts={k: tuple(v) for k, v in sorted(taken.items())})
+
+
+def _draw_pool(model: LoadedModel, scored: Dataset, keys: list[Layout], seed: int,
+               per_template_min: int) -> dict[Layout, list[tuple[int, ...]]]:
+    """The first ``per_template_min`` generated ABC prompts (``seed``) of each layout in ``keys``."""
+    if not keys:
+        return {}
     n = per_template_min * 4 * len(keys)
     while True:
         pool = build_ioi(model.tokenizer, n_prompts=n, seed=seed, corruption="abc",
                          prepend_bos=scored.prepend_bos)
-        taken = {k: [] for k in keys}
+        taken: dict[Layout, list[tuple[int, ...]]] = {k: [] for k in keys}
         for i, toks in enumerate(pool.corrupt):
             rows = taken.get(layout_key(pool, i))
             if rows is not None and len(rows) < per_template_min:
@@ -195,14 +238,4 @@ def build_mean_pool(model: LoadedModel, scored: Dataset, *, generate: bool, seed
     missing = [_label(k) for k, v in taken.items() if not v]
     if missing:
         raise ValueError(f"the IOI generator made no prompt of layout {missing} for the mean pool")
-    scored_set = set(scored.corrupt) | set(scored.clean)
-    shared = sum(toks in scored_set for rows in taken.values() for toks in rows)
-    if shared:
-        raise TaskError(f"{shared} mean-pool prompt(s) (seed {seed}) equal a scored prompt, so the "
-                        "means would not be held out; give another --mean-pool-seed")
-    counts = {k: len(v) for k, v in taken.items()}
-    sums = {k: _capture_sums(model, rows, max_tokens, work) for k, rows in taken.items()}
-    return MeanPool(_finish(sums, counts, dtype), counts, per_template_min, seed,
-                    f"ABC prompts from the IOI generator (seed {seed}), none equal to a scored prompt; "
-                    "one per-position mean per token layout (length and named positions), over the "
-                    f"first {per_template_min} prompts of that layout")
+    return taken

@@ -309,8 +309,9 @@ def alternate_corruption(v: RunContext) -> list[R.RobustnessRow] | None:
     dataset = build_dataset(task.model_copy(update={"corruption": other}), v.model.tokenizer,
                             prepend_bos=v.dataset.prepend_bos, n_prompts=n, seed=v.seed,
                             templates=list(v.settings.templates) if v.settings.templates is not None else task.templates)
-    # Its own context: the regenerated prompts' baselines, mean pool (same seed) and runners.
-    alt = RunContext(v.hyp, v.model, dataset, replace(v.settings, n_null_edges=0))
+    # Its own context: the regenerated prompts' baselines and runners. Its mean pool (same seed,
+    # same layouts) is the run's own, reused when it covers these prompts' layouts.
+    alt = RunContext(v.hyp, v.model, dataset, replace(v.settings, n_null_edges=0), mean_pool=v.built_mean_pool)
     effects: dict[str, float | None] = {}
     for edge_spec in v.circuit.edges:
         sender, receiver = edge_endpoints(v.circuit, edge_spec)

@@ -38,7 +38,8 @@ class RunContext:
     """The loaded model, dataset, settings (resolved before, :func:`~.settings.resolve`) and
     engine for one hypothesis run."""
 
-    def __init__(self, hyp: Hypothesis, model: LoadedModel, dataset: Dataset, settings: RunSettings):
+    def __init__(self, hyp: Hypothesis, model: LoadedModel, dataset: Dataset, settings: RunSettings,
+                 mean_pool: MeanPool | None = None):
         self.hyp = hyp
         self.model = model
         self.dataset = dataset
@@ -48,6 +49,7 @@ class RunContext:
         self.seed, self.level, self.n_boot = settings.seed, settings.level, settings.n_bootstrap
         self.clusters, self.bootstrap_unit = bootstrap_clusters(dataset, settings.bootstrap, hyp.task.kind)
         self._mean_pool: MeanPool | None = None
+        self._pool_start = mean_pool  # another run's pool: its means are reused where they apply
         self._runners: dict[str, AblationRunner] = {}
         self.work = run_work(model, dataset)
         with self.work.at("caches"):
@@ -65,7 +67,8 @@ class RunContext:
             with self.work.at("mean_pool"):
                 self._mean_pool = build_mean_pool(
                     self.model, self.dataset, generate=self.hyp.task.kind == "ioi", seed=seed,
-                    per_template_min=s.mean_pool_min or DEFAULT_PER_MEAN, work=self.work)
+                    per_template_min=s.mean_pool_min or DEFAULT_PER_MEAN, work=self.work,
+                    start_from=self._pool_start)
         return self._mean_pool
 
     @property

@@ -160,6 +160,43 @@ def test_pool_mean_is_the_average_over_its_own_prompts(tiny_models):
     torch.testing.assert_close(pool.mean_for(layout_key(ds, 0))[0][1], ref, atol=1e-5, rtol=0)
 
 
+def test_a_pool_started_from_another_runs_pool_equals_one_built_from_nothing(tiny_models):
+    """The robustness panel's regenerated (S-swap) prompts start from the run's own pool: the
+    layouts they share are not run again, and the result equals a pool built for them alone.
+    A pool of another seed is not reused, and a reused mean must still be held out."""
+    import torch
+
+    from circuitspec.ablation.mean_pool import build_mean_pool
+    from circuitspec.bridge.work import Work
+    from circuitspec.data.ioi import build_ioi
+    from circuitspec.errors import TaskError
+
+    model = tiny_models["llama"]
+    ds = build_ioi(model.tokenizer, n_prompts=8, seed=3, corruption="abc", prepend_bos=False, templates=[0, 13])
+    # S-swap pairs each prompt with its mirror template's (IO and S1 swap places): 2 more layouts.
+    other = build_ioi(model.tokenizer, n_prompts=8, seed=3, corruption="s_swap", prepend_bos=False,
+                      templates=[0, 13])
+    pool = build_mean_pool(model, ds, generate=True, seed=5, per_template_min=20)
+    alone, started = Work(per_forward=1), Work(per_forward=1)
+    own = build_mean_pool(model, other, generate=True, seed=5, per_template_min=20, work=alone)
+    got = build_mean_pool(model, other, generate=True, seed=5, per_template_min=20, work=started,
+                          start_from=pool)
+    assert len(pool.means) == 2 and len(own.means) == 4
+    assert got.counts == own.counts and got.prompts == own.prompts and got.info() == own.info()
+    for key, (zs, mlps) in own.means.items():
+        for a, b in zip(zs + mlps, got.means[key][0] + got.means[key][1], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert started.total == pytest.approx(alone.total / 2)  # the two shared layouts were not rerun
+    other_seed = Work(per_forward=1)
+    build_mean_pool(model, other, generate=True, seed=6, per_template_min=20, work=other_seed, start_from=pool)
+    assert other_seed.total == pytest.approx(alone.total)
+    key = next(iter(pool.prompts))
+    leaked = type(ds)(ds.clean, (pool.prompts[key][0], *ds.corrupt[1:]), ds.correct, ds.incorrect,
+                      ds.positions, ds.template, ds.prepend_bos)
+    with pytest.raises(TaskError, match="equal a scored prompt"):
+        build_mean_pool(model, leaked, generate=True, seed=5, per_template_min=20, start_from=pool)
+
+
 def test_templates_of_one_length_with_names_elsewhere_get_their_own_means(tiny_models):
     """Templates 0 and 13 are both 15 word tokens, S2 at index 10 and 11: a mean per length
     would average the S2 name of one with a function word of the other at each index."""
