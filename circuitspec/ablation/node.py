@@ -79,7 +79,8 @@ class AblationRunner:
     """Evaluate many keep-sets on one dataset, sharing cached corrupted activations.
 
     ``max_tokens`` bounds the tokens of one forward pass (rows x positions); lower it
-    when memory is tight, raise it on an accelerator.
+    when memory is tight, raise it on an accelerator. ``direct=False`` runs resumed
+    segments through the bridge's own forward instead of :class:`RowModel` (for tests).
     """
     def __init__(
         self,
@@ -91,6 +92,7 @@ class AblationRunner:
         resume: bool = True,
         work: Work | None = None,
         mean_pool: MeanPool | None = None,
+        direct: bool = True,
     ) -> None:
         if ablation not in ABLATIONS:
             raise InvalidArgument(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
@@ -109,6 +111,12 @@ class AblationRunner:
         # A keep-set that ablates every head below layer k, or none, matches the fully
         # ablated or the clean run there: it resumes from that run's residual at k.
         self.resume = resume and can_resume(self.bridge)
+        # Resumed segments run the blocks directly (bridge/rows.py) where the architecture is
+        # one RowModel reproduces: no hooks, and about 1.5x faster than the bridge's forward.
+        from circuitspec.bridge.rows import RowModel, unsupported_reason
+
+        self.rows = (RowModel(self.bridge, model.info.n_heads, model.info.n_kv_heads)
+                     if self.resume and direct and unsupported_reason(self.bridge) is None else None)
         self._refs: dict[tuple[int, int, int, str], list[torch.Tensor]] = {}
         # Runs whose residuals are cached so that other keep-sets resume from them: the clean
         # and fully ablated runs, and any keep-set registered with add_reference (a circuit C,

@@ -19,7 +19,9 @@ from circuitspec.patching.types import answer_diff
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["forward_tree", "replacement_rows", "signature"]
+    from circuitspec.bridge.rows import RowModel
+
+__all__ = ["forward_tree", "replacement_rows", "rows_segment", "signature"]
 
 
 def replacement_rows(repl: torch.Tensor, sl: slice) -> torch.Tensor:
@@ -71,37 +73,109 @@ def forward_tree(self: Any, group: Any, sl: slice, sigs: Sequence[Any], masks: S
             resid = resid.flatten(0, 1)
         elif layer:
             resid = self._reference(group, sl, which)[layer].repeat(n_k, 1, 1)
-        hooks: list[tuple[str, Any]] = []
-        for L in range(layer, stop):
-            firsts = [masks[node[0]][0] for node in nodes]
-            head_masks = [everything if m is None else m[L, sl] for m in firsts]
-            if not all(bool(hm.all()) for hm in head_masks):
-                stacked = torch.stack(head_masks)[..., None]
-                hooks.append((z_hook(L), keep_or_replace(stacked, replacement_rows(group.z_repl[L], sl))))
-            mlp_flags = [masks[node[0]][1][L] for node in nodes]
-            if not all(mlp_flags):
-                keep_mlp = torch.tensor(mlp_flags, device=tokens.device)[:, None, None, None]
-                hooks.append((mlp_out_hook(L), keep_or_replace(keep_mlp, replacement_rows(group.mlp_repl[L], sl))))
         last = stop == self.n_layers
         end = group.end[sl].repeat(n_k)
-        if last:
-            hooks.append((UNEMBED_IN, take_rows(end)))
-        with torch.no_grad(), self.bridge.hooks(fwd_hooks=hooks):
-            if resid is None:  # from the tokens
-                out = self.bridge(tokens.repeat(n_k, 1), stop_at_layer=None if last else stop)
-            else:
-                with resumed_at(self.bridge, layer):
-                    out = self.bridge(resid, start_at_layer=layer, stop_at_layer=None if last else stop)
+        z_masks = [_stacked([everything if masks[node[0]][0] is None else masks[node[0]][0][L, sl]
+                             for node in nodes]) for L in range(layer, stop)]
+        mlp_masks = [_mlp_flags([masks[node[0]][1][L] for node in nodes], tokens.device)
+                     for L in range(layer, stop)]
+        direct = self.rows is not None and resid is not None
+        if direct:  # the blocks recomputed directly (bridge/rows.py), no hooks
+            out = rows_segment(self.rows, resid, layer, z_masks, mlp_masks, group, sl)
+            if last:
+                out = out[torch.arange(len(end), device=out.device), end][:, None]
+        else:
+            hooks: list[tuple[str, Any]] = []
+            for L, zm, mm in zip(range(layer, stop), z_masks, mlp_masks, strict=True):
+                if zm is not None:
+                    hooks.append((z_hook(L), keep_or_replace(zm, replacement_rows(group.z_repl[L], sl))))
+                if mm is not None:
+                    hooks.append((mlp_out_hook(L), keep_or_replace(mm, replacement_rows(group.mlp_repl[L], sl))))
+            if last:
+                hooks.append((UNEMBED_IN, take_rows(end)))
+            with torch.no_grad(), self.bridge.hooks(fwd_hooks=hooks):
+                if resid is None:  # from the tokens
+                    out = self.bridge(tokens.repeat(n_k, 1), stop_at_layer=None if last else stop)
+                else:
+                    with resumed_at(self.bridge, layer):
+                        out = self.bridge(resid, start_at_layer=layer, stop_at_layer=None if last else stop)
         self.n_forward += 1
         if self.work is not None:
             self.work.add(n * n_k, tokens.shape[1], stop - layer)
         if not last:
             resid, layer = out, stop
             continue
+        if direct:  # final residual rows at END: the answer logits only
+            with torch.no_grad():
+                diff = self.rows.answer_diff(out[:, 0], group.correct[sl].repeat(n_k),
+                                             group.incorrect[sl].repeat(n_k))
+            return _spread(diff.reshape(n_k, n).float(), nodes, len(sigs), n)
         logits = out[:, 0] if out.shape[1] == 1 else out[torch.arange(len(end)), end]
         diff = answer_diff(logits, group.correct[sl].repeat(n_k),
                            group.incorrect[sl].repeat(n_k)).reshape(n_k, n).float()
-        values = torch.empty((len(sigs), n), device=diff.device)
-        for c, node in enumerate(nodes):
-            values[node] = diff[c]
-        return values
+        return _spread(diff, nodes, len(sigs), n)
+
+
+def _spread(diff: torch.Tensor, nodes: Sequence[Sequence[int]], n_keeps: int, n: int) -> torch.Tensor:
+    """[copies, n] values -> [keep-sets, n]: each keep-set takes its copy's."""
+    import torch
+
+    values = torch.empty((n_keeps, n), device=diff.device)
+    for c, node in enumerate(nodes):
+        values[list(node)] = diff[c]
+    return values
+
+
+def _stacked(head_masks: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """[copies, n, pos, heads, 1] keep mask of one layer; None where every head runs everywhere."""
+    import torch
+
+    if all(bool(hm.all()) for hm in head_masks):
+        return None
+    return torch.stack(list(head_masks))[..., None]
+
+
+def _mlp_flags(flags: Sequence[bool], device: Any) -> torch.Tensor | None:
+    """[copies, 1, 1, 1] keep flags of one layer's MLP; None where every copy keeps it."""
+    import torch
+
+    return None if all(flags) else torch.tensor(list(flags), device=device)[:, None, None, None]
+
+
+def rows_segment(rm: RowModel, x: torch.Tensor, start: int, z_masks: Sequence[torch.Tensor | None],
+                 mlp_masks: Sequence[torch.Tensor | None], group: Any, sl: slice) -> torch.Tensor:
+    """The residual [copies * n, pos, d] entering layer ``start`` carried through the next
+    ``len(z_masks)`` blocks with :class:`~circuitspec.bridge.rows.RowModel`: every position
+    of every copy, each ablated head's z (and each ablated MLP's output) replaced as the
+    bridge's hooks would. Equal to the bridge's forward to float rounding (tested)."""
+    import torch
+
+    with torch.no_grad():
+        return _blocks(rm, x, start, z_masks, mlp_masks, group, sl)
+
+
+def _blocks(rm: RowModel, x: torch.Tensor, start: int, z_masks: Sequence[torch.Tensor | None],
+            mlp_masks: Sequence[torch.Tensor | None], group: Any, sl: slice) -> torch.Tensor:
+    import torch
+
+    n_pos = x.shape[1]
+    pos = torch.arange(n_pos, device=x.device)
+    for i, (zm, mm) in enumerate(zip(z_masks, mlp_masks, strict=True)):
+        layer = start + i
+        q, k, v = rm.qkv(layer, rm.norm1(layer, x))
+        q, k = rm.rotate(layer, q, pos, n_pos), rm.rotate(layer, k, pos, n_pos)
+        k, v = rm.expand_kv(k), rm.expand_kv(v)
+        hidden = pos[None, :] > pos[:, None]  # [query, key]: the future
+        if rm.window[layer] is not None:
+            hidden = hidden | (pos[:, None] - pos[None, :] >= rm.window[layer])
+        scores = torch.einsum("brhd,bthd->bhrt", q, k) * rm.scale
+        pattern = torch.softmax(scores.masked_fill(hidden, float("-inf")).float(), dim=-1).to(q.dtype)
+        z = torch.einsum("bhrt,bthd->brhd", pattern, v)
+        if zm is not None:
+            z = keep_or_replace(zm, replacement_rows(group.z_repl[layer], sl))(z, None)
+        attn = rm.attn_write(layer, rm.head_out(layer, z) + rm.layers[layer].b_O)
+        mlp = rm.mlp(layer, x if rm.parallel else x + attn)
+        if mm is not None:
+            mlp = keep_or_replace(mm, replacement_rows(group.mlp_repl[layer], sl))(mlp, None)
+        x = x + attn + mlp
+    return x

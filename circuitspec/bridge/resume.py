@@ -50,8 +50,27 @@ def resumed_at(bridge: Any, layer: int) -> Iterator[None]:
         yield
         return
     parent, name, full = found
+    # Models with layers of several kinds (Gemma 3: local and global) pick each block's mask
+    # and rotary embedding by its index in the loop, ``config.layer_types[i]``; with the list
+    # cut, block ``layer + i`` sits at index i, so the kinds are cut the same way.
+    configs = _layer_type_configs(bridge, len(full))
     setattr(parent, name, torch.nn.ModuleList(list(full)[layer:]))
+    for config, kinds in configs:
+        config.layer_types = kinds[layer:]
     try:
         yield
     finally:
         setattr(parent, name, full)
+        for config, kinds in configs:
+            config.layer_types = kinds
+
+
+def _layer_type_configs(bridge: Any, n_layers: int) -> list[tuple[Any, list[str]]]:
+    """The wrapped model's configs that list a kind per layer, each once, with its list."""
+    out: dict[int, tuple[Any, list[str]]] = {}
+    for module in bridge.original_model.modules():
+        config = getattr(module, "config", None)
+        kinds = getattr(config, "layer_types", None)
+        if isinstance(kinds, (list, tuple)) and len(kinds) == n_layers:
+            out.setdefault(id(config), (config, list(kinds)))
+    return list(out.values())
