@@ -80,7 +80,7 @@ def forward_tree(self: Any, group: Any, sl: slice, sigs: Sequence[Any], masks: S
         mlp_masks = [_mlp_flags([masks[node[0]][1][L] for node in nodes], tokens.device)
                      for L in range(layer, stop)]
         direct = self.rows is not None and resid is not None
-        if direct:  # the blocks recomputed directly (bridge/rows.py), no hooks
+        if direct and resid is not None:  # the blocks recomputed directly (bridge/rows.py), no hooks
             out = rows_segment(self.rows, resid, layer, z_masks, mlp_masks, group, sl)
             if last:
                 out = out[torch.arange(len(end), device=out.device), end][:, None]
@@ -166,8 +166,9 @@ def _blocks(rm: RowModel, x: torch.Tensor, start: int, z_masks: Sequence[torch.T
         q, k = rm.rotate(layer, q, pos, n_pos), rm.rotate(layer, k, pos, n_pos)
         k, v = rm.expand_kv(k), rm.expand_kv(v)
         hidden = pos[None, :] > pos[:, None]  # [query, key]: the future
-        if rm.window[layer] is not None:
-            hidden = hidden | (pos[:, None] - pos[None, :] >= rm.window[layer])
+        window = rm.window[layer]
+        if window is not None:
+            hidden = hidden | (pos[:, None] - pos[None, :] >= window)
         scores = torch.einsum("brhd,bthd->bhrt", q, k) * rm.scale
         pattern = torch.softmax(scores.masked_fill(hidden, float("-inf")).float(), dim=-1).to(q.dtype)
         z = torch.einsum("bhrt,bthd->brhd", pattern, v)
