@@ -70,6 +70,22 @@ def test_matches_slow_reference(tiny_models, datasets, family, kind):
     assert not np.allclose(got.numpy(), runner.logit_diff(set()).numpy(), atol=1e-2)
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_direct_blocks_match_the_hooked_bridge(tiny_models, tiny_gemma3, family):
+    """The runner's RowModel path (no attention in view copies, each wave head attending from
+    its own views) against the bridge's hooked passes, on grouped keys and values (Gemma 3:
+    one key/value head for four query heads, sandwich and q/k norms, local layers)."""
+    model = tiny_gemma3 if family == "gemma3" else tiny_models[family]
+    ds = ioi_dataset(model.tokenizer, n=6, seed=2)
+    direct, hooked = AblationRunner(model, ds, "mean"), AblationRunner(model, ds, "mean", direct=False)
+    assert direct.rows is not None and hooked.rows is None
+    for wires in (WIRES, [Wire(w.senders, w.receivers, w.via) for w in WIRES], []):
+        got = edge_level_logit_diff(direct, wires)
+        torch.testing.assert_close(got, edge_level_logit_diff(hooked, wires), atol=2e-5, rtol=0)
+    np.testing.assert_allclose(edge_level_logit_diff(direct, WIRES).numpy(), reference(model, ds, WIRES, "mean"),
+                               atol=1e-4)
+
+
 def test_positions_matter_and_match_reference(tiny_models, datasets):
     model, ds = tiny_models["llama"], datasets["llama"]
     runner = AblationRunner(model, ds, "resample")
@@ -88,9 +104,12 @@ def test_complete_graph_is_the_model_and_no_edges_the_ablated_model(tiny_models,
     full = edge_level_logit_diff(runner, complete_wires(runner.all_heads))
     torch.testing.assert_close(full, runner.clean, atol=1e-5, rtol=0)
     score = edge_faithfulness(runner, complete_wires(runner.all_heads), threshold=0.8, n_bootstrap=1000)
-    assert score.value == pytest.approx(1.0, abs=1e-5)
-    assert score.ci[0] == pytest.approx(1.0, abs=1e-5) and score.ci[1] == pytest.approx(1.0, abs=1e-5)
-    assert score.details["mean_of_per_prompt_ratios"] == pytest.approx(1.0, abs=1e-5)
+    # The blocks are recomputed by RowModel, not the bridge that made runner.clean: float32
+    # rounding in another order (the tiny models' logit differences are ~0.5, so 1e-5 there
+    # is 2e-5 in F).
+    assert score.value == pytest.approx(1.0, abs=1e-4)
+    assert score.ci[0] == pytest.approx(1.0, abs=1e-4) and score.ci[1] == pytest.approx(1.0, abs=1e-4)
+    assert score.details["mean_of_per_prompt_ratios"] == pytest.approx(1.0, abs=1e-4)
     assert score.verdict == "verified"
     # No edges: every head ablated, computed here by a naive loop over prompts.
     means = manual_template_means(model.bridge, ds)
