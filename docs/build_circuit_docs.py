@@ -64,6 +64,16 @@ NOT_RERUN = {
 }
 
 
+
+def _noted_templates(notes: str | None) -> list[int] | None:
+    """The templates a results.json written before ``task.templates`` existed names in its notes
+    (``templates=[0, 4, ...]``, the dataset's own record of its draw)."""
+    import re
+
+    found = re.search(r"templates=\[([\d, ]*)\]", notes or "")
+    return None if found is None else [int(t) for t in found.group(1).split(",") if t.strip()]
+
+
 def page_dir(path: Path) -> Path:
     return DOCS / "circuits" / path.stem
 
@@ -96,7 +106,8 @@ def stale_reasons(path: Path, result: dict[str, Any]) -> list[str]:
         why.append(f"the run used {task.get('n_prompts')} prompts, the file asks for {want_n}")
     if task.get("seed") != hyp.task.seed:
         why.append(f"the run used seed {task.get('seed')}, the file says {hyp.task.seed}")
-    ran_templates = (settings.get("statistics") or {}).get("templates") or task.get("templates")
+    ran_templates = (settings.get("statistics") or {}).get("templates") or task.get("templates") \
+        or _noted_templates(task.get("notes"))
     if hyp.task.templates is not None and sorted(ran_templates or []) != sorted(hyp.task.templates):
         why.append(f"the run's templates {ran_templates} are not the file's {hyp.task.templates}")
     want_edges = sorted(e.name for e in hyp.circuit().edges)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from circuitspec.records.fields import CONFIG, LOADS_AS_NONE
+from circuitspec.records.fields import CONFIG, LOADS_AS_NONE, OMIT_NONE
 
 __all__ = ["HypothesisInfo", "ModelInfo", "NodeInfo", "Settings", "TaskInfo", "Versions"]
 
@@ -108,6 +108,9 @@ class TaskInfo:
     """Whether a beginning-of-sequence token was prepended."""
     notes: str | None = None
     """Anything else worth knowing about the data (dropped prompts, templates used)."""
+    templates: Annotated[list[int] | None, OMIT_NONE] = None
+    """IOI template ids the prompts were drawn from, when restricted (the file's ``task.templates``
+    or ``--templates``); None: every template, or prompts given in the file."""
 
 
 # --- run context ----------------------------------------------------------------------------

@@ -168,7 +168,8 @@ def assemble(
     result = R.Result(
         hypothesis=R.HypothesisInfo(hyp.name, hyp.source, hyp.description, nodes),
         model=R.ModelInfo(model.reference, info.name, model.revision, info.n_layers, info.n_heads, info.n_kv_heads),
-        task=R.TaskInfo(hyp.task.kind, len(dataset), ctx.seed, hyp.task.corruption, dataset.prepend_bos, notes),
+        task=R.TaskInfo(hyp.task.kind, len(dataset), ctx.seed, hyp.task.corruption, dataset.prepend_bos, notes,
+                        _templates(dataset)),
         metric=R.MetricResult(
             "logit_diff",
             float(ctx.clean.mean()),
@@ -195,3 +196,9 @@ def assemble(
     )
     split = breakdown(result, n_boot=ctx.n_boot, seed=ctx.seed, level=ctx.level)
     return replace(result, breakdown=split or None)
+
+
+def _templates(dataset: Dataset) -> list[int] | None:
+    """The template ids the generator was restricted to (None: all of them, or custom prompts)."""
+    ids = (dataset.notes or {}).get("templates")
+    return None if ids is None else [int(t) for t in ids]
