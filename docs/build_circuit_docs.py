@@ -53,14 +53,12 @@ CURVES = {"ioi_smollm2_135m": DOCS / "examples" / "grow_smollm2_135m_curve.json"
 
 # Why a page was left stale this round, by hypothesis stem (said on the page beside "stale").
 NOT_RERUN = {
-    "ioi_smollm2_135m": "Its numbers are of an earlier version of this file (other heads and edges). The "
-                        "held-out run of the file as it now reads (128 prompts) was started this round "
-                        "and had not finished when this page was built; `docs/build_circuit_docs.py "
-                        "--from-results` turns its results.json into this page once it lands.",
-    "ioi_gemma3_270m": "Not re-run this round: the file's full verification (128 held-out prompts, "
-                       "100-draw edge nulls, circuit nulls, completeness search, robustness panel) "
-                       "did not fit the session's shared 2-core machine beside the SmolLM2 run; its "
-                       "claims are left as they were, unverified as written.",
+    "ioi_gemma3_270m": "Not re-run: the file's full verification (128 held-out prompts, 100-draw edge "
+                       "nulls, circuit nulls, completeness search, robustness panel) takes hours on the "
+                       "2-core machine and did not fit a session beside the SmolLM2 run. Its numbers are "
+                       "also affected by a bug fixed since: passes resumed at a layer gave Gemma 3's "
+                       "blocks the wrong kind (local or global rotary base), so its node- and edge-level "
+                       "ablation values are wrong. Its claims are left as they were, unverified as written.",
 }
 
 
