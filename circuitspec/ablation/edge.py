@@ -341,7 +341,9 @@ def _view_block(rm: Any, layer: int, x: torch.Tensor, mask: torch.Tensor, circui
 
     repl = group.z_repl[layer]
     repl = repl if repl.dim() == 0 else repl[sl]
-    z = torch.where(mask, circuit if circuit is not None else torch.zeros((), dtype=x.dtype), repl.to(x.dtype))
+    if circuit is None:  # no circuit z at this layer (zero ablation's replacement is a scalar)
+        circuit = x.new_zeros((*x.shape[1:3], rm.n_heads, rm.d_head))
+    z = torch.where(mask, circuit, repl.to(x.dtype))
     z = z.expand(x.shape[0], *z.shape[1:]) if z.shape[0] != x.shape[0] else z
     attn = rm.attn_write(layer, rm.head_out(layer, z) + rm.layers[layer].b_O)
     mlp = rm.mlp(layer, x if rm.parallel else x + attn)

@@ -70,19 +70,20 @@ def test_matches_slow_reference(tiny_models, datasets, family, kind):
     assert not np.allclose(got.numpy(), runner.logit_diff(set()).numpy(), atol=1e-2)
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma3"])
-def test_direct_blocks_match_the_hooked_bridge(tiny_models, tiny_gemma3, family):
+@pytest.mark.parametrize(("family", "kind"), [("llama", "mean"), ("gemma3", "mean"), ("gpt2", "zero"),
+                                            ("neox", "resample")])
+def test_direct_blocks_match_the_hooked_bridge(tiny_models, tiny_gemma3, family, kind):
     """The runner's RowModel path (no attention in view copies, each wave head attending from
     its own views) against the bridge's hooked passes, on grouped keys and values (Gemma 3:
     one key/value head for four query heads, sandwich and q/k norms, local layers)."""
     model = tiny_gemma3 if family == "gemma3" else tiny_models[family]
     ds = ioi_dataset(model.tokenizer, n=6, seed=2)
-    direct, hooked = AblationRunner(model, ds, "mean"), AblationRunner(model, ds, "mean", direct=False)
+    direct, hooked = AblationRunner(model, ds, kind), AblationRunner(model, ds, kind, direct=False)
     assert direct.rows is not None and hooked.rows is None
     for wires in (WIRES, [Wire(w.senders, w.receivers, w.via) for w in WIRES], []):
         got = edge_level_logit_diff(direct, wires)
         torch.testing.assert_close(got, edge_level_logit_diff(hooked, wires), atol=2e-5, rtol=0)
-    np.testing.assert_allclose(edge_level_logit_diff(direct, WIRES).numpy(), reference(model, ds, WIRES, "mean"),
+    np.testing.assert_allclose(edge_level_logit_diff(direct, WIRES).numpy(), reference(model, ds, WIRES, kind),
                                atol=1e-4)
 
 
