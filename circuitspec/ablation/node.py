@@ -88,7 +88,7 @@ class AblationRunner:
         dataset: Dataset,
         ablation: AblationKind = "mean",
         *,
-        max_tokens: int = 8192,
+        max_tokens: int = 4096,
         resume: bool = True,
         work: Work | None = None,
         mean_pool: MeanPool | None = None,

@@ -77,7 +77,7 @@ class FastEngine:
         dataset: Dataset,
         *,
         max_batch: int = 64,
-        max_rows: int = 16384,
+        max_rows: int = 8192,
         check: bool = True,
         work: Work | None = None,
     ):
