@@ -64,7 +64,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from circuitspec.ablation.edge_direct import _start, _where, evaluate_direct
+from circuitspec.ablation.edge_direct import _start, _z_mask, evaluate_direct, free_circuit_z
 from circuitspec.bridge.hooks import UNEMBED_IN, take_rows
 from circuitspec.bridge.resume import resumed_at
 from circuitspec.patching.types import answer_diff
@@ -245,11 +245,7 @@ def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: An
 
     tokens = group.tokens[sl]
     n = tokens.shape[0]
-    circuit_z: dict[int, torch.Tensor] = {}
-    if free:
-        ablated = runner.ablated_z(group, sl)
-        for L, h in free:
-            circuit_z.setdefault(L, torch.zeros_like(ablated[L]))[:, :, h] = ablated[L][:, :, h]
+    circuit_z = free_circuit_z(runner, group, sl, free)
     for wave in waves:
         top = max(L for L, _ in wave.heads)
         start = _start(runner, wave.views, min(L for L, _ in wave.heads))
@@ -327,17 +323,9 @@ def _z_hooks(runner: AblationRunner, group: Any, sl: slice, views: list[_View],
              start: int = 0) -> list[tuple[str, Any]]:
     """hook_z of the layers from ``start`` under ``below``: per batch copy, circuit z where
     its view receives, ablated z elsewhere; a wave's heads have their circuit z stored first."""
-    import torch
-
-    n, length = group.tokens[sl].shape
     hooks: list[tuple[str, Any]] = []
     for layer in range(start, below):
-        mask = torch.zeros((len(views), n, length, runner.n_heads, 1), dtype=torch.bool,
-                           device=group.tokens.device)
-        for c, view in enumerate(views):
-            for (L, h), names in view:
-                if L == layer:
-                    mask[c, :, :, h, 0] |= _where(group, sl, names, length)
+        mask = _z_mask(runner, group, sl, views, layer)
         repl = group.z_repl[layer]
         repl = repl if repl.dim() == 0 else repl[sl]
         store = {r: wave.copy_of[r] for r in wave.heads if r[0] == layer} if wave else {}

@@ -38,11 +38,7 @@ def evaluate_direct(runner: AblationRunner, plan: Any, waves: list[Any], group: 
     assert rm is not None
     with torch.no_grad():
         ablated = runner._reference(group, sl, "ablated")
-        circuit_z: dict[int, torch.Tensor] = {}
-        if free:
-            z_free = runner.ablated_z(group, sl)
-            for L, h in free:
-                circuit_z.setdefault(L, torch.zeros_like(z_free[L]))[:, :, h] = z_free[L][:, :, h]
+        circuit_z = free_circuit_z(runner, group, sl, free)
         for wave in waves:
             views = [v for v in dict.fromkeys(plan.inputs[(r, via)] for r in wave.heads for via in _SLOTS) if v]
             top = max(L for L, _ in wave.heads)
@@ -110,22 +106,24 @@ def _view_block(rm: Any, layer: int, x: torch.Tensor, mask: torch.Tensor, circui
 
 def _head_z(rm: Any, layer: int, head: int, rq: torch.Tensor, rk: torch.Tensor, rv: torch.Tensor) -> torch.Tensor:
     """One query head's z [n, pos, d_head], its query, key and value read from residuals
-    ``rq``, ``rk``, ``rv`` [n, pos, d] (each normed on its own), causal (and windowed)."""
+    ``rq``, ``rk``, ``rv`` [n, pos, d] (each normed on its own)."""
+    group = head // rm.group
+    q = rm.q(layer, rm.norm1(layer, rq), [head])
+    k = rm.k(layer, rm.norm1(layer, rk), [group])
+    return rm.self_attend(layer, q, k, rm.v(layer, rm.norm1(layer, rv), [group]))[:, :, 0]
+
+
+def free_circuit_z(runner: AblationRunner, group: Any, sl: slice, free: Sequence[Head]) -> dict[int, torch.Tensor]:
+    """Per layer, the circuit z of the heads that receive no edge (their z in the fully ablated
+    run, which they read on every input); zero for the other heads, filled in later."""
     import torch
 
-    n_pos = rq.shape[1]
-    pos = torch.arange(n_pos, device=rq.device)
-    group = head // rm.group
-    q = rm.rotate(layer, rm.q(layer, rm.norm1(layer, rq), [head]), pos, n_pos)
-    k = rm.rotate(layer, rm.k(layer, rm.norm1(layer, rk), [group]), pos, n_pos)
-    v = rm.v(layer, rm.norm1(layer, rv), [group])
-    hidden = pos[None, :] > pos[:, None]
-    window = rm.window[layer]
-    if window is not None:
-        hidden = hidden | (pos[:, None] - pos[None, :] >= window)
-    scores = torch.einsum("brhd,bthd->bhrt", q, k) * rm.scale
-    pattern = torch.softmax(scores.masked_fill(hidden, float("-inf")).float(), dim=-1).to(q.dtype)
-    return torch.einsum("bhrt,bthd->brhd", pattern, v)[:, :, 0]
+    circuit_z: dict[int, torch.Tensor] = {}
+    if free:
+        ablated = runner.ablated_z(group, sl)
+        for L, h in free:
+            circuit_z.setdefault(L, torch.zeros_like(ablated[L]))[:, :, h] = ablated[L][:, :, h]
+    return circuit_z
 
 
 def _start(runner: AblationRunner, views: Iterable[Any], first_head: int) -> int:

@@ -156,22 +156,10 @@ def rows_segment(rm: RowModel, x: torch.Tensor, start: int, z_masks: Sequence[to
 
 def _blocks(rm: RowModel, x: torch.Tensor, start: int, z_masks: Sequence[torch.Tensor | None],
             mlp_masks: Sequence[torch.Tensor | None], group: Any, sl: slice) -> torch.Tensor:
-    import torch
 
-    n_pos = x.shape[1]
-    pos = torch.arange(n_pos, device=x.device)
     for i, (zm, mm) in enumerate(zip(z_masks, mlp_masks, strict=True)):
         layer = start + i
-        q, k, v = rm.qkv(layer, rm.norm1(layer, x))
-        q, k = rm.rotate(layer, q, pos, n_pos), rm.rotate(layer, k, pos, n_pos)
-        k, v = rm.expand_kv(k), rm.expand_kv(v)
-        hidden = pos[None, :] > pos[:, None]  # [query, key]: the future
-        window = rm.window[layer]
-        if window is not None:
-            hidden = hidden | (pos[:, None] - pos[None, :] >= window)
-        scores = torch.einsum("brhd,bthd->bhrt", q, k) * rm.scale
-        pattern = torch.softmax(scores.masked_fill(hidden, float("-inf")).float(), dim=-1).to(q.dtype)
-        z = torch.einsum("bhrt,bthd->brhd", pattern, v)
+        z = rm.self_attend(layer, *rm.qkv(layer, rm.norm1(layer, x)))
         if zm is not None:
             z = keep_or_replace(zm, replacement_rows(group.z_repl[layer], sl))(z, None)
         attn = rm.attn_write(layer, rm.head_out(layer, z) + rm.layers[layer].b_O)

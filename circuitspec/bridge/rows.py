@@ -266,6 +266,23 @@ class RowModel:
         z = torch.einsum("sbkgrp,bpkd->sbrkgd", p_pre, v_pre).reshape(n_s, batch, n_r, n_h, dh)
         return z + torch.einsum("sbhrt,sbthd->sbrhd", pattern[..., n_pre:], v_new)
 
+    def self_attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Causal (and, on a local layer, windowed) attention of every row over the rows before
+        it: unrotated q [b, pos, heads, dh], key/value groups k, v [b, pos, groups, dh] (as
+        :meth:`qkv` gives them) -> z [b, pos, heads, dh]."""
+        n_pos = q.shape[1]
+        pos = torch.arange(n_pos, device=q.device)
+        q, k = self.rotate(layer, q, pos, n_pos), self.rotate(layer, k, pos, n_pos)
+        if k.shape[-2] != q.shape[-2]:  # grouped keys and values: one slot per query head
+            k, v = self.expand_kv(k), self.expand_kv(v)
+        hidden = pos[None, :] > pos[:, None]  # [query, key]: the future
+        window = self.window[layer]
+        if window is not None:
+            hidden = hidden | (pos[:, None] - pos[None, :] >= window)
+        scores = torch.einsum("brhd,bthd->bhrt", q, k) * self.scale
+        pattern = torch.softmax(scores.masked_fill(hidden, float("-inf")).float(), dim=-1).to(q.dtype)
+        return torch.einsum("bhrt,bthd->brhd", pattern, v)
+
     def expand_kv(self, x: Tensor) -> Tensor:
         """Key/value groups -> one slot per query head (dim -2)."""
         if self.group == 1:
