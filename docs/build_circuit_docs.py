@@ -48,18 +48,12 @@ from circuit_page import (  # noqa: E402
 
 DEFAULT = [ROOT / "hypotheses" / "ioi_smollm2_135m.yaml", ROOT / "hypotheses" / "ioi_gemma3_270m.yaml"]
 # Edge-discovery curves (docs/plot_grow_curve.py output) drawn on a page, by hypothesis stem.
-CURVES = {"ioi_smollm2_135m": DOCS / "examples" / "grow_smollm2_135m_curve.json"}
+CURVES = {"ioi_smollm2_135m": DOCS / "examples" / "grow_smollm2_135m_curve.json",
+          "ioi_gemma3_270m": DOCS / "examples" / "grow_gemma3_270m_curve.json"}
 
 
 # Why a page was left stale this round, by hypothesis stem (said on the page beside "stale").
-NOT_RERUN = {
-    "ioi_gemma3_270m": "Not re-run: the file's full verification (128 held-out prompts, 100-draw edge "
-                       "nulls, circuit nulls, completeness search, robustness panel) takes hours on the "
-                       "2-core machine and did not fit a session beside the SmolLM2 run. Its numbers are "
-                       "also affected by a bug fixed since: passes resumed at a layer gave Gemma 3's "
-                       "blocks the wrong kind (local or global rotary base), so its node- and edge-level "
-                       "ablation values are wrong. Its claims are left as they were, unverified as written.",
-}
+NOT_RERUN: dict[str, str] = {}
 
 
 
@@ -226,8 +220,9 @@ def write_page(path: Path) -> bool:
     if png:
         lines += ["## Edge-level faithfulness against the number of edges", "",
                   "The blue curve is edge discovery (`suggest --grow-edges`) on the discovery prompts, "
-                  "in sample" + ("." if stale else "; the red point is this file on its held-out prompts."), "",
-                  f"![edge-level faithfulness against edges]({png})", ""]
+                  "in sample" + ("." if stale else "; the red point is this file on its held-out prompts.")
+                  + (" " + CURVE_NOTE if (CURVE_NOTE := json.loads(CURVES[path.stem].read_text()).get("note")) else ""),
+                  "", f"![edge-level faithfulness against edges]({png})", ""]
     if result["metric"].get("per_prompt") is None:
         lines += ["## BABA and ABBA prompts, per template", "",
                   "Not available: this results.json has no per-prompt values.", "",
