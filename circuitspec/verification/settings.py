@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from circuitspec.bridge.device import device_problem
 from circuitspec.data.ioi import BABA_TEMPLATES
-from circuitspec.errors import CircuitSpecError
+from circuitspec.errors import CircuitSpecError, HypothesisError
 from circuitspec.records.run_info import Settings
 from circuitspec.scoring.stats import cluster_widening
 from circuitspec.verification.limits import LIMITS, check_limits
@@ -149,6 +150,12 @@ def resolve(hyp: Hypothesis, options: Options) -> RunSettings:
     # Edges carry signal only at their ``at`` position by default: that is the claim their path
     # patching tests (``ablation_scope: circuit_positions`` implies it for the node level too).
     at = hyp.edge_positions == "at" or hyp.ablation_scope == "circuit_positions"
+    spec = hyp.model_spec
+    device = o.device or spec.device or "cpu"
+    if spec.device_map is None and spec.n_devices is None and (problem := device_problem(device)):
+        if o.device:
+            raise CircuitSpecError(f"--device {problem}")
+        raise HypothesisError(hyp.source, [hyp.problem(("model", "device"), problem)])
     return RunSettings(
         semantics=o.semantics or hyp.semantics, ablation=o.ablation or hyp.ablation,
         ablation_level=level,  # type: ignore[arg-type]
@@ -156,7 +163,7 @@ def resolve(hyp: Hypothesis, options: Options) -> RunSettings:
         freeze_mlps=hyp.freeze_mlps if o.freeze_mlps is None else o.freeze_mlps, engine=o.engine,
         n_prompts=o.n_prompts if o.n_prompts is not None else hyp.task.n_prompts,
         seed=o.seed if o.seed is not None else (hyp.task.seed or 0),
-        device=o.device or hyp.model_spec.device or "cpu",
+        device=device,
         n_bootstrap=o.n_bootstrap or claims.n_bootstrap, level=claims.confidence,
         n_random=o.n_random, n_random_edge=o.n_random_edge, n_subsets=o.n_subsets,
         greedy_steps=o.greedy_steps, minimality_random=o.minimality_random,
