@@ -169,7 +169,7 @@ class AblationRunner:
             for k, values in zip(todo, self._evaluate([self._key(k) for k in todo]), strict=True):
                 self._memo[self._key(k)] = values
         if not specs:
-            return torch.zeros((0, len(self.dataset)))
+            return torch.zeros((0, len(self.dataset)), device="cpu")
         return torch.stack([self._memo[self._key(k)] for k in specs])
 
     def _key(self, keep: Keep) -> Keep:
@@ -215,7 +215,7 @@ class AblationRunner:
     def _evaluate(self, keeps: Sequence[Keep]) -> list[torch.Tensor]:
         import torch
 
-        out = torch.zeros((len(keeps), len(self.dataset)))
+        out = torch.zeros((len(keeps), len(self.dataset)), device="cpu")  # results leave the device here
         for group in self._groups:
             n, length = group.tokens.shape
             rows = max(1, self.max_tokens // length)
@@ -238,7 +238,7 @@ class AblationRunner:
                                                         [masks[i] for i in chunk], start, which)
                         else:
                             values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
-                        out[torch.tensor(chunk)[:, None], group.index[sl]] = values.cpu()
+                        out[torch.tensor(chunk, device="cpu")[:, None], group.index[sl]] = values.cpu()
         return list(out)
 
     def add_reference(self, keep: Keep) -> None:
@@ -347,7 +347,7 @@ class AblationRunner:
         self.n_forward += 1
         if self.work is not None:
             self.work.add(n * n_k, tokens.shape[1], self.n_layers - start)
-        logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
+        logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end), device=end.device), end]
         diff = answer_diff(logits, group.correct[sl].repeat(n_k), group.incorrect[sl].repeat(n_k))
         return diff.reshape(n_k, n).float()
 

@@ -1,27 +1,41 @@
 """``--device cuda``: every stage of verify on the GPU gives the CPU's numbers.
 
-Runs only where CUDA is present (skipped otherwise). One tiny Llama-style checkpoint (grouped
-keys and values, rotary) verified twice, on the CPU and on the GPU, with every stage on:
-edges with per-head rows and their nulls (the fast engine), faithfulness at both levels,
-completeness, minimality, both circuit nulls (the ablation runner, its prefix tree, the mean
-pool, edge-level evaluation) and the robustness panel (all three ablations, both semantics).
+The comparison runs only where CUDA is present (skipped otherwise). One tiny Llama-style
+checkpoint (grouped keys and values, rotary) verified twice, on the CPU and on the GPU, with
+every stage on: edges with per-head rows and their nulls (the fast engine), faithfulness at
+both levels, completeness, minimality, both circuit nulls (the ablation runner, its prefix
+tree, the mean pool, edge-level evaluation) and the robustness panel (all three ablations,
+both semantics); the CLI's results.json is compared the same way.
+
+On a machine without a GPU, :func:`test_every_stage_follows_the_model_device` stands in for
+it: torch's default device is set to ``meta`` once the model is loaded, so a tensor that a
+stage makes without naming a device lands on ``meta``. Combined with the model's tensors it
+raises; used as an index it reads garbage; either way the run fails or a number changes, as it
+would on a GPU. (It cannot see a CPU index into a device tensor, which CUDA accepts, nor a
+tensor made on the CPU on purpose with ``device="cpu"``.)
 """
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 import torch
+from helpers.factories import save_tiny_model
 
 import circuitspec as cs
+from circuitspec.bridge.loading import load_model
+from circuitspec.cli import main
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 SMALL = {"n_bootstrap": 200, "n_random": 10, "n_random_edge": 2, "n_subsets": 3, "greedy_steps": 1,
          "n_null_edges": 100}
 
 
-def _hypothesis(tmp_path, model_dir):
-    hyp = tmp_path / "h.yaml"
+def _hypothesis(tmp_path, model_dir, name: str = "h.yaml"):
+    hyp = tmp_path / name
     hyp.write_text(f"""name: tiny-gpu
 model: {model_dir}
 task: {{kind: ioi, n_prompts: 8, seed: 0, corruption: abc}}
@@ -63,5 +77,50 @@ def compare_devices(hyp, device: str) -> None:
     assert [e.verdict for e in on_gpu.edges] == [e.verdict for e in on_cpu.edges]
 
 
+@CUDA
 def test_every_stage_on_cuda_gives_the_cpu_numbers(tmp_path, tiny_model_dirs):
     compare_devices(_hypothesis(tmp_path, tiny_model_dirs["llama"]), "cuda")
+
+
+def _results_json(hyp, device: str, out, monkeypatch) -> dict:
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items() if k not in ("n_subsets", "greedy_steps")]
+    monkeypatch.setattr(sys, "argv", ["circuitspec", "verify", str(hyp), "--device", device, "--out", str(out),
+                                      *flags])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code in (0, 1)  # passed or failed, not an error
+    return json.loads((out / "results.json").read_text())
+
+
+def _json_numbers(data: dict) -> dict[str, float]:
+    out = {f"edge {e['from']}->{e['to']} {e.get('via')}": e["effect"] for e in data["edges"]}
+    out |= {f"edge {e['from']}->{e['to']} {e.get('via')} null": e["null"]["mean"] for e in data["edges"]}
+    for name, score in data["circuit"].items():
+        if isinstance(score, dict) and isinstance(score.get("value"), float):
+            out[f"circuit {name}"] = score["value"]
+    out["metric clean"], out["metric corrupt"] = data["metric"]["clean"], data["metric"]["corrupt"]
+    return out
+
+
+@CUDA
+def test_results_json_on_cuda_matches_the_cpu(tmp_path, tiny_model_dirs, monkeypatch):
+    hyp = _hypothesis(tmp_path, tiny_model_dirs["llama"])
+    cpu = _json_numbers(_results_json(hyp, "cpu", tmp_path / "cpu", monkeypatch))
+    gpu = _json_numbers(_results_json(hyp, "cuda", tmp_path / "gpu", monkeypatch))
+    assert cpu.keys() == gpu.keys() and len(cpu) >= 10
+    for key, value in cpu.items():
+        assert gpu[key] == pytest.approx(value, abs=1e-4), key
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "neox", "gemma3"])
+def test_every_stage_follows_the_model_device(tmp_path, family):
+    """Every stage, with tensors made without a device landing on ``meta``: the same numbers."""
+    folder = save_tiny_model(family, tmp_path / family)
+    model = load_model(str(folder))
+    hyp = _hypothesis(tmp_path, folder)
+    cheap = SMALL | {"n_bootstrap": 100, "n_random": 3, "n_null_edges": 20}
+    expected = _numbers(cs.verify(hyp, model, **cheap))
+    with torch.device("meta"):
+        got = _numbers(cs.verify(hyp, model, **cheap))
+    assert expected.keys() == got.keys()
+    assert got == expected
