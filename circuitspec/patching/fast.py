@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from circuitspec.bridge.device import pass_size
 from circuitspec.bridge.rows import RowModel, unsupported_reason
 from circuitspec.errors import EngineUnsupported
 from circuitspec.patching.fast_passes import FlatCache, Layout, d_plan, pass_c, pass_d
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FastEngine"]
 
+CPU_ROWS = 8192  # rows one sweep recomputes at once on the CPU (measured on the 2-core machine)
+
 
 class FastEngine:
     """Exact path patching with cached clean runs and row-sparse recomputation."""
@@ -77,7 +80,7 @@ class FastEngine:
         dataset: Dataset,
         *,
         max_batch: int = 64,
-        max_rows: int = 8192,
+        max_rows: int | None = None,
         check: bool = True,
         work: Work | None = None,
     ):
@@ -87,7 +90,6 @@ class FastEngine:
         self.dataset = dataset
         self.n_layers = model.info.n_layers
         self.n_heads = model.info.n_heads
-        self.max_rows = max_rows
         reason = unsupported_reason(self.bridge)
         if reason is not None:
             raise EngineUnsupported(reason)
@@ -102,6 +104,9 @@ class FastEngine:
         self.incorrect = torch.cat([g.incorrect for g in self.groups])
         with torch.no_grad():
             self._build_cache()
+        # Rows one sweep recomputes at once: sized after the cache, from the memory it left.
+        self.max_rows = max_rows if max_rows is not None else pass_size(
+            self.device, CPU_ROWS, d_model=model.info.d_model, n_layers=self.n_layers)
         self._masks: dict[tuple[str, ...] | None, Tensor] = {}
         if check and (reason := self._self_check()) is not None:
             raise EngineUnsupported(reason)

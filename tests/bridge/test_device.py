@@ -92,3 +92,16 @@ def test_pass_size_on_cuda_reads_the_free_memory():
     free, _ = torch.cuda.mem_get_info()
     assert pass_size("cuda", 4096, d_model=576, n_layers=30) == tokens_for_memory(
         free, d_model=576, n_layers=30, floor=4096)
+
+
+def test_engines_keep_the_cpu_sizes_on_the_cpu(tiny_models):
+    """The CPU sizes were measured on the 2-core machine; only CUDA sizes come from memory."""
+    from circuitspec.ablation.node import AblationRunner
+    from circuitspec.data.ioi import build_ioi
+    from circuitspec.patching.fast import FastEngine
+
+    model = tiny_models["llama"]
+    ds = build_ioi(model.tokenizer, n_prompts=4, seed=0, corruption="abc", prepend_bos=False)
+    assert FastEngine(model, ds).max_rows == 8192
+    assert AblationRunner(model, ds, "zero").max_tokens == 4096
+    assert AblationRunner(model, ds, "zero", max_tokens=7).max_tokens == 7
