@@ -357,10 +357,6 @@ def load_model(
             f"alias ({', '.join(PACKAGED)}) or a local folder written by save_pretrained."
         ) from exc
     hf.eval()
-    if not placement:
-        # TransformerBridge records a pre-loaded model's device but does not move it: the
-        # weights would stay on the CPU under --device cuda.
-        hf.to(device)  # type: ignore[arg-type]  # transformers types .to as a wrapped method
     bridge = boot_bridge(name, hf, tokenizer, device=None if placement else device, dtype=torch_dtype)
     info = PACKAGED[ref].info if kind == "alias" else info_from_config(ref, hf.config)
     extra = {"hf_device_map": dict(getattr(hf, "hf_device_map", {}) or {})} if placement else {}

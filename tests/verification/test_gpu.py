@@ -56,9 +56,13 @@ def _numbers(result) -> dict[str, float]:
     out = {f"edge {e.name}": e.effect for e in result.edges}
     out |= {f"null {e.name}": e.null.mean for e in result.edges if e.null is not None}
     c = result.circuit
-    for name in ("faithfulness", "completeness", "minimality", "faithfulness_edge_level"):
-        out[name] = getattr(c, name).value
-    out["null"], out["null edge level"] = c.null.mean, c.null_edge_level.mean
+    for name in ("faithfulness", "completeness", "minimality", "faithfulness_edge_level", "faithfulness_mib"):
+        if getattr(c, name, None) is not None:
+            out[name] = getattr(c, name).value
+    if c.null is not None:
+        out["null"] = c.null.mean
+    if c.null_edge_level is not None:
+        out["null edge level"] = c.null_edge_level.mean
     for row in result.robustness:
         if row.faithfulness is not None:
             out[f"panel {row.setting}"] = row.faithfulness
@@ -77,9 +81,37 @@ def compare_devices(hyp, device: str) -> None:
     assert [e.verdict for e in on_gpu.edges] == [e.verdict for e in on_cpu.edges]
 
 
+# MIB's graph (graph: mib): every edge of the model patched at once, input and MLP edges too.
+MIB = """name: tiny-mib
+model: {model}
+graph: mib
+task: {{kind: ioi, n_prompts: 6, seed: 3, corruption: abc}}
+nodes:
+  early: {{role: other, heads: [L0H2, MLP0]}}
+  late:  {{role: name_mover, heads: [L2H1, L2H3]}}
+edges:
+  - {{from: input, to: early, via: q, at: END}}
+  - {{from: early, to: late, via: v, at: S2}}
+  - {{from: late, to: logits, at: END}}
+claims:
+  faithfulness: {{min: 0.05}}
+"""
+
+
 @CUDA
 def test_every_stage_on_cuda_gives_the_cpu_numbers(tmp_path, tiny_model_dirs):
     compare_devices(_hypothesis(tmp_path, tiny_model_dirs["llama"]), "cuda")
+
+
+@CUDA
+def test_mib_graph_on_cuda_gives_the_cpu_numbers(tmp_path, tiny_model_dirs):
+    hyp = tmp_path / "mib.yaml"
+    hyp.write_text(MIB.format(model=tiny_model_dirs["llama"]))  # grouped keys: the ungrouped copy too
+    on_cpu = cs.verify(hyp, device="cpu", quick=True, n_bootstrap=200, n_null_edges=0)
+    on_gpu = cs.verify(hyp, device="cuda", quick=True, n_bootstrap=200, n_null_edges=0)
+    assert on_gpu.circuit.faithfulness_mib is not None
+    for key, values in on_cpu.circuit.faithfulness_mib.per_prompt.items():
+        assert on_gpu.circuit.faithfulness_mib.per_prompt[key] == pytest.approx(values, abs=1e-4), key
 
 
 def _results_json(hyp, device: str, out, monkeypatch) -> dict:
@@ -124,3 +156,17 @@ def test_every_stage_follows_the_model_device(tmp_path, family):
         got = _numbers(cs.verify(hyp, model, **cheap))
     assert expected.keys() == got.keys()
     assert got == expected
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_mib_graph_follows_the_model_device(tmp_path, family):
+    """MIB's graph (the ungrouped copy of a grouped-query model; Gemma's post-attention norm)."""
+    folder = save_tiny_model(family, tmp_path / family)
+    model = load_model(str(folder))
+    hyp = tmp_path / "mib.yaml"
+    hyp.write_text(MIB.format(model=folder))
+    expected = cs.verify(hyp, model, quick=True, n_bootstrap=100, n_null_edges=0).circuit.faithfulness_mib
+    with torch.device("meta"):
+        got = cs.verify(hyp, model, quick=True, n_bootstrap=100, n_null_edges=0).circuit.faithfulness_mib
+    assert expected is not None and got is not None
+    assert got.per_prompt == expected.per_prompt
