@@ -170,3 +170,17 @@ def test_mib_graph_follows_the_model_device(tmp_path, family):
         got = cs.verify(hyp, model, quick=True, n_bootstrap=100, n_null_edges=0).circuit.faithfulness_mib
     assert expected is not None and got is not None
     assert got.per_prompt == expected.per_prompt
+
+
+def test_the_exact_engine_follows_the_model_device(tmp_path, tiny_model_dirs):
+    """``--engine reference`` (and the fast engine's fallback): edges, per-head rows, nulls, and
+    both semantics in the panel."""
+    model = load_model(str(tiny_model_dirs["llama"]))
+    hyp = _hypothesis(tmp_path, tiny_model_dirs["llama"])
+    cheap = {"engine": "reference", "scores": False, "n_null_edges": 5, "n_bootstrap": 100}
+    expected = cs.verify(hyp, model, **cheap)
+    with torch.device("meta"):
+        got = cs.verify(hyp, model, **cheap)
+    assert got.settings.engine == "reference"
+    assert [(e.effect, e.null.mean) for e in got.edges] == [(e.effect, e.null.mean) for e in expected.edges]
+    assert [r.edge_effects for r in got.robustness] == [r.edge_effects for r in expected.robustness]
