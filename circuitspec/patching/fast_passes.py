@@ -106,7 +106,9 @@ def pass_c(
     device = cache.resid_pre[0].device
     delta = torch.zeros(n_s, flat_rows.shape[0], cache.resid_pre[0].shape[-1], device=device)
     out: dict[int, Tensor] = {}
-    active = torch.zeros(n_s, dtype=torch.bool, device=device)
+    # Which senders act where is known from the senders alone: it is decided on the host, so
+    # no branch below waits for the device.
+    active = torch.zeros(n_s, dtype=torch.bool, device="cpu")
     last = max(targets)
     for layer in range(n_layers):
         if layer in targets:
@@ -117,16 +119,16 @@ def pass_c(
             continue
         d_in = delta
         # Filled on the host (one small copy, not one device write per head), then moved.
-        head_coef = torch.zeros(n_s, rm.n_heads, device="cpu")
-        mlp_coef = torch.zeros(n_s, device="cpu")
+        head_host = torch.zeros(n_s, rm.n_heads, device="cpu")
+        mlp_host = torch.zeros(n_s, device="cpu")
         for i, s in enumerate(senders):
             for sl, h in s.heads:
                 if sl == layer:
-                    head_coef[i, h] = 1.0
+                    head_host[i, h] = 1.0
             if layer in s.mlps:
-                mlp_coef[i] = 1.0
-        head_coef, mlp_coef = head_coef.to(device), mlp_coef.to(device)
-        heads = head_coef.any(0).nonzero()[:, 0]
+                mlp_host[i] = 1.0
+        head_coef, mlp_coef = head_host.to(device), mlp_host.to(device)
+        heads = head_host.any(0).nonzero()[:, 0].to(device)
         if len(heads):
             dz = cache.dz[layer][flat_rows][:, heads]  # [F, h, dh]
             per_head = torch.einsum("fhe,hed->fhd", dz, rm.layers[layer].W_O[heads])
@@ -134,19 +136,19 @@ def pass_c(
             if rm.sandwich:
                 # A post-attention norm makes the layer's write non-linear in its heads:
                 # norm(clean sum + the senders' change) - norm(clean sum).
-                here = head_coef.any(1).nonzero()[:, 0]
+                here = head_host.any(1).nonzero()[:, 0].to(device)
                 pre = cache.attn_pre[layer][flat_rows]
                 clean = rm.attn_write(layer, pre)
                 write[here] = rm.attn_write(layer, pre[None] + write[here]) - clean[None]
             delta = delta + write
-        active |= (head_coef.sum(1) > 0) | (mlp_coef > 0)
-        is_mlp_sender = mlp_coef > 0
+        active |= (head_host.sum(1) > 0) | (mlp_host > 0)
+        is_mlp_sender = mlp_host > 0
         if is_mlp_sender.any():
             delta = delta + cache.dmlp[layer][flat_rows][None] * masks * mlp_coef[:, None, None]
         redo = active & ~is_mlp_sender
         if frozen or not redo.any():
             continue
-        idx = redo.nonzero()[:, 0]
+        idx = redo.nonzero()[:, 0].to(device)
         # The MLP reads resid_mid (sequential) or the block input (parallel residual).
         if rm.parallel:
             base, before = cache.resid_pre[layer][flat_rows], d_in[idx]
