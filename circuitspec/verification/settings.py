@@ -131,12 +131,13 @@ class RunSettings:
                 "widening": None if clusters is None else cluster_widening(len(set(clusters)), self.level)}
 
     def record(self, *, engine: str, mean_pool: Mapping[str, Any] | None, bootstrap_unit: str,
-               clusters: Sequence[int] | None) -> Settings:
+               clusters: Sequence[int] | None, device: str | None = None) -> Settings:
         """results.json ``settings``: these settings, with what only the run knows (the engine
-        that really ran, the mean pool it built, the bootstrap unit its prompts allowed)."""
+        that really ran, the mean pool it built, the bootstrap unit its prompts allowed, the
+        device the model was on)."""
         return Settings(self.semantics, self.ablation, self.freeze_mlps, engine, self.n_bootstrap,
                         self.ablation_level, self.ablation_scope, mean_pool, bootstrap_unit,
-                        self.statistics(clusters), self.edge_positions)
+                        self.statistics(clusters), self.edge_positions, device)
 
 
 def resolve(hyp: Hypothesis, options: Options) -> RunSettings:

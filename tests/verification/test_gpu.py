@@ -137,8 +137,9 @@ def _json_numbers(data: dict) -> dict[str, float]:
 @CUDA
 def test_results_json_on_cuda_matches_the_cpu(tmp_path, tiny_model_dirs, monkeypatch):
     hyp = _hypothesis(tmp_path, tiny_model_dirs["llama"])
-    cpu = _json_numbers(_results_json(hyp, "cpu", tmp_path / "cpu", monkeypatch))
-    gpu = _json_numbers(_results_json(hyp, "cuda", tmp_path / "gpu", monkeypatch))
+    cpu_json, gpu_json = (_results_json(hyp, d, tmp_path / d, monkeypatch) for d in ("cpu", "cuda"))
+    assert (cpu_json["settings"]["device"], gpu_json["settings"]["device"]) == ("cpu", "cuda:0")
+    cpu, gpu = _json_numbers(cpu_json), _json_numbers(gpu_json)
     assert cpu.keys() == gpu.keys() and len(cpu) >= 10
     for key, value in cpu.items():
         assert gpu[key] == pytest.approx(value, abs=1e-4), key
