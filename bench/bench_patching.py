@@ -103,8 +103,8 @@ def naive_edge(model, group, sender: Sender, receiver: Receiver) -> torch.Tensor
 
 def naive_patch(model, engine: FastEngine, sender: Sender, receiver: Receiver) -> torch.Tensor:
     out = torch.empty(len(engine.dataset))
-    for group in engine.groups:
-        out[group.index] = naive_edge(model, group, sender, receiver)
+    for group in engine.groups:  # on the model's device; the result comes back to the CPU
+        out[group.index.cpu()] = naive_edge(model, group, sender, receiver).cpu()
     return out
 
 
