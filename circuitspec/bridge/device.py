@@ -12,9 +12,14 @@ it from the free device memory and the model's width and depth, never below the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["device_problem", "pass_size", "tokens_for_memory"]
+from circuitspec.errors import CircuitSpecError, HypothesisError
+
+if TYPE_CHECKING:
+    from circuitspec.spec.schema import Hypothesis
+
+__all__ = ["check_device", "device_problem", "pass_size", "tokens_for_memory"]
 
 FLOAT_BYTES = 4  # float32
 CACHED_PER_LAYER = 8  # d_model-wide values per token and layer that a pass keeps (z, writes, residuals)
@@ -42,6 +47,19 @@ def device_problem(device: str) -> str | None:
     elif dev.type not in ("cpu", "cuda", "mps"):
         return f"{device!r}: circuitspec runs on cpu, cuda or mps"
     return None
+
+
+def check_device(hyp: Hypothesis, option: str | None = None) -> str:
+    """The device a run on ``hyp`` uses (``option``, else the file's ``model.device``), refused
+    before anything loads when this machine cannot run it: the error names ``--device`` or the
+    file, line and field. A ``device_map`` or ``n_devices`` placement replaces the device."""
+    spec = hyp.model_spec
+    device = option or spec.device or "cpu"
+    if spec.device_map is None and spec.n_devices is None and (problem := device_problem(device)):
+        if option:
+            raise CircuitSpecError(f"--device {problem}")
+        raise HypothesisError(hyp.source, [hyp.problem(("model", "device"), problem)])
+    return device
 
 
 def tokens_for_memory(free_bytes: int, *, d_model: int, n_layers: int, floor: int) -> int:

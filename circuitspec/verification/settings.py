@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from circuitspec.bridge.device import device_problem
+from circuitspec.bridge.device import check_device
 from circuitspec.data.ioi import BABA_TEMPLATES
-from circuitspec.errors import CircuitSpecError, HypothesisError
+from circuitspec.errors import CircuitSpecError
 from circuitspec.records.run_info import Settings
 from circuitspec.scoring.stats import cluster_widening
 from circuitspec.verification.limits import LIMITS, check_limits
@@ -151,12 +151,7 @@ def resolve(hyp: Hypothesis, options: Options) -> RunSettings:
     # Edges carry signal only at their ``at`` position by default: that is the claim their path
     # patching tests (``ablation_scope: circuit_positions`` implies it for the node level too).
     at = hyp.edge_positions == "at" or hyp.ablation_scope == "circuit_positions"
-    spec = hyp.model_spec
-    device = o.device or spec.device or "cpu"
-    if spec.device_map is None and spec.n_devices is None and (problem := device_problem(device)):
-        if o.device:
-            raise CircuitSpecError(f"--device {problem}")
-        raise HypothesisError(hyp.source, [hyp.problem(("model", "device"), problem)])
+    device = check_device(hyp, o.device)
     return RunSettings(
         semantics=o.semantics or hyp.semantics, ablation=o.ablation or hyp.ablation,
         ablation_level=level,  # type: ignore[arg-type]

@@ -52,6 +52,18 @@ def test_device_in_the_file_is_located(tmp_path, tiny_model_dirs):
 
 
 @NO_CUDA
+def test_explore_names_the_file_device_it_cannot_use(tmp_path, tiny_model_dirs, monkeypatch, capsys):
+    hyp = write_hypothesis(tmp_path / "h.yaml", tiny_model_dirs["llama"], edges=TRUE_EDGES, claims=TRUE_CLAIMS)
+    hyp.write_text(hyp.read_text().replace(f"model: {tiny_model_dirs['llama']}",
+                                           f"model: {{name: {tiny_model_dirs['llama']}, device: cuda}}"))
+    out = tmp_path / "explored"
+    code, stdout, err = _cli(["explore", "--hypothesis", str(hyp), "--out", str(out)], monkeypatch, capsys)
+    assert code == 2, stdout + err
+    assert "h.yaml:2:" in err and "model.device: 'cuda'" in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+@NO_CUDA
 def test_load_model_refuses_a_device_it_cannot_use(tiny_model_dirs):
     with pytest.raises(ModelLoadError, match="'cuda:1': this machine has no CUDA"):
         load_model(str(tiny_model_dirs["llama"]), device="cuda:1")
