@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.ablation.mean_pool import MeanPool, build_mean_pool, pool_seed
 from circuitspec.ablation.node import AblationRunner
 from circuitspec.analyses.grid import head_label
 from circuitspec.analyses.grow import GrowResult, grow_edges
@@ -40,9 +41,14 @@ def grow_hypothesis(
             extra["prepend_bos"] = hyp.prepend_bos
     else:
         draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
-    runner = AblationRunner(model, dataset, ablation)  # type: ignore[arg-type]
+    # Mean ablation takes its means from the separate pool verify uses (pool seed = the
+    # discovery seed + its offset), so the F grown here is the F verify would give on these
+    # prompts; the scored prompts' own corrupted partners would be an in-sample mean.
+    pool = (build_mean_pool(model, dataset, generate=dataset.notes.get("task") == "ioi", seed=pool_seed(seed))
+            if ablation == "mean" else None)
+    runner = AblationRunner(model, dataset, ablation, mean_pool=pool)  # type: ignore[arg-type]
     result = grow_edges(runner, draft.groups, engine=select_engine(model, dataset), log=log, **options)
-    notes = evidence_lines(result, options, ablation, start)
+    notes = evidence_lines(result, options, ablation, start, pool)
     if options.get("at_positions"):
         extra["ablation_scope"] = "circuit_positions"
     elif "edge_positions" in Hypothesis.model_fields:
@@ -61,14 +67,20 @@ def grow_hypothesis(
 
 
 def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str,
-                   start: str | Path | None) -> list[str]:
+                   start: str | Path | None, pool: MeanPool | None = None) -> list[str]:
     """The growth curve, each edge's gain and every pruning, as header comment lines."""
     band = options.get("band", (0.8, 1.2))
+    if pool is not None:
+        ablation = (f"{ablation} ablation (means from a separate pool, seed {pool.seed}, at least "
+                    f"{pool.per_template_min} prompts per layout, as verify takes them),"
+                    if pool.disjoint else f"{ablation} ablation (in-sample means: {pool.built}),")
+    else:
+        ablation += " ablation,"
     lines = [
         "",
         "Edges grown by `circuitspec suggest --grow-edges` (circuitspec/analyses/grow.py) from the groups of "
         + (str(start) if start is not None else "the draft above") + ":",
-        f"forward selection on exact edge-level faithfulness F(C)/F(M), {ablation} ablation, band "
+        f"forward selection on exact edge-level faithfulness F(C)/F(M), {ablation} band "
         f"[{band[0]}, {band[1]}], tolerance {options.get('tolerance', 0.01)}; per step the "
         f"{options.get('n_exact', 3)} candidates of largest path-patching effect evaluated exactly.",
         f"F with no edges: {result.start:.3f}",
