@@ -67,6 +67,9 @@ def unsupported_reason(bridge: Any) -> str | None:
             return f"{cap} is not reproduced"
     if getattr(hf, "use_bidirectional_attention", False):
         return "bidirectional attention is not reproduced"
+    devices = {p.device for p in bridge.parameters()}
+    if len(devices) > 1:  # rows are computed on one device, beside the unembedding
+        return f"the model is spread over {len(devices)} devices"
     return None
 
 

@@ -121,3 +121,14 @@ def test_engines_keep_the_cpu_sizes_on_the_cpu(tiny_models):
     assert FastEngine(model, ds).max_rows == 8192
     assert AblationRunner(model, ds, "zero").max_tokens == 4096
     assert AblationRunner(model, ds, "zero", max_tokens=7).max_tokens == 7
+
+
+def test_a_model_spread_over_devices_is_left_to_the_hooked_paths(tiny_model_dirs):
+    """The row model computes on one device; a model split over several (device_map, n_devices)
+    falls back to the exact engine and the hooked ablation passes instead of failing there."""
+    from circuitspec.bridge.rows import unsupported_reason
+
+    model = load_model(str(tiny_model_dirs["llama"]))
+    assert unsupported_reason(model.bridge) is None
+    model.bridge.blocks[1].to("meta")  # a second device without a GPU: only its placement matters here
+    assert unsupported_reason(model.bridge) == "the model is spread over 2 devices"
