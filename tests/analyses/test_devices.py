@@ -14,6 +14,7 @@ import torch
 from helpers.factories import save_tiny_model
 
 from circuitspec.analyses import activation_patching as patching
+from circuitspec.analyses import sweeps
 from circuitspec.analyses.explore import ANALYSES, explore
 from circuitspec.bridge.loading import load_model
 from circuitspec.data.tasks import build_dataset
@@ -21,11 +22,11 @@ from circuitspec.spec.schema import TaskSpec
 
 
 def _dataset(model):
-    return build_dataset(TaskSpec(kind="ioi"), model.tokenizer, prepend_bos=True, n_prompts=6, seed=0)
+    return build_dataset(TaskSpec(kind="ioi"), model.tokenizer, prepend_bos=True, n_prompts=4, seed=0)
 
 
 def _numbers(model, dataset, out, method: str) -> dict[str, str]:
-    explore(model, dataset, out, progress=False, sweep_method=method)
+    explore(model, dataset, out, progress=False, sweep_method=method, patch_prompts=2)
     return {p.name: p.read_text() for p in sorted(out.glob("*.json")) if p.name != "explore.json"}
 
 
@@ -35,15 +36,21 @@ def _variants():
             (patching.Patch("blocks.1.attn.hook_pattern", 2),), (patching.Patch("blocks.2.hook_mlp_out", None),)]
 
 
-@pytest.mark.parametrize(("family", "method"), [("llama", "exact"), ("gemma3", "attribution")])
-def test_every_analysis_follows_the_model_device(tmp_path, family, method):
-    model = load_model(str(save_tiny_model(family, tmp_path / family)))
+def test_every_analysis_follows_the_model_device(tmp_path):
+    """Gemma 3 (grouped keys, sandwich norms, local layers): every analysis of ``explore`` with
+    attribution sweeps, an exact sweep, and activation patching resumed and in full passes."""
+    model = load_model(str(save_tiny_model("gemma3", tmp_path / "gemma3")))
     dataset = _dataset(model)
-    expected = _numbers(model, dataset, tmp_path / "cpu", method)
+    expected = _numbers(model, dataset, tmp_path / "cpu", "attribution")
     with torch.device("meta"):
-        got = _numbers(model, dataset, tmp_path / "meta", method)
+        got = _numbers(model, dataset, tmp_path / "meta", "attribution")
     assert len(expected) >= len(ANALYSES)
     assert got == expected
+    exact = sweeps.path_patch_sweep(model, dataset, [(2, 0)], "v", "S2", method="exact", progress=False)
+    with torch.device("meta"):
+        again = sweeps.path_patch_sweep(model, dataset, [(2, 0)], "v", "S2", method="exact", progress=False)
+    assert not torch.isnan(exact.values).all()
+    torch.testing.assert_close(again.values, exact.values, rtol=0, atol=0, equal_nan=True)  # the same numbers
     for resume in (True, False):  # the resumed rows and the full stacked passes
         want = patching.patch_variants(model, dataset, _variants(), resume=resume)
         with torch.device("meta"):
