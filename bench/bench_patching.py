@@ -91,10 +91,15 @@ def naive_edge(model, group, sender: Sender, receiver: Receiver) -> torch.Tensor
             act[:batch, :, slot] = part
             return act
         hooks.append((f"blocks.{layer}.hook_{receiver.via}_input", put))
-        if doubled:
-            def merge(z, hook, head=head):
+    if doubled:
+        # One merge per layer, for all its receivers at once: a second merge hook on the same
+        # layer would read the first one's output, where the patched copy is already gone.
+        for layer in receiver.layers:
+            heads = [h for lay, h in receiver.heads if lay == layer]
+
+            def merge(z, hook, heads=heads):
                 out = z[batch:].clone()
-                out[:, :, head] = z[:batch, :, head]
+                out[:, :, heads] = z[:batch, :, heads]
                 return torch.cat([out, out])
             hooks.append((f"blocks.{layer}.attn.hook_z", merge))
     tokens = torch.cat([group.clean, group.clean]) if doubled else group.clean
@@ -103,8 +108,8 @@ def naive_edge(model, group, sender: Sender, receiver: Receiver) -> torch.Tensor
 
 def naive_patch(model, engine: FastEngine, sender: Sender, receiver: Receiver) -> torch.Tensor:
     out = torch.empty(len(engine.dataset))
-    for group in engine.groups:
-        out[group.index] = naive_edge(model, group, sender, receiver)
+    for group in engine.groups:  # on the model's device; the result comes back to the CPU
+        out[group.index.cpu()] = naive_edge(model, group, sender, receiver).cpu()
     return out
 
 

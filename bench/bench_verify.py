@@ -1,7 +1,7 @@
 """Benchmark: the whole default ``verify`` against a naive implementation of the same statistics.
 
     .venv/bin/python bench/bench_verify.py [--hypothesis hypotheses/ioi_smollm2_135m.yaml] [--n N]
-        [--naive-sweeps K] [--naive-keeps K] [--ratio]
+        [--naive-sweeps K] [--naive-keeps K] [--ratio] [--device cuda]
 
 ``--ratio`` only times one plain forward pass over the run's clean prompts (full logits,
 the median of three, before and after) and the whole default ``circuitspec.verify`` in the
@@ -20,7 +20,8 @@ Edge-level faithfulness and its null are not keep-sets; they are reported fast-o
 
 Printed: per stage the fast seconds and forward-equivalents, the naive estimate and the
 ratio; the largest difference in F values (mean logit difference / F(M)) between the two;
-peak RSS; the total in forward-equivalents.
+peak RSS (and on CUDA the peak device memory); the total in forward-equivalents. With
+``--device cuda`` both sides run on the GPU (each timed pass ends with a synchronize).
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def peak_device(device: str) -> str:
+    """', peak CUDA memory N MiB' on a CUDA device, else ''."""
+    if not device.startswith("cuda"):
+        return ""
+    return f", peak CUDA memory {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a wall time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def spread(items: list, k: int | None) -> list:
     if k is None or k >= len(items):
         return items
@@ -68,8 +82,9 @@ def naive_keep(runner: AblationRunner, keep: Keep) -> torch.Tensor:
     bridge, ds = runner.bridge, runner.dataset
     kept = runner.all_heads if keep.heads is None else keep.heads
     out = torch.empty(len(ds))
+    dev = runner.bridge.W_U.device
     for idx in ds.length_groups():
-        tokens = torch.tensor([ds.clean[i] for i in idx])
+        tokens = torch.tensor([ds.clean[i] for i in idx], device=dev)
         hooks = []
         for layer in range(runner.n_layers):
             drop = [h for h in range(runner.n_heads) if (layer, h) not in kept]
@@ -84,34 +99,37 @@ def naive_keep(runner: AblationRunner, keep: Keep) -> torch.Tensor:
 
             hooks.append((f"blocks.{layer}.attn.hook_z", hook))
         logits = bridge.run_with_hooks(tokens, fwd_hooks=hooks)
-        end = torch.tensor([ds.positions["END"][i] for i in idx])
-        rows = torch.arange(len(idx))
+        end = torch.tensor([ds.positions["END"][i] for i in idx], device=dev)
+        rows = torch.arange(len(idx), device=dev)
         last = logits[rows, end]
-        out[torch.tensor(idx)] = (last[rows, torch.tensor([ds.correct[i] for i in idx])]
-                                  - last[rows, torch.tensor([ds.incorrect[i] for i in idx])]).float()
+        out[torch.tensor(idx)] = (last[rows, torch.tensor([ds.correct[i] for i in idx], device=dev)]
+                                  - last[rows, torch.tensor([ds.incorrect[i] for i in idx], device=dev)]).float().cpu()
     return out
 
 
 @torch.no_grad()
 def forward_seconds(model, ds, repeats: int = 3) -> float:
     """Median wall time of one plain forward pass (full logits) over every clean prompt."""
-    batches = [torch.tensor([ds.clean[i] for i in idx]) for idx in ds.length_groups()]
+    dev = model.bridge.W_U.device
+    batches = [torch.tensor([ds.clean[i] for i in idx], device=dev) for idx in ds.length_groups()]
     times = []
     for _ in range(repeats):
+        sync(dev)
         t = time.perf_counter()
         for tokens in batches:
             model.bridge(tokens)
+        sync(dev)
         times.append(time.perf_counter() - t)
     return sorted(times)[len(times) // 2]
 
 
-def wall_ratio(hyp_path: str, hyp, model, ds, n: int | None) -> None:
+def wall_ratio(hyp_path: str, hyp, model, ds, n: int | None, device: str = "cpu") -> None:
     """The whole default ``verify`` against one forward pass of its prompts, in one process."""
     import circuitspec as cs
 
     before = forward_seconds(model, ds)
     start = time.perf_counter()
-    result = cs.verify(hyp_path, model=model, n_prompts=n)
+    result = cs.verify(hyp_path, model=model, n_prompts=n, device=device)
     seconds = time.perf_counter() - start
     after = forward_seconds(model, ds)
     forward = (before + after) / 2
@@ -132,19 +150,20 @@ def main() -> None:
     ap.add_argument("--naive-keeps", type=int, default=None, help="naive keep-sets per stage (default: all)")
     ap.add_argument("--ratio", action="store_true",
                     help="only time one forward and the whole default verify (the wall-time ratio)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (both sides run there)")
     args = ap.parse_args()
 
     hyp = load_hypothesis(args.hypothesis)
-    model = load_model(hyp.model_spec.name, revision=hyp.model_spec.revision)
+    model = load_model(hyp.model_spec.name, revision=hyp.model_spec.revision, device=args.device)
     check_against_model(hyp, model.info)
     torch.manual_seed(hyp.task.seed or 0)
     ds = hypothesis_dataset(hyp, model.tokenizer, default_prepend_bos=model.info.default_prepend_bos,
                             n_prompts=args.n)
-    print(f"{hyp.name}: {len(ds)} prompts, threads={torch.get_num_threads()}")
+    print(f"{hyp.name}: {len(ds)} prompts, threads={torch.get_num_threads()}, device={args.device}")
     if args.ratio:
-        wall_ratio(args.hypothesis, hyp, model, ds, args.n)
+        wall_ratio(args.hypothesis, hyp, model, ds, args.n, args.device)
         return
-    opts = Options(n_prompts=args.n)
+    opts = Options(n_prompts=args.n, device=args.device)
     rss0 = peak_rss_mib()
 
     # --- the fast run, recording what each stage evaluates ------------------------------------
@@ -193,7 +212,7 @@ def main() -> None:
     rss_fast = peak_rss_mib()
     fe = work.forward_equivalents()
     print(f"fast verify: {fast_total:.1f} s, {work.total:.1f} forward-equivalents, peak RSS {rss_fast:.0f} MiB "
-          f"(+{rss_fast - rss0:.0f} over the loaded model)")
+          f"(+{rss_fast - rss0:.0f} over the loaded model){peak_device(args.device)}")
 
     # --- the naive implementation on the same senders and keep-sets --------------------------------
     clean, corrupt = v.clean.mean(), v.corrupt.mean()
@@ -245,7 +264,7 @@ def main() -> None:
     print(f"\ntotal: fast {fast_total:.1f} s, naive (estimated over the stages it covers) {naive_total:.1f} s, "
           f"ratio {naive_total / fast_total:.1f}x; largest difference in F {worst:.2e} "
           f"({'within' if worst <= 1e-4 else 'OVER'} 1e-4); fast work {work.total:.1f} forward-equivalents; "
-          f"peak RSS {peak_rss_mib():.0f} MiB")
+          f"peak RSS {peak_rss_mib():.0f} MiB{peak_device(args.device)}")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,8 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print results.json to stdout instead of tables.")] = False,
     n_prompts: Annotated[int | None, typer.Option("--n-prompts", help="Override task.n_prompts.", **in_range("n_prompts"))] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Override task.seed (prompts, bootstrap, nulls).", **in_range("seed"))] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ...")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", help="cpu, cuda or cuda:N: where every stage runs (overrides model.device).")] = None,
     semantics: Annotated[str | None, typer.Option("--semantics", help="path | direct")] = None,
     ablation: Annotated[str | None, typer.Option("--ablation", help="mean | resample | zero")] = None,
     ablation_level: Annotated[str | None, typer.Option(

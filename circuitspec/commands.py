@@ -33,6 +33,7 @@ def _explore_inputs(
     model: str | None, hypothesis: Path | None, task: str, n_prompts: int | None, seed: int | None
 ) -> tuple[Any, Any, str, int]:
     """Load the model and build the prompts, from MODEL + --task or from a hypothesis file."""
+    from circuitspec.bridge.device import check_device
     from circuitspec.bridge.loading import load_model
     from circuitspec.data.tasks import build_dataset, hypothesis_dataset
     from circuitspec.errors import CircuitSpecError
@@ -42,7 +43,7 @@ def _explore_inputs(
     if hypothesis is not None:
         hyp = load_hypothesis(hypothesis)
         spec = hyp.model_spec
-        loaded = load_model(spec.name, revision=spec.revision, device=spec.device, dtype=spec.dtype)
+        loaded = load_model(spec.name, revision=spec.revision, device=check_device(hyp), dtype=spec.dtype)
         overrides: dict[str, Any] = {k: v for k, v in (("n_prompts", n_prompts), ("seed", seed)) if v is not None}
         if hyp.discovery is not None and not overrides:
             # Re-exploring a hypothesis looks at the prompts it was found on, not the held-out ones.

@@ -184,7 +184,7 @@ def edge_level_logit_diff(runner: AblationRunner, wires: Sequence[Wire]) -> Floa
     order, free = _waves(plan)
     waves = [_Wave.of(plan, heads, runner) for heads in order]
     copies = max([1] + [len(w.views) for w in waves])
-    out = torch.zeros(len(runner.dataset))
+    out = torch.zeros(len(runner.dataset), device="cpu")  # results leave the device here
     for group in runner._groups:
         n, length = group.tokens.shape
         step = max(1, runner.max_tokens // (length * copies))
@@ -260,7 +260,7 @@ def _evaluate(runner: AblationRunner, plan: _Plan, waves: list[_Wave], group: An
     end = group.end[sl]
     hooks.append((UNEMBED_IN, take_rows(end)))  # only END reaches the unembedding
     logits = _run(runner, group, sl, 1, hooks, start, None)
-    logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(n), end]
+    logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(n, device=end.device), end]
     return answer_diff(logits, group.correct[sl], group.incorrect[sl])
 
 

@@ -60,11 +60,11 @@ def prepare_groups(self: Any) -> list[Group]:
         pos_masks = {}
         for name, where in ds.positions.items():
             mask = torch.zeros((n, length), dtype=torch.bool, device=dev)
-            mask[torch.arange(n), torch.tensor([where[i] for i in idx])] = True
+            mask[torch.arange(n, device=dev), torch.tensor([where[i] for i in idx], device=dev)] = True
             pos_masks[name] = mask
         out.append(
             Group(
-                index=torch.tensor(idx, dtype=torch.long),
+                index=torch.tensor(idx, dtype=torch.long, device="cpu"),  # into the runner's CPU results
                 tokens=torch.tensor([ds.clean[i] for i in idx], dtype=torch.long, device=dev),
                 end=torch.tensor([ds.positions["END"][i] for i in idx], device=dev),
                 correct=torch.tensor([ds.correct[i] for i in idx], device=dev),

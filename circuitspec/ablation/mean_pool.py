@@ -40,6 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from circuitspec.bridge.device import pass_size
 from circuitspec.data.ioi import build_ioi
 from circuitspec.errors import TaskError
 
@@ -169,7 +170,7 @@ def _finish(sums: dict[Layout, tuple[list[Any], list[Any]]], counts: dict[Layout
 
 
 def build_mean_pool(model: LoadedModel, scored: Dataset, *, generate: bool, seed: int,
-                    per_template_min: int = DEFAULT_PER_MEAN, max_tokens: int = 8192,
+                    per_template_min: int = DEFAULT_PER_MEAN, max_tokens: int | None = None,
                     work: Work | None = None, start_from: MeanPool | None = None) -> MeanPool:
     """The pool for ``scored``: one mean per token layout the scored prompts have.
 
@@ -185,7 +186,10 @@ def build_mean_pool(model: LoadedModel, scored: Dataset, *, generate: bool, seed
     The result equals a pool built from nothing, since a layout's mean depends only on the
     seed and ``per_template_min``.
     """
-    dtype = next(model.bridge.parameters()).dtype
+    weight = next(model.bridge.parameters())
+    dtype = weight.dtype
+    if max_tokens is None:  # 8192 on the CPU, sized from the free memory on CUDA
+        max_tokens = pass_size(weight.device, 8192, d_model=model.info.d_model, n_layers=model.info.n_layers)
     keys = sorted({layout_key(scored, i) for i in range(len(scored))})
     taken: dict[Layout, list[tuple[int, ...]]] = {k: [] for k in keys}
     if not generate:

@@ -34,6 +34,7 @@ from circuitspec.ablation.groups import prepare_groups
 from circuitspec.ablation.keep import Keep
 from circuitspec.ablation.prefix_tree import forward_tree, replacement_rows, signature
 from circuitspec.ablation.replacement import ABLATIONS, AblationKind
+from circuitspec.bridge.device import pass_size
 from circuitspec.bridge.hooks import (
     UNEMBED_IN,
     capture_into,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["ABLATIONS", "MAX_REFERENCES", "AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
 
 MAX_REFERENCES = 2  # registered runs cached besides the clean and fully ablated ones
+CPU_TOKENS = 4096  # tokens of one pass on the CPU (measured on the 2-core machine)
 
 
 
@@ -67,7 +69,7 @@ class AblationRunner:
     """Evaluate many keep-sets on one dataset, sharing cached corrupted activations.
 
     ``max_tokens`` bounds the tokens of one forward pass (rows x positions); lower it
-    when memory is tight, raise it on an accelerator. ``direct=False`` runs resumed
+    when memory is tight. By default 4096 on the CPU, sized from the free memory on CUDA. ``direct=False`` runs resumed
     segments through the bridge's own forward instead of :class:`RowModel` (for tests).
     """
     def __init__(
@@ -76,7 +78,7 @@ class AblationRunner:
         dataset: Dataset,
         ablation: AblationKind = "mean",
         *,
-        max_tokens: int = 4096,
+        max_tokens: int | None = None,
         resume: bool = True,
         work: Work | None = None,
         mean_pool: MeanPool | None = None,
@@ -87,11 +89,12 @@ class AblationRunner:
         self.bridge = model.bridge
         self.dataset = dataset
         self.ablation = ablation
-        self.max_tokens = max_tokens
+        cfg = self.bridge.cfg
+        self.max_tokens = max_tokens if max_tokens is not None else pass_size(
+            self._device(), CPU_TOKENS, d_model=int(cfg.d_model), n_layers=int(cfg.n_layers))
         # With a pool, mean ablation takes its means from it (mean_pool.py), not from the
         # scored prompts' own corrupted partners.
         self.mean_pool = mean_pool if ablation == "mean" else None
-        cfg = self.bridge.cfg
         self.n_layers, self.n_heads = int(cfg.n_layers), int(cfg.n_heads)
         self.all_heads = frozenset((L, h) for L in range(self.n_layers) for h in range(self.n_heads))
         self.n_forward = 0  # forward passes run, for benchmarks
@@ -169,7 +172,7 @@ class AblationRunner:
             for k, values in zip(todo, self._evaluate([self._key(k) for k in todo]), strict=True):
                 self._memo[self._key(k)] = values
         if not specs:
-            return torch.zeros((0, len(self.dataset)))
+            return torch.zeros((0, len(self.dataset)), device="cpu")
         return torch.stack([self._memo[self._key(k)] for k in specs])
 
     def _key(self, keep: Keep) -> Keep:
@@ -215,7 +218,7 @@ class AblationRunner:
     def _evaluate(self, keeps: Sequence[Keep]) -> list[torch.Tensor]:
         import torch
 
-        out = torch.zeros((len(keeps), len(self.dataset)))
+        out = torch.zeros((len(keeps), len(self.dataset)), device="cpu")  # results leave the device here
         for group in self._groups:
             n, length = group.tokens.shape
             rows = max(1, self.max_tokens // length)
@@ -238,7 +241,7 @@ class AblationRunner:
                                                         [masks[i] for i in chunk], start, which)
                         else:
                             values = self._forward(group, sl, [keeps[i] for i in chunk], start, which)
-                        out[torch.tensor(chunk)[:, None], group.index[sl]] = values.cpu()
+                        out[torch.tensor(chunk, device="cpu")[:, None], group.index[sl]] = values.cpu()
         return list(out)
 
     def add_reference(self, keep: Keep) -> None:
@@ -347,7 +350,7 @@ class AblationRunner:
         self.n_forward += 1
         if self.work is not None:
             self.work.add(n * n_k, tokens.shape[1], self.n_layers - start)
-        logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end)), end]
+        logits = logits[:, 0] if logits.shape[1] == 1 else logits[torch.arange(len(end), device=end.device), end]
         diff = answer_diff(logits, group.correct[sl].repeat(n_k), group.incorrect[sl].repeat(n_k))
         return diff.reshape(n_k, n).float()
 

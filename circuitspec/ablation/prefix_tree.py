@@ -110,7 +110,7 @@ def forward_tree(self: Any, group: Any, sl: slice, sigs: Sequence[Any], masks: S
                 diff = self.rows.answer_diff(out[:, 0], group.correct[sl].repeat(n_k),
                                              group.incorrect[sl].repeat(n_k))
             return _spread(diff.reshape(n_k, n).float(), nodes, len(sigs), n)
-        logits = out[:, 0] if out.shape[1] == 1 else out[torch.arange(len(end)), end]
+        logits = out[:, 0] if out.shape[1] == 1 else out[torch.arange(len(end), device=end.device), end]
         diff = answer_diff(logits, group.correct[sl].repeat(n_k),
                            group.incorrect[sl].repeat(n_k)).reshape(n_k, n).float()
         return _spread(diff, nodes, len(sigs), n)

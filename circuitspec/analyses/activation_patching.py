@@ -76,7 +76,7 @@ def patch_variants(
     is a full forward pass of the stacked prompts.
     """
     if resume:
-        with counted_bar(description, len(variants) * len(groups_of(dataset)), progress) as bar:
+        with counted_bar(description, len(variants) * len(dataset.length_groups()), progress) as bar:
             fast = resumed_scores(model, dataset, variants, bar=bar)
         if fast is not None:
             sums_, clean_, corrupt_ = fast
@@ -84,9 +84,9 @@ def patch_variants(
             return (sums_ / n - corrupt_ / n) / (clean_ / n - corrupt_ / n)
     bridge = model.bridge
     hooks_used = sorted({p.hook for v in variants for p in v})
-    sums = torch.zeros(len(variants))
+    sums = torch.zeros(len(variants), device="cpu")
     clean_sum = corrupt_sum = 0.0
-    groups = groups_of(dataset)
+    groups = groups_of(dataset, bridge)
     with counted_bar(description, len(variants) * len(groups), progress) as bar:
         for group in groups:
             end, n = group.positions["END"], group.clean.shape[0]
@@ -101,10 +101,10 @@ def patch_variants(
                          for name in hooks_used if any(p.hook == name for v in chunk for p in v)]
                 logits = _run(bridge, group.corrupt.repeat(len(chunk), 1), end.repeat(len(chunk)),
                               hooks)
-                rows = torch.arange(logits.shape[0])
+                rows = torch.arange(logits.shape[0], device=logits.device)
                 ld = (logits[rows, group.correct.repeat(len(chunk))]
                       - logits[rows, group.incorrect.repeat(len(chunk))])
-                sums[k0 : k0 + len(chunk)] += ld.reshape(len(chunk), n).sum(1)
+                sums[k0 : k0 + len(chunk)] += ld.reshape(len(chunk), n).sum(1).cpu()
                 bar.advance(len(chunk))
     n_all = len(dataset)
     clean_mean, corrupt_mean = clean_sum / n_all, corrupt_sum / n_all
@@ -120,8 +120,8 @@ def _stacked_patch(group: Group, clean: Tensor, chunk: Sequence[Variant], name: 
     """A hook on ``name`` for len(chunk) stacked copies: copy k takes clean where its mask is set."""
     n = clean.shape[0]
     is_pattern = name.endswith("hook_pattern")
-    masks = torch.zeros(len(chunk), *clean.shape, dtype=torch.bool)
-    rows = torch.arange(n)
+    masks = torch.zeros(len(chunk), *clean.shape, dtype=torch.bool, device=clean.device)
+    rows = torch.arange(n, device=clean.device)
     for k, variant in enumerate(chunk):
         for p in variant:
             if p.hook != name:

@@ -41,17 +41,18 @@ def attention_summaries(model: LoadedModel, dataset: Dataset) -> Grid:
     """[heads, signatures]: mean attention from one named position to another, in [0, 1]."""
     n_layers, n_heads = model.info.n_layers, model.info.n_heads
     pairs = [(q, k) for q, k in SIGNATURES if q in dataset.positions and k in dataset.positions]
-    total = torch.zeros(n_layers, n_heads, len(pairs))
+    device = model.bridge.W_U.device
+    total = torch.zeros(n_layers, n_heads, len(pairs), device=device)
     names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
-    for group in groups_of(dataset):
+    for group in groups_of(dataset, model.bridge):
         _, acts = capture(model.bridge, group.clean, whole=names, end=group.positions["END"])
-        rows = torch.arange(group.clean.shape[0])
+        rows = torch.arange(group.clean.shape[0], device=device)
         for layer, name in enumerate(names):
             pattern = acts[name]  # [b, head, q, k]
             for j, (q, k) in enumerate(pairs):
                 picked = pattern[rows, :, group.positions[q], group.positions[k]]  # [b, head]
                 total[layer, :, j] += picked.sum(0)
-    values = (total / len(dataset)).reshape(n_layers * n_heads, len(pairs))
+    values = (total / len(dataset)).reshape(n_layers * n_heads, len(pairs)).cpu()
     rows_ = tuple(head_label(lay, h) for lay in range(n_layers) for h in range(n_heads))
     return Grid(
         "attention", values, rows_, tuple(signature_name(q, k) for q, k in pairs), "head",
@@ -83,10 +84,10 @@ def attention_maps(
     model: LoadedModel, dataset: Dataset, heads: Sequence[Head], *, prompt: int = 0
 ) -> AttentionMaps:
     """The full attention pattern of ``heads`` on clean prompt ``prompt``."""
-    tokens = torch.tensor([dataset.clean[prompt]])
+    tokens = torch.tensor([dataset.clean[prompt]], device=model.bridge.W_U.device)
     layers = sorted({lay for lay, _ in heads})
     names = [f"blocks.{lay}.attn.hook_pattern" for lay in layers]
     _, acts = capture(model.bridge, tokens, whole=names)
-    maps = torch.stack([acts[f"blocks.{lay}.attn.hook_pattern"][0, h] for lay, h in heads])
+    maps = torch.stack([acts[f"blocks.{lay}.attn.hook_pattern"][0, h] for lay, h in heads]).cpu()
     text = tuple(model.tokenizer.decode([t]) for t in dataset.clean[prompt])
     return AttentionMaps(text, tuple(heads), maps, prompt)

@@ -53,8 +53,8 @@ def logit_lens(
     bridge, n_layers = model.bridge, model.info.n_layers
     rms = is_rms(bridge)
     names = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(n_layers)]
-    total = torch.zeros(len(names))
-    for group in groups_of(dataset):
+    total = torch.zeros(len(names), device=bridge.W_U.device)
+    for group in groups_of(dataset, bridge):
         end = group.positions["END"]
         at = {f"{n}@END": end for n in [*names, "ln_final.hook_scale"]}
         _, acts = capture(bridge, group.clean, at=at, end=end)
@@ -64,7 +64,7 @@ def logit_lens(
             normed = (frozen_norm(x, acts["ln_final.hook_scale@END"], rms) if scale == "frozen"
                       else bridge.ln_final(x))
             total[i] += ((normed * direction).sum(-1) + bias).sum()
-    values = (total / len(dataset))[None]
+    values = (total / len(dataset))[None].cpu()
     cols = ("embed", *(f"L{i}" for i in range(n_layers)))
     note = (f"final norm scale {'frozen at the clean run' if scale == 'frozen' else 'recomputed'}"
             "; includes the b_U difference; column Lk = residual stream after layer k")
@@ -98,9 +98,10 @@ def direct_logit_attribution(
         labels += [head_label(layer, h) for h in range(n_heads)]
         labels += [f"attn_bias{layer}", f"MLP{layer}"]
     labels.append("b_U")
-    per_prompt = torch.zeros(len(labels), len(dataset))
-    ld = torch.zeros(len(dataset))
-    for group in groups_of(dataset):
+    device = bridge.W_U.device
+    per_prompt = torch.zeros(len(labels), len(dataset), device=device)
+    ld = torch.zeros(len(dataset), device=device)
+    for group in groups_of(dataset, bridge):
         end = group.positions["END"]
         names = ["blocks.0.hook_resid_pre", "ln_final.hook_scale"]
         for layer in range(n_layers):
@@ -129,11 +130,12 @@ def direct_logit_attribution(
                      project(acts[f"blocks.{layer}.hook_mlp_out@END"])[None]]
         rows.append(bias[None])
         per_prompt[:, group.index] = torch.cat(rows)
+    per_prompt, ld = per_prompt.cpu(), ld.cpu()  # the results leave the device here
     mean = per_prompt.mean(1)
     head_rows = [labels.index(head_label(layer, 0)) for layer in range(n_layers)]
     per_head = torch.stack([mean[i : i + n_heads] for i in head_rows])
     attn = torch.stack([mean[i : i + n_heads + 1].sum() for i in head_rows])
-    mlp = torch.tensor([mean[labels.index(f"MLP{layer}")] for layer in range(n_layers)])
+    mlp = torch.stack([mean[labels.index(f"MLP{layer}")] for layer in range(n_layers)])
     note = "END, final-norm scale frozen at this run's value; attn row includes the output bias"
     return DLA(
         per_head=head_grid("dla_heads", per_head, note),

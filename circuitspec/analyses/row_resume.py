@@ -65,9 +65,9 @@ def resumed_scores(
     if any(x is None for v in parsed for x in v):
         return None
     rm = RowModel(model.bridge, model.info.n_heads, model.info.n_kv_heads)
-    sums = torch.zeros(len(variants))
+    sums = torch.zeros(len(variants), device=rm.device)
     clean_sum = corrupt_sum = 0.0
-    for group in groups_of(dataset):
+    for group in groups_of(dataset, model.bridge):
         run = _GroupRun(rm, group)
         clean_sum += float(run.ld_clean.sum())
         corrupt_sum += float(run.ld_corrupt.sum())
@@ -82,7 +82,7 @@ def resumed_scores(
                 sums[chunk] += ld.sum(1)
                 if bar is not None:
                     bar.advance(len(chunk))
-    return sums, clean_sum, corrupt_sum
+    return sums.cpu(), clean_sum, corrupt_sum
 
 
 class _GroupRun:
@@ -94,13 +94,14 @@ class _GroupRun:
         wanted = ("hook_resid_pre", "attn.hook_z", "hook_attn_out", "hook_mlp_out", "attn.hook_pattern")
         logits_c, cc = bridge.run_with_cache(group.clean, names_filter=lambda s: s.endswith(wanted))
         logits_r, cr = bridge.run_with_cache(group.corrupt, names_filter=lambda s: s.endswith("hook_resid_pre"))
-        rows = torch.arange(self.batch)
+        dev = self.device = group.clean.device
+        rows = torch.arange(self.batch, device=dev)
         end = group.positions["END"]
         self.ld_clean = end_logit_diff(logits_c[rows, end], group)
         self.ld_corrupt = end_logit_diff(logits_r[rows, end], group)
         self.corrupt_resid = [cr[f"blocks.{i}.hook_resid_pre"] for i in range(n)]
         self.corrupt_kv = [rm.clean_kv(i, self.corrupt_resid[i]) for i in range(n)]
-        key, query = torch.arange(self.n_pos)[None, :], torch.arange(self.n_pos)[:, None]
+        key, query = torch.arange(self.n_pos, device=dev)[None, :], torch.arange(self.n_pos, device=dev)[:, None]
         self.hidden = [(key > query) | ((query - key >= w) if w is not None else False) for w in rm.window]
         self.clean: dict[tuple[int, str], Tensor] = {}
         for i in range(n):
@@ -134,16 +135,18 @@ class _GroupRun:
         n_s, n_r = len(chunk), self.n_pos - row
         slots = {"z": self.rm.n_heads, "q": self.rm.n_heads, "k": self.rm.n_kv, "v": self.rm.n_kv}
         masks: dict[tuple[int, str], Tensor] = {}
-        brow = torch.arange(self.batch)
+        dev = self.device
+        brow = torch.arange(self.batch, device=dev)
         for s, variant in enumerate(chunk):
             for p in variant:
                 layer, kind = _parse(p.hook)  # type: ignore[misc]
                 if kind == "pattern":
-                    m = masks.setdefault((layer, kind), torch.zeros(n_s, 1, self.rm.n_heads, 1, 1, dtype=torch.bool))
+                    m = masks.setdefault((layer, kind), torch.zeros(n_s, 1, self.rm.n_heads, 1, 1, dtype=torch.bool,
+                                                                    device=dev))
                     m[s, 0, p.head if p.head is not None else slice(None)] = True
                     continue
                 m = masks.setdefault((layer, kind), torch.zeros(n_s, self.batch, n_r, slots.get(kind, 1), 1,
-                                                               dtype=torch.bool))
+                                                               dtype=torch.bool, device=dev))
                 slot = p.head if p.head is not None and kind in slots else slice(None)
                 if p.position is None:
                     m[s, :, :, slot] = True
@@ -165,7 +168,7 @@ class _GroupRun:
                 return torch.where(m[..., 0], clean, x)
             return torch.where(m, clean, x)
 
-        positions = torch.arange(row, self.n_pos)
+        positions = torch.arange(row, self.n_pos, device=self.device)
         x = self.corrupt_resid[start][None, :, row:].expand(n_s, -1, -1, -1)
         for layer in range(start, rm.n_layers):
             x = patch(x, layer, "resid")
@@ -189,7 +192,7 @@ class _GroupRun:
             mid = x if rm.parallel else x + attn_out
             mlp_out = patch(rm.mlp(layer, mid), layer, "mlp_out")
             x = x + attn_out + mlp_out
-        rows = torch.arange(b)
+        rows = torch.arange(b, device=self.device)
         end = x[:, rows, self.group.positions["END"] - row]  # [S, B, d]
         g = self.group
         return torch.stack([rm.answer_diff(e, g.correct, g.incorrect) for e in end])

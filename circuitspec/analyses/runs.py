@@ -82,9 +82,11 @@ def logit_direction(bridge: Any, group: Group) -> tuple[Tensor, Tensor]:
     w_u = bridge.W_U
     direction = (w_u[:, group.correct] - w_u[:, group.incorrect]).T
     b_u = getattr(bridge, "b_U", None)
-    bias = (b_u[group.correct] - b_u[group.incorrect]) if b_u is not None else torch.zeros(len(direction))
+    bias = (b_u[group.correct] - b_u[group.incorrect]) if b_u is not None else torch.zeros(
+        len(direction), device=direction.device)
     return direction.detach(), bias.detach()
 
 
-def groups_of(dataset: Dataset) -> list[Group]:
-    return dataset_groups(dataset)
+def groups_of(dataset: Dataset, bridge: Any) -> list[Group]:
+    """The dataset's length groups on the bridge's device (where its activations are)."""
+    return dataset_groups(dataset, bridge.W_U.device)

@@ -63,7 +63,7 @@ def path_patch_sweep(
     """[layers, heads] effect of each sender into ``receivers`` (empty: the logits); NaN elsewhere."""
     senders = list(senders) if senders is not None else default_senders(model, receivers)
     target = "logits" if not receivers else "+".join(head_label(*r) for r in receivers) + f".{via}"
-    values = torch.full((model.info.n_layers, model.info.n_heads), math.nan)
+    values = torch.full((model.info.n_layers, model.info.n_heads), math.nan, device="cpu")  # a result
     extra: dict[str, Any] = {"receivers": [head_label(*r) for r in receivers], "via": via, "at": at,
                              "method": method}
     if senders and method == "attribution":
@@ -94,7 +94,7 @@ def _exact(
     receiver = Receiver(heads=tuple(receivers), via=via, at=at) if receivers else LOGITS  # type: ignore[arg-type]
     clean, corrupt = engine.baselines()
     m_clean, gap = clean.mean(), clean.mean() - corrupt.mean()
-    out = torch.empty(len(senders))
+    out = torch.empty(len(senders), device="cpu")  # the engines answer on the CPU
     with counted_bar(description, len(senders), progress) as bar:
         for i in range(0, len(senders), chunk):
             part = [Sender(heads=(h,)) for h in senders[i : i + chunk]]
@@ -110,9 +110,9 @@ def _attribution(
 ) -> Tensor:
     bridge = model.bridge
     sender_layers = sorted({lay for lay, _ in senders})
-    total = torch.zeros(len(senders))
+    total = torch.zeros(len(senders), device=bridge.W_U.device)
     clean_sum = corrupt_sum = 0.0
-    for group in groups_of(dataset):
+    for group in groups_of(dataset, bridge):
         pos = group.positions[at]
         names = {f"blocks.{lay}.attn.hook_result@{at}": pos for lay in sender_layers}
         logits_r, corrupt = capture(bridge, group.corrupt, at=names, end=group.positions["END"])
@@ -124,7 +124,7 @@ def _attribution(
             delta = corrupt[key][:, head] - clean[key][:, head]  # [b, d_model]
             total[i] += (grad * delta).sum()
     gap = (clean_sum - corrupt_sum) / len(dataset)
-    return total / len(dataset) / gap
+    return (total / len(dataset) / gap).cpu()
 
 
 def _receiver_gradient(
@@ -158,12 +158,12 @@ def _receiver_gradient(
                                 hooks=hooks, grad=True)
         ld = end_logit_diff(logits, group)
         metric = ld.sum()
-        rows = torch.arange(len(pos))
+        rows = torch.arange(len(pos), device=pos.device)
         if not receivers:
             (g,) = torch.autograd.grad(metric, live["x"])
             return g[rows, pos].detach(), store, ld.detach()
         g_z = torch.autograd.grad(metric, [live[f"z{lay}"] for lay in layers], retain_graph=True)
-        grad = torch.zeros(len(pos), live[f"x{layers[0]}"].shape[-1])
+        grad = torch.zeros(len(pos), live[f"x{layers[0]}"].shape[-1], device=pos.device)
         for lay, gz in zip(layers, g_z, strict=True):
             heads = [h for la, h in receivers if la == lay]
             z = live[f"z{lay}"]

@@ -28,11 +28,17 @@ def placement_kwargs(device_map: str | dict[str, str | int] | None, n_devices: i
 
 
 def boot_bridge(name: str, hf: Any, tokenizer: Any, *, device: str | None = "cpu", dtype: Any = None) -> Any:
-    """Wrap a loaded HF model in a TransformerBridge with the hooks circuitspec uses."""
+    """Wrap a loaded HF model in a TransformerBridge with the hooks circuitspec uses, on
+    ``device`` (None: where ``hf``'s weights were placed)."""
     import logging
 
     import torch
     from transformer_lens.model_bridge import TransformerBridge
+
+    if device is not None:
+        # TransformerBridge records a pre-loaded model's device but does not move it: the
+        # weights would stay on the CPU under --device cuda.
+        hf.to(device)
 
     # TransformerLens logs its boot notes on the root logger; they are silenced for the boot
     # only, and the caller's logging configuration is restored after.

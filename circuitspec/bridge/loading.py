@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circuitspec.bridge.boot import boot_bridge, placement_kwargs
+from circuitspec.bridge.device import device_problem
 from circuitspec.errors import ModelLoadError, did_you_mean
 
 if TYPE_CHECKING:
@@ -331,6 +332,8 @@ def load_model(
     if not isinstance(torch_dtype, torch.dtype):
         raise ModelLoadError(f"unknown dtype {dtype!r}; use float32, float64 or bfloat16")
     placement = placement_kwargs(device_map, n_devices)
+    if not placement and (problem := device_problem(device)) is not None:
+        raise ModelLoadError(f"cannot load model {ref!r} on device {problem}")
     kind = resolve_kind(ref)
     if kind == "alias":
         folder = _convert_gguf(ref)

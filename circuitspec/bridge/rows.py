@@ -67,6 +67,9 @@ def unsupported_reason(bridge: Any) -> str | None:
             return f"{cap} is not reproduced"
     if getattr(hf, "use_bidirectional_attention", False):
         return "bidirectional attention is not reproduced"
+    devices = {p.device for p in bridge.parameters()}
+    if len(devices) > 1:  # rows are computed on one device, beside the unembedding
+        return f"the model is spread over {len(devices)} devices"
     return None
 
 
@@ -103,8 +106,9 @@ class RowModel:
         self.qk_norm = hasattr(block0.attn, "q_norm") and hasattr(block0.attn, "k_norm")
         self.rope_kind, self.window = _local_layers(bridge)
         self.W_U = bridge.W_U.detach()
+        self.device = self.W_U.device  # where rows are computed: positions and masks are made here
         b_U = getattr(bridge, "b_U", None)
-        self.b_U = torch.zeros(self.W_U.shape[1]) if b_U is None else b_U.detach()
+        self.b_U = _zeros_like_row(self.W_U, self.W_U.shape[1]) if b_U is None else b_U.detach()
         self._rope: dict[tuple[int, str | None], tuple[Tensor, Tensor]] = {}
 
     @staticmethod
@@ -113,7 +117,7 @@ class RowModel:
             return w.detach().permute(1, 0, 2).reshape(w.shape[1], -1).contiguous()
 
         def flat_b(b: Tensor | None, like: Tensor) -> Tensor:
-            return torch.zeros(like.shape[1]) if b is None else b.detach().reshape(-1)
+            return _zeros_like_row(like, like.shape[1]) if b is None else b.detach().reshape(-1)
 
         W_Q, W_K, W_V = flat_w(attn.W_Q), flat_w(attn.W_K), flat_w(attn.W_V)
         b_O = attn.b_O
@@ -121,7 +125,7 @@ class RowModel:
         return LayerWeights(
             W_Q, b_Q, W_K, b_K, W_V, b_V,
             attn.W_O.detach().contiguous(),
-            torch.zeros(attn.W_O.shape[-1]) if b_O is None else b_O.detach(),
+            _zeros_like_row(attn.W_O, attn.W_O.shape[-1]) if b_O is None else b_O.detach(),
             torch.cat([W_Q, W_K, W_V], dim=1).contiguous(),
             torch.cat([b_Q, b_K, b_V]),
         )
@@ -160,11 +164,13 @@ class RowModel:
         if (n_pos, kind) not in self._rope:
             model = self.bridge.original_model
             inner = getattr(model, "model", None) or model.gpt_neox
-            pos = torch.arange(n_pos)[None]
-            probe = torch.zeros(1, n_pos, self.d_head)
+            # The probe only tells the rotary module the device and dtype to answer in.
+            at = next(iter(inner.rotary_emb.buffers()), self.W_U).device
+            pos = torch.arange(n_pos, device=at)[None]
+            probe = torch.zeros(1, n_pos, self.d_head, device=at)
             args = (probe, pos) if kind is None else (probe, pos, kind)
             cos, sin = inner.rotary_emb(*args)
-            self._rope[n_pos, kind] = (cos[0].float(), sin[0].float())
+            self._rope[n_pos, kind] = (cos[0].float().to(self.device), sin[0].float().to(self.device))
         return self._rope[n_pos, kind]
 
     def rotate(self, layer: int, x: Tensor, positions: Tensor, n_pos: int) -> Tensor:
@@ -225,7 +231,7 @@ class RowModel:
         """Rotated keys and values [batch, pos, n_kv, d_head] of a clean residual."""
         n_pos = resid_pre.shape[1]
         xn = self.norm1(layer, resid_pre)
-        k = self.rotate(layer, self.k(layer, xn), torch.arange(n_pos), n_pos)
+        k = self.rotate(layer, self.k(layer, xn), torch.arange(n_pos, device=resid_pre.device), n_pos)
         return k, self.v(layer, xn)
 
     def attend(
@@ -253,11 +259,11 @@ class RowModel:
         qg = q.reshape(n_s, batch, n_r, n_kv, n_h // n_kv, dh)
         s_pre = torch.einsum("sbrkgd,bpkd->sbkgrp", qg, k_pre).reshape(n_s, batch, n_h, n_r, n_pre)
         s_new = torch.einsum("sbrhd,sbthd->sbhrt", q, k_new)
-        key_pos = torch.arange(n_pre, n_pre + k_new.shape[2])
+        key_pos = torch.arange(n_pre, n_pre + k_new.shape[2], device=q_pos.device)
         hidden = key_pos[None, None, :] > q_pos[:, :, None]  # [B, R, T_new]: the future
         if window is not None:
             hidden |= q_pos[:, :, None] - key_pos[None, None, :] >= window
-            too_far = q_pos[:, :, None] - torch.arange(n_pre)[None, None, :] >= window  # [B, R, P]
+            too_far = q_pos[:, :, None] - torch.arange(n_pre, device=q_pos.device)[None, None, :] >= window  # [B, R, P]
             s_pre = s_pre.masked_fill(too_far[None, :, None], float("-inf"))
         s_new = s_new.masked_fill(hidden[None, :, None], float("-inf"))
         scores = torch.cat([s_pre, s_new], dim=-1) * self.scale
@@ -288,6 +294,11 @@ class RowModel:
         if self.group == 1:
             return x
         return x.repeat_interleave(self.group, dim=-2)
+
+
+def _zeros_like_row(like: Tensor, n: int) -> Tensor:
+    """A missing bias: zeros [n] on ``like``'s device (float32, as before, whatever its dtype)."""
+    return torch.zeros(n, device=like.device)
 
 
 def _local_layers(bridge: Any) -> tuple[list[str | None], list[int | None]]:

@@ -81,7 +81,7 @@ class ExactEngine:
         self.n_layers = model.info.n_layers
         self.n_heads = model.info.n_heads
         self.group_size = model.info.group_size
-        self.groups = dataset_groups(dataset)
+        self.groups = dataset_groups(dataset, self.bridge.W_U.device)  # the caches live beside the model
         self.caches = [self._cache(g) for g in self.groups]
 
     # -- caches -----------------------------------------------------------------
@@ -120,9 +120,10 @@ class ExactEngine:
         )
 
     def _scatter(self, parts: list[Tensor]) -> Tensor:
-        out = torch.empty(len(self.dataset))
+        """Per-group results -> one tensor in dataset order, on the CPU (results leave the device here)."""
+        out = torch.empty(len(self.dataset), device="cpu")
         for group, part in zip(self.groups, parts, strict=True):
-            out[group.index] = part
+            out[group.index.cpu()] = part.cpu()
         return out
 
     # -- one edge ------------------------------------------------------------------

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from circuitspec.bridge.device import pass_size
 from circuitspec.bridge.rows import RowModel, unsupported_reason
 from circuitspec.errors import EngineUnsupported
 from circuitspec.patching.fast_passes import FlatCache, Layout, d_plan, pass_c, pass_d
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FastEngine"]
 
+CPU_ROWS = 8192  # rows one sweep recomputes at once on the CPU (measured on the 2-core machine)
+
 
 class FastEngine:
     """Exact path patching with cached clean runs and row-sparse recomputation."""
@@ -77,7 +80,7 @@ class FastEngine:
         dataset: Dataset,
         *,
         max_batch: int = 64,
-        max_rows: int = 8192,
+        max_rows: int | None = None,
         check: bool = True,
         work: Work | None = None,
     ):
@@ -87,12 +90,13 @@ class FastEngine:
         self.dataset = dataset
         self.n_layers = model.info.n_layers
         self.n_heads = model.info.n_heads
-        self.max_rows = max_rows
         reason = unsupported_reason(self.bridge)
         if reason is not None:
             raise EngineUnsupported(reason)
         self.rows = RowModel(self.bridge, model.info.n_heads, model.info.n_kv_heads)
-        self.groups = [chunk for group in dataset_groups(dataset) for chunk in _split(group, max_batch)]
+        self.device = self.rows.device  # groups, caches and passes live here; results go back to the CPU
+        groups = dataset_groups(dataset, self.device)
+        self.groups = [chunk for group in groups for chunk in _split(group, max_batch)]
         sizes = [g.clean.numel() for g in self.groups]
         self.layout = Layout(self.groups, [sum(sizes[:i]) for i in range(len(sizes))])
         self.order = torch.cat([g.index for g in self.groups])  # flat prompt -> dataset index
@@ -100,6 +104,9 @@ class FastEngine:
         self.incorrect = torch.cat([g.incorrect for g in self.groups])
         with torch.no_grad():
             self._build_cache()
+        # Rows one sweep recomputes at once: sized after the cache, from the memory it left.
+        self.max_rows = max_rows if max_rows is not None else pass_size(
+            self.device, CPU_ROWS, d_model=model.info.d_model, n_layers=self.n_layers)
         self._masks: dict[tuple[str, ...] | None, Tensor] = {}
         if check and (reason := self._self_check()) is not None:
             raise EngineUnsupported(reason)
@@ -162,8 +169,9 @@ class FastEngine:
         heads = [_split(g, per_chunk)[0] for g in self.groups]
         layout = Layout(heads, self.layout.offsets)  # a chunk's first prompts start at its offset
         starts = accumulate((g.clean.shape[0] for g in self.groups[:-1]), initial=0)
-        pick = torch.cat([torch.arange(s, s + h.clean.shape[0]) for s, h in zip(starts, heads, strict=True)])
-        everywhere = [torch.arange(h.clean.shape[1]).expand(h.clean.shape) for h in heads]
+        dev = self.device
+        pick = torch.cat([torch.arange(s, s + h.clean.shape[0], device=dev) for s, h in zip(starts, heads, strict=True)])
+        everywhere = [torch.arange(h.clean.shape[1], device=dev).expand(h.clean.shape) for h in heads]
         plan = d_plan(layout, everywhere)
         receiver = Receiver(((0, 0),), "q", None)
         new_in = {0: self.cache.resid_pre[0][layout.flat(everywhere)][None]}
@@ -173,8 +181,8 @@ class FastEngine:
         return None if err <= 1e-4 else f"row-wise recomputation is off by {err:.2g}"
 
     def baselines(self) -> tuple[Tensor, Tensor]:
-        """Per-prompt clean and corrupted logit differences, in dataset order."""
-        out = self._scatter(torch.stack([self.ld_clean, self.ld_corrupt]))
+        """Per-prompt clean and corrupted logit differences, in dataset order, on the CPU."""
+        out = self._scatter(torch.stack([self.ld_clean, self.ld_corrupt])).cpu()
         return out[0], out[1]
 
     def _scatter(self, flat: Tensor) -> Tensor:
@@ -201,7 +209,7 @@ class FastEngine:
         semantics: Semantics = "path",
         freeze_mlps: bool = False,
     ) -> Tensor:
-        """Per-prompt patched logit difference for one edge, in dataset order."""
+        """Per-prompt patched logit difference for one edge, in dataset order, on the CPU."""
         return self.sweep(receiver, [sender], semantics=semantics, freeze_mlps=freeze_mlps)[0]
 
     @torch.no_grad()
@@ -213,7 +221,7 @@ class FastEngine:
         semantics: Semantics = "path",
         freeze_mlps: bool = False,
     ) -> Tensor:
-        """[n_senders, N]: each sender patched alone into the same receiver, as one batch."""
+        """[n_senders, N] on the CPU: each sender patched alone into the same receiver, as one batch."""
         check_semantics(semantics)
         frozen = freeze_mlps or semantics == "direct"
         rows = []
@@ -222,16 +230,16 @@ class FastEngine:
             if receiver.is_logits:
                 rows.append(group.positions["END"][:, None])
             elif receiver.at is None:
-                rows.append(torch.arange(n_pos).expand(batch, n_pos))
+                rows.append(torch.arange(n_pos, device=self.device).expand(batch, n_pos))
             else:
                 rows.append(group.positions[receiver.at][:, None])
         flat_rows = self.layout.flat(rows)
         plan = None if receiver.is_logits else d_plan(self.layout, rows)
         per_sender = flat_rows.shape[0] if plan is None else plan.src.shape[0]
-        out = torch.empty(len(senders), len(self.order))
+        out = torch.empty(len(senders), len(self.order), device=self.device)
         for chunk in self._sender_chunks(senders, per_sender):
             out[chunk] = self._sweep_chunk(receiver, [senders[i] for i in chunk], flat_rows, plan, frozen)
-        return self._scatter(out)
+        return self._scatter(out).cpu()
 
     def _sender_chunks(self, senders: list[Sender], rows_per_sender: int) -> list[list[int]]:
         size = max(1, self.max_rows // max(1, rows_per_sender))

@@ -43,8 +43,9 @@ class Layout:
 
     def base(self, g: int) -> Tensor:
         """[batch, 1] flat row of position 0 of each prompt of chunk g."""
-        batch, n_pos = self.groups[g].clean.shape
-        return self.offsets[g] + (torch.arange(batch) * n_pos)[:, None]
+        tokens = self.groups[g].clean
+        batch, n_pos = tokens.shape
+        return self.offsets[g] + (torch.arange(batch, device=tokens.device) * n_pos)[:, None]
 
     def flat(self, per_group: list[Tensor]) -> Tensor:
         """Flat rows of per-chunk positions [batch, K] (concatenated in chunk, prompt, K order)."""
@@ -69,10 +70,10 @@ def d_plan(layout: Layout, rows: list[Tensor]) -> DPlan:
         batch, n_pos = group.clean.shape
         start = int(r.min())
         n_r = n_pos - start
-        p = torch.arange(start, n_pos)
+        p = torch.arange(start, n_pos, device=r.device)
         src.append((layout.base(g) + p).flatten())
         pos.append(p.repeat(batch))
-        item = t + (torch.arange(batch) * n_r)[:, None]
+        item = t + (torch.arange(batch, device=r.device) * n_r)[:, None]
         recv.append((item + r - start).flatten())
         end.append(item[:, 0] + group.positions["END"] - start)
         spans.append((t, batch, start, n_pos, layout.offsets[g]))
@@ -102,9 +103,12 @@ def pass_c(
     """
     n_s, n_layers = len(senders), rm.n_layers
     first = min(first_layer(s) for s in senders)
-    delta = torch.zeros(n_s, flat_rows.shape[0], cache.resid_pre[0].shape[-1])
+    device = cache.resid_pre[0].device
+    delta = torch.zeros(n_s, flat_rows.shape[0], cache.resid_pre[0].shape[-1], device=device)
     out: dict[int, Tensor] = {}
-    active = torch.zeros(n_s, dtype=torch.bool)
+    # Which senders act where is known from the senders alone: it is decided on the host, so
+    # no branch below waits for the device.
+    active = torch.zeros(n_s, dtype=torch.bool, device="cpu")
     last = max(targets)
     for layer in range(n_layers):
         if layer in targets:
@@ -114,15 +118,17 @@ def pass_c(
         if layer < first:
             continue
         d_in = delta
-        head_coef = torch.zeros(n_s, rm.n_heads)
-        mlp_coef = torch.zeros(n_s)
+        # Filled on the host (one small copy, not one device write per head), then moved.
+        head_host = torch.zeros(n_s, rm.n_heads, device="cpu")
+        mlp_host = torch.zeros(n_s, device="cpu")
         for i, s in enumerate(senders):
             for sl, h in s.heads:
                 if sl == layer:
-                    head_coef[i, h] = 1.0
+                    head_host[i, h] = 1.0
             if layer in s.mlps:
-                mlp_coef[i] = 1.0
-        heads = head_coef.any(0).nonzero()[:, 0]
+                mlp_host[i] = 1.0
+        head_coef, mlp_coef = head_host.to(device), mlp_host.to(device)
+        heads = head_host.any(0).nonzero()[:, 0].to(device)
         if len(heads):
             dz = cache.dz[layer][flat_rows][:, heads]  # [F, h, dh]
             per_head = torch.einsum("fhe,hed->fhd", dz, rm.layers[layer].W_O[heads])
@@ -130,19 +136,19 @@ def pass_c(
             if rm.sandwich:
                 # A post-attention norm makes the layer's write non-linear in its heads:
                 # norm(clean sum + the senders' change) - norm(clean sum).
-                here = head_coef.any(1).nonzero()[:, 0]
+                here = head_host.any(1).nonzero()[:, 0].to(device)
                 pre = cache.attn_pre[layer][flat_rows]
                 clean = rm.attn_write(layer, pre)
                 write[here] = rm.attn_write(layer, pre[None] + write[here]) - clean[None]
             delta = delta + write
-        active |= (head_coef.sum(1) > 0) | (mlp_coef > 0)
-        is_mlp_sender = mlp_coef > 0
+        active |= (head_host.sum(1) > 0) | (mlp_host > 0)
+        is_mlp_sender = mlp_host > 0
         if is_mlp_sender.any():
             delta = delta + cache.dmlp[layer][flat_rows][None] * masks * mlp_coef[:, None, None]
         redo = active & ~is_mlp_sender
         if frozen or not redo.any():
             continue
-        idx = redo.nonzero()[:, 0]
+        idx = redo.nonzero()[:, 0].to(device)
         # The MLP reads resid_mid (sequential) or the block input (parallel residual).
         if rm.parallel:
             base, before = cache.resid_pre[layer][flat_rows], d_in[idx]
@@ -215,7 +221,7 @@ def pass_d(
                 ends = plan.end[p0 : p0 + batch]
                 q_here, q_pos = q[:, ends, None], plan.pos[ends][:, None]
             else:
-                q_here, q_pos = view(q), torch.arange(start, n_pos).expand(batch, n_r)
+                q_here, q_pos = view(q), torch.arange(start, n_pos, device=q.device).expand(batch, n_r)
             z = rm.attend(q_here, q_pos, k_pre, v_pre, view(k), view(v), rm.window[layer])
             zs.append(z.flatten(1, 2))
             p0 += batch

@@ -8,8 +8,9 @@ types; :func:`logit_diff` is the one END logit difference the metric is built fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
@@ -82,18 +83,23 @@ class Group:
     positions: dict[str, Tensor]  # name -> [batch] token index
 
 
-def dataset_groups(dataset: Dataset) -> list[Group]:
+def dataset_groups(dataset: Dataset, device: torch.device | str = "cpu") -> list[Group]:
+    """The dataset's length groups as tensors on ``device`` (the model's: tokens, answers and
+    positions index the model's activations there)."""
+    def tensor(values: Sequence[Any]) -> Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
     groups = []
     for idx in dataset.length_groups():
         sub = dataset.subset(idx)
         groups.append(
             Group(
-                index=torch.tensor(idx),
-                clean=torch.tensor(sub.clean, dtype=torch.long),
-                corrupt=torch.tensor(sub.corrupt, dtype=torch.long),
-                correct=torch.tensor(sub.correct, dtype=torch.long),
-                incorrect=torch.tensor(sub.incorrect, dtype=torch.long),
-                positions={k: torch.tensor(v, dtype=torch.long) for k, v in sub.positions.items()},
+                index=tensor(idx),
+                clean=tensor(sub.clean),
+                corrupt=tensor(sub.corrupt),
+                correct=tensor(sub.correct),
+                incorrect=tensor(sub.incorrect),
+                positions={k: tensor(v) for k, v in sub.positions.items()},
             )
         )
     return groups
@@ -114,10 +120,10 @@ def logit_diff(logits: Tensor, group: Group) -> Tensor:
 
 def position_mask(group: Group, names: tuple[str, ...] | None, n_pos: int) -> Tensor:
     """[batch, pos] bool: True at the named positions of each prompt (all if names is None)."""
-    batch = group.clean.shape[0]
+    batch, device = group.clean.shape[0], group.clean.device
     if names is None:
-        return torch.ones(batch, n_pos, dtype=torch.bool)
-    mask = torch.zeros(batch, n_pos, dtype=torch.bool)
+        return torch.ones(batch, n_pos, dtype=torch.bool, device=device)
+    mask = torch.zeros(batch, n_pos, dtype=torch.bool, device=device)
     for name in names:
-        mask[torch.arange(batch), group.positions[name]] = True
+        mask[torch.arange(batch, device=device), group.positions[name]] = True
     return mask

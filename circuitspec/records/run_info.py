@@ -155,6 +155,9 @@ class Settings:
     """``at``: in the edge-level run each edge carries signal only at its ``at`` position (the
     default since edges are judged where their path patching tests them); ``every``: at every
     position (files written before this field: ``every``)."""
+    device: Annotated[str | None, OMIT_NONE] = None
+    """The torch device the run computed on (``cpu``, ``cuda:0``; the output layer's device
+    when the model was spread over several); absent in files written before this field."""
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def _masks(info: Any, edges: Iterable[EdgeKey], parallel: bool) -> tuple[Any, li
     srcs = [from_eap(n) for n in forward_nodes(info.n_layers, info.n_heads)]
     dsts = [parse_edge_name(f"input->{n}", "<graph>")[1:] for n in backward_nodes(info.n_layers, info.n_heads)]
     keep = set(edges)
-    mask = torch.zeros(len(srcs), len(dsts))
+    mask = torch.zeros(len(srcs), len(dsts), device="cpu")  # filled here, moved to the model's device once
     for i, src in enumerate(srcs):
         for j, (dst, via) in enumerate(dsts):
             if is_real(src, dst, parallel) and (src, dst, via) not in keep:
@@ -86,15 +86,17 @@ def mib_metric(model: Any, dataset: Dataset, edges: Iterable[EdgeKey]) -> list[f
     model = ungrouped(model)  # every query head its own k and v inputs, as in MIB's graph
     info, bridge = model.info, model.bridge
     parallel = bool(getattr(bridge.cfg, "parallel_attn_mlp", False))
+    device = bridge.W_U.device
     mask, srcs, dsts = _masks(info, edges, parallel)
+    mask = mask.to(device)
     out = [0.0] * len(dataset)
     for rows in dataset.length_groups():
-        clean = torch.tensor([dataset.clean[i] for i in rows])
-        corrupt = torch.tensor([dataset.corrupt[i] for i in rows])
+        clean = torch.tensor([dataset.clean[i] for i in rows], device=device)
+        corrupt = torch.tensor([dataset.corrupt[i] for i in rows], device=device)
         logits = _patched_logits(model, mask, srcs, dsts, clean, corrupt)
         b = clean.shape[0]
-        end = torch.tensor([dataset.positions["END"][i] for i in rows])
-        last = logits[torch.arange(b), end]
+        end = torch.tensor([dataset.positions["END"][i] for i in rows], device=device)
+        last = logits[torch.arange(b, device=device), end].cpu()
         for k, i in enumerate(rows):
             out[i] = float(last[k, dataset.correct[i]] - last[k, dataset.incorrect[i]])
     return out
@@ -120,9 +122,10 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
                 if s.startswith("L")}
     mlp_row = {int(s[3:]): i for i, s in enumerate(srcs) if s.startswith("MLP")}
     b, p = clean.shape
-    diff = torch.zeros(b, p, len(srcs), info.d_model)  # corrupted - this run's outputs
+    device = clean.device
+    diff = torch.zeros(b, p, len(srcs), info.d_model, device=device)  # corrupted - this run's outputs
     post = _post_attention_norms(bridge, info.n_layers)
-    head_sum = torch.zeros(info.n_layers, b, p, info.d_model)  # this run's sum of head outputs
+    head_sum = torch.zeros(info.n_layers, b, p, info.d_model, device=device)  # this run's sum of head outputs
     linear = mask.clone()
     if post is not None:
         for layer in range(info.n_layers):
@@ -147,7 +150,7 @@ def _patched_logits(model: Any, mask: Any, srcs: list[str], dsts: list, clean: A
         """[b, p, r, d]: per receiver, the change of every earlier post-normed attention
         output when its excluded heads carry their corrupted outputs."""
         assert post is not None
-        out = torch.zeros(b, p, sub.shape[1], info.d_model)
+        out = torch.zeros(b, p, sub.shape[1], info.d_model, device=device)
         for layer, (norm, bias) in enumerate(post):
             first = head_row[(layer, 0)]
             rows = sub[first:first + n_heads]

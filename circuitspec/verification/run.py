@@ -185,7 +185,7 @@ def assemble(
         settings=ctx.settings.record(
             engine=ctx.engine.name,  # the engine that ran: "reference" after a fast-engine fallback
             mean_pool=None if ctx.built_mean_pool is None else ctx.built_mean_pool.info(),
-            bootstrap_unit=ctx.bootstrap_unit, clusters=ctx.clusters),
+            bootstrap_unit=ctx.bootstrap_unit, clusters=ctx.clusters, device=str(model.bridge.W_U.device)),
         versions=_versions(),
         timings={k: round(v, 3) for k, v in timings.items()},
         work={k: round(v, 3) for k, v in ctx.work.forward_equivalents().items()},

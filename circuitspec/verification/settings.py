@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from circuitspec.bridge.device import check_device
 from circuitspec.data.ioi import BABA_TEMPLATES
 from circuitspec.errors import CircuitSpecError
 from circuitspec.records.run_info import Settings
@@ -130,12 +131,13 @@ class RunSettings:
                 "widening": None if clusters is None else cluster_widening(len(set(clusters)), self.level)}
 
     def record(self, *, engine: str, mean_pool: Mapping[str, Any] | None, bootstrap_unit: str,
-               clusters: Sequence[int] | None) -> Settings:
+               clusters: Sequence[int] | None, device: str | None = None) -> Settings:
         """results.json ``settings``: these settings, with what only the run knows (the engine
-        that really ran, the mean pool it built, the bootstrap unit its prompts allowed)."""
+        that really ran, the mean pool it built, the bootstrap unit its prompts allowed, the
+        device the model was on)."""
         return Settings(self.semantics, self.ablation, self.freeze_mlps, engine, self.n_bootstrap,
                         self.ablation_level, self.ablation_scope, mean_pool, bootstrap_unit,
-                        self.statistics(clusters), self.edge_positions)
+                        self.statistics(clusters), self.edge_positions, device)
 
 
 def resolve(hyp: Hypothesis, options: Options) -> RunSettings:
@@ -149,6 +151,7 @@ def resolve(hyp: Hypothesis, options: Options) -> RunSettings:
     # Edges carry signal only at their ``at`` position by default: that is the claim their path
     # patching tests (``ablation_scope: circuit_positions`` implies it for the node level too).
     at = hyp.edge_positions == "at" or hyp.ablation_scope == "circuit_positions"
+    device = check_device(hyp, o.device)
     return RunSettings(
         semantics=o.semantics or hyp.semantics, ablation=o.ablation or hyp.ablation,
         ablation_level=level,  # type: ignore[arg-type]
@@ -156,7 +159,7 @@ def resolve(hyp: Hypothesis, options: Options) -> RunSettings:
         freeze_mlps=hyp.freeze_mlps if o.freeze_mlps is None else o.freeze_mlps, engine=o.engine,
         n_prompts=o.n_prompts if o.n_prompts is not None else hyp.task.n_prompts,
         seed=o.seed if o.seed is not None else (hyp.task.seed or 0),
-        device=o.device or hyp.model_spec.device or "cpu",
+        device=device,
         n_bootstrap=o.n_bootstrap or claims.n_bootstrap, level=claims.confidence,
         n_random=o.n_random, n_random_edge=o.n_random_edge, n_subsets=o.n_subsets,
         greedy_steps=o.greedy_steps, minimality_random=o.minimality_random,

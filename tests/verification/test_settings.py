@@ -54,7 +54,7 @@ def no_model_work(monkeypatch):
 
 @pytest.mark.parametrize(("key", "value"), [
     ("semantics", "Path"), ("semantics", "patch"), ("ablation", "avg"), ("ablation_level", "circuit"),
-    ("engine", "quick"), ("bootstrap", "cluster"),
+    ("engine", "quick"), ("bootstrap", "cluster"), ("device", "cuda:99"), ("device", "tpu"),
 ])
 def test_bad_setting_fails_before_any_model_work(tmp_path, tiny_model_dirs, no_model_work, key, value):
     hyp = write_hypothesis(tmp_path / "h.yaml", tiny_model_dirs["llama"])
