@@ -218,10 +218,11 @@ def write_page(path: Path) -> bool:
     ]
     png = curve_png(path, result, bool(stale))
     if png:
+        note = json.loads(CURVES[path.stem].read_text()).get("note")  # how the curve was made, if it says
         lines += ["## Edge-level faithfulness against the number of edges", "",
                   "The blue curve is edge discovery (`suggest --grow-edges`) on the discovery prompts, "
                   "in sample" + ("." if stale else "; the red point is this file on its held-out prompts.")
-                  + (" " + CURVE_NOTE if (CURVE_NOTE := json.loads(CURVES[path.stem].read_text()).get("note")) else ""),
+                  + (f" {note}" if note else ""),
                   "", f"![edge-level faithfulness against edges]({png})", ""]
     if result["metric"].get("per_prompt") is None:
         lines += ["## BABA and ABBA prompts, per template", "",

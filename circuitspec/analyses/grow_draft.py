@@ -70,17 +70,14 @@ def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str
                    start: str | Path | None, pool: MeanPool | None = None) -> list[str]:
     """The growth curve, each edge's gain and every pruning, as header comment lines."""
     band = options.get("band", (0.8, 1.2))
-    if pool is not None:
-        ablation = (f"{ablation} ablation (means from a separate pool, seed {pool.seed}, at least "
-                    f"{pool.per_template_min} prompts per layout, as verify takes them),"
-                    if pool.disjoint else f"{ablation} ablation (in-sample means: {pool.built}),")
-    else:
-        ablation += " ablation,"
+    means = ("" if pool is None else
+             f" (means from a separate pool, seed {pool.seed}, at least {pool.per_template_min} prompts "
+             "per layout, as verify takes them)" if pool.disjoint else f" (in-sample means: {pool.built})")
     lines = [
         "",
         "Edges grown by `circuitspec suggest --grow-edges` (circuitspec/analyses/grow.py) from the groups of "
         + (str(start) if start is not None else "the draft above") + ":",
-        f"forward selection on exact edge-level faithfulness F(C)/F(M), {ablation} band "
+        f"forward selection on exact edge-level faithfulness F(C)/F(M), {ablation} ablation{means}, band "
         f"[{band[0]}, {band[1]}], tolerance {options.get('tolerance', 0.01)}; per step the "
         f"{options.get('n_exact', 3)} candidates of largest path-patching effect evaluated exactly.",
         f"F with no edges: {result.start:.3f}",

@@ -34,3 +34,19 @@ TRUE_CLAIMS = "  faithfulness: {min: 0.9}\n  minimality: off"
 
 # Patching cannot move the metric 10x beyond the corrupted run here (it lands on it exactly).
 WRONG_EDGES = "  - {from: movers, to: logits, at: END, expect: {sign: negative, min_effect: 10.0}}"
+
+
+# Input, MLP and head edges on a tiny model, for MIB's graph (`graph` is a line `graph: mib`, or empty).
+MIB_HYPOTHESIS = """name: tiny-mib
+model: {model}
+task: {{kind: ioi, n_prompts: 6, seed: 3, corruption: abc}}
+nodes:
+  early: {{role: other, heads: [L0H2, MLP0]}}
+  late:  {{role: name_mover, heads: [L2H1, L2H3]}}
+edges:
+  - {{from: input, to: early, via: q, at: END}}
+  - {{from: early, to: late, via: v, at: S2}}
+  - {{from: late, to: logits, at: END}}
+claims:
+  faithfulness: {{min: 0.05}}
+{graph}"""

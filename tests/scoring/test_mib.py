@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from helpers.hypotheses import MIB_HYPOTHESIS
 from helpers.paths import FIXTURES, ROOT
 from helpers.reference_mib import reference_metric
 
@@ -158,21 +159,6 @@ def test_cutting_a_nodes_every_outgoing_edge_is_patching_that_node(family, tiny_
                              ("L1H0", "blocks.1.attn.hook_result", 0), ("MLP0", "blocks.0.hook_mlp_out", None)):
         got = mib_metric(model, data, [e for e in edges if e[0] != node])
         assert got == pytest.approx(_node_patched(model, data, hook, head), abs=1e-5), node
-
-
-MIB_HYPOTHESIS = """name: tiny-mib
-model: {model}
-task: {{kind: ioi, n_prompts: 6, seed: 3, corruption: abc}}
-nodes:
-  early: {{role: other, heads: [L0H2, MLP0]}}
-  late:  {{role: name_mover, heads: [L2H1, L2H3]}}
-edges:
-  - {{from: input, to: early, via: q, at: END}}
-  - {{from: early, to: late, via: v, at: S2}}
-  - {{from: late, to: logits, at: END}}
-claims:
-  faithfulness: {{min: 0.05}}
-{graph}"""
 
 
 def test_graph_mib_in_a_hypothesis_scores_its_edges_mibs_way(tmp_path, tiny_model_dirs, gpt2):

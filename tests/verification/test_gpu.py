@@ -23,6 +23,7 @@ import sys
 import pytest
 import torch
 from helpers.factories import save_tiny_model
+from helpers.hypotheses import MIB_HYPOTHESIS
 
 import circuitspec as cs
 from circuitspec.bridge.loading import load_model
@@ -81,23 +82,6 @@ def compare_devices(hyp, device: str) -> None:
     assert [e.verdict for e in on_gpu.edges] == [e.verdict for e in on_cpu.edges]
 
 
-# MIB's graph (graph: mib): every edge of the model patched at once, input and MLP edges too.
-MIB = """name: tiny-mib
-model: {model}
-graph: mib
-task: {{kind: ioi, n_prompts: 6, seed: 3, corruption: abc}}
-nodes:
-  early: {{role: other, heads: [L0H2, MLP0]}}
-  late:  {{role: name_mover, heads: [L2H1, L2H3]}}
-edges:
-  - {{from: input, to: early, via: q, at: END}}
-  - {{from: early, to: late, via: v, at: S2}}
-  - {{from: late, to: logits, at: END}}
-claims:
-  faithfulness: {{min: 0.05}}
-"""
-
-
 @CUDA
 def test_every_stage_on_cuda_gives_the_cpu_numbers(tmp_path, tiny_model_dirs):
     compare_devices(_hypothesis(tmp_path, tiny_model_dirs["llama"]), "cuda")
@@ -106,7 +90,7 @@ def test_every_stage_on_cuda_gives_the_cpu_numbers(tmp_path, tiny_model_dirs):
 @CUDA
 def test_mib_graph_on_cuda_gives_the_cpu_numbers(tmp_path, tiny_model_dirs):
     hyp = tmp_path / "mib.yaml"
-    hyp.write_text(MIB.format(model=tiny_model_dirs["llama"]))  # grouped keys: the ungrouped copy too
+    hyp.write_text(MIB_HYPOTHESIS.format(model=tiny_model_dirs["llama"], graph="graph: mib\n"))  # grouped keys: the ungrouped copy too
     on_cpu = cs.verify(hyp, device="cpu", quick=True, n_bootstrap=200, n_null_edges=0)
     on_gpu = cs.verify(hyp, device="cuda", quick=True, n_bootstrap=200, n_null_edges=0)
     assert on_gpu.circuit.faithfulness_mib is not None
@@ -165,7 +149,7 @@ def test_mib_graph_follows_the_model_device(tmp_path, family):
     folder = save_tiny_model(family, tmp_path / family)
     model = load_model(str(folder))
     hyp = tmp_path / "mib.yaml"
-    hyp.write_text(MIB.format(model=folder))
+    hyp.write_text(MIB_HYPOTHESIS.format(model=folder, graph="graph: mib\n"))
     expected = cs.verify(hyp, model, quick=True, n_bootstrap=100, n_null_edges=0).circuit.faithfulness_mib
     with torch.device("meta"):
         got = cs.verify(hyp, model, quick=True, n_bootstrap=100, n_null_edges=0).circuit.faithfulness_mib
