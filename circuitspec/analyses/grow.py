@@ -102,6 +102,11 @@ class GrowResult:
     stop: str = ""
     evaluations: int = 0
     seconds: float = 0.0
+    # Each final edge's path-patching effect with the final groups (no screen: empty), and F at
+    # node level of the final groups (every edge among their heads): F can reach the band at
+    # edge level by leaving out an edge that works against the task, which node level shows.
+    effects: dict[GrowEdge, float] = field(default_factory=dict)
+    node_level: float | None = None
 
 
 class _Evaluator:
@@ -286,6 +291,11 @@ def grow_edges(
     tol = tolerance if prune_after and not out_of_time() else -1.0
     f = prune(ev, work, edges, band, tol, result.pruned, out_of_time)
     result.faithfulness = f
+    if screen is not None:
+        screen.cache.clear()  # cached effects are of the groups before pruning
+        result.effects = screen(work, edges)
+    kept = [h for _, heads in work.values() for h in heads]
+    result.node_level = float(runner.logit_diff(kept).double().mean()) / ev.fm
     result.evaluations = len(ev.memo)
     result.seconds = round(time.perf_counter() - clock, 1)
     return result

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from circuitspec.ablation.mean_pool import MeanPool, build_mean_pool, pool_seed
 from circuitspec.ablation.node import AblationRunner
 from circuitspec.analyses.grid import head_label
-from circuitspec.analyses.grow import GrowResult, grow_edges
+from circuitspec.analyses.grow import GrowEdge, GrowResult, grow_edges
 from circuitspec.analyses.suggest import Draft, draft_hypothesis, write_draft
 from circuitspec.patching.engine import select_engine
 from circuitspec.spec.load import load_hypothesis
@@ -53,7 +53,7 @@ def grow_hypothesis(
         extra["ablation_scope"] = "circuit_positions"
     elif "edge_positions" in Hypothesis.model_fields:
         extra["edge_positions"] = "every"  # found with edges at every position: verify the same claim
-    grown = Draft(groups=result.groups, edges=[e.as_dict() for e in result.edges],
+    grown = Draft(groups=result.groups, edges=[_with_sign(e, result) for e in result.edges],
                   evidence=draft.evidence, seconds={**draft.seconds, "grow": result.seconds})
     # discovery: how the prompts were drawn (seed, count, corruption and the template ids the
     # generator drew from), so that verify regenerates exactly these prompts. The templates
@@ -64,6 +64,19 @@ def grow_hypothesis(
                        templates=dataset.notes.get("templates"), extra=extra)
     load_hypothesis(path)
     return Path(path), result
+
+
+def _with_sign(edge: GrowEdge, result: GrowResult) -> dict[str, Any]:
+    """The edge as a file writes it, with ``expect: {sign}`` where its path-patching effect on
+    the discovery prompts has the sign opposite to the default (negative, positive from a
+    negative name mover), so that verify tests the sign the evidence shows."""
+    out: dict[str, Any] = edge.as_dict()
+    effect = result.effects.get(edge)
+    if effect is None or effect == 0:
+        return out
+    default = "positive" if result.groups[edge.sender][0] == "negative_name_mover" else "negative"
+    sign = "positive" if effect > 0 else "negative"
+    return out if sign == default else {**out, "expect": {"sign": sign}}
 
 
 def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str,
@@ -94,4 +107,14 @@ def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str
     lines += [f"pruned {p}" for p in result.pruned]
     lines.append(f"final edge-level F {result.faithfulness:.3f} with {len(result.edges)} edges; "
                  f"{result.evaluations} edge-level evaluations, {result.seconds} s")
+    if result.effects:
+        lines.append("each edge's path-patching effect on these prompts (an edge whose sign differs from "
+                     "the default is written with expect: {sign}):")
+        lines += [f"  {e.name}: {result.effects[e]:+.3f}" for e in result.edges if e in result.effects]
+    if result.node_level is not None:
+        lo, hi = band
+        outside = "" if lo <= result.node_level <= hi else (
+            "; outside the band: the wiring may reach it at edge level only by leaving out an edge "
+            "that works against the task (or by missing a path node level keeps)")
+        lines.append(f"node-level F of these groups (every edge among their heads): {result.node_level:.3f}{outside}")
     return lines

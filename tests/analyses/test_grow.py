@@ -231,3 +231,52 @@ edges:
                        n_null_edges=0, n_bootstrap=100, robustness=False, per_head=False)
     assert result.circuit is not None and result.settings.ablation == "mean" and result.held_out is False
     assert result.circuit.faithfulness_edge_level.value == pytest.approx(grown.faithfulness, abs=1e-5)
+
+
+def test_grown_draft_expects_the_sign_path_patching_shows(planted, tmp_path):
+    """Each grown edge is written with the sign of its path-patching effect on the discovery
+    prompts (``expect: {sign}`` where it differs from the default), so verify tests the sign the
+    evidence shows (the Gemma-3 file's inhibitory edge into the negative name movers' queries
+    was written without it, and verify refuted its +1.104 for the default's sign). The effects
+    are recomputed with the slow reference of tests/helpers/reference_patching.py."""
+    from helpers.reference_patching import _ld, _tokens, reference_patch
+
+    path, loaded, ds, _, _ = planted
+    start = tmp_path / "start.yaml"
+    start.write_text(f"""
+name: planted
+model: {path}
+task: {{kind: ioi, n_prompts: 6, seed: 2}}
+nodes:
+  a: {{role: other, heads: [L0H1]}}
+  b: {{role: name_mover, heads: [L1H2]}}
+edges:
+  - {{from: b, to: logits, at: END}}
+""")
+    out, grown = grow_hypothesis(loaded, ds, tmp_path / "grown.yaml", model_ref=str(path), seed=2, start=start,
+                                 ablation="resample", band=(0.999, 1.001), tolerance=1e-4)
+    hyp = load_hypothesis(out)
+    circuit = hyp.circuit()
+    parts = [ds.subset(g) for g in ds.length_groups()]  # the reference wants one length
+
+    def mean(values: list[torch.Tensor]) -> float:
+        return float(torch.cat(values).double().mean())
+
+    with torch.no_grad():
+        clean = mean([_ld(loaded.bridge(_tokens(p, "clean")), p) for p in parts])
+        corrupt = mean([_ld(loaded.bridge(_tokens(p, "corrupt")), p) for p in parts])
+    signs = {}
+    for e in circuit.edges:
+        receivers = "logits" if e.receiver == "logits" else list(circuit.nodes[e.receiver].heads)
+        patched = mean([reference_patch(loaded, p, list(circuit.nodes[e.sender].heads), receivers, e.via, e.at)
+                        for p in parts])
+        effect = (patched - clean) / (clean - corrupt)
+        assert abs(effect - grown.effects[next(g for g in grown.edges if g.sender == e.sender
+                                               and g.receiver == e.receiver and g.via == e.via)]) < 1e-4
+        signs[(e.sender, e.receiver, e.via)] = (e.sign, "positive" if effect > 0 else "negative")
+    assert signs.keys() == PLANTED
+    assert all(written == shown for written, shown in signs.values()), signs
+    # Both signs occur here, so the test sees an `expect` written and one left to the default.
+    assert {shown for _, shown in signs.values()} == {"positive", "negative"}, signs
+    assert "expect: {sign: positive}" in out.read_text()
+    assert "node-level F of these groups" in out.read_text()
