@@ -156,7 +156,8 @@ def verify(
         **in_range("n_null_edges"))] = 100,
     robustness: Annotated[bool, typer.Option("--robustness/--no-robustness", help="Add the robustness panel.")] = True,
     quick: Annotated[bool, typer.Option("--quick", help=(
-        "Edges and the faithfulness claim only, with small nulls: not the full verification. "
+        "Edges and the faithfulness claim only, with small nulls, on at most 64 prompts unless --n-prompts "
+        "says otherwise: not the full verification. "
         "Never exits 0: 3 when everything checked held, 1 when anything failed."))] = False,
     mean_pool_min: Annotated[int | None, typer.Option(
         "--mean-pool-min", min=1,

@@ -159,8 +159,10 @@ def print_result(result: Result, out: Path | None = None) -> None:
     for failure in failures:
         console.print(f"[red]✗[/red] {failure}")
     if result.mode == "quick":
+        fewer = (result.settings.statistics or {}).get("quick_prompts")
         console.print("[bold yellow]QUICK CHECK ONLY[/bold yellow]: edges and faithfulness with small "
-                      "nulls, not the full verification; run verify without --quick to pass a file.")
+                      + ("nulls" if fewer is None else f"nulls on {fewer} (--n-prompts for more)")
+                      + ", not the full verification; run verify without --quick to pass a file.")
     else:
         console.print("[bold green]PASSED[/bold green]" if result.passed else "[bold red]FAILED[/bold red]")
     if out is not None:

@@ -130,8 +130,9 @@ def _summary(result: Result) -> str:
         # circuit was found on, so the headline says so rather than implying held out.
         text += "; held-out not established (no discovery record, or own prompts it cannot name)"
     if result.mode == "quick":
-        return ("QUICK CHECK, NOT A VERIFICATION (edges and faithfulness only, small nulls; "
-                f"cannot pass): {text}.")
+        fewer = (result.settings.statistics or {}).get("quick_prompts")
+        return ("QUICK CHECK, NOT A VERIFICATION (edges and faithfulness only, small nulls"
+                + ("" if fewer is None else f", {fewer}") + f"; cannot pass): {text}.")
     return ("PASSED: " if result.passed else "FAILED: ") + text + "."
 
 

@@ -9,6 +9,8 @@ from helpers.cli import CLI
 from helpers.hypotheses import TRUE_CLAIMS, TRUE_EDGES, WRONG_EDGES, write_hypothesis
 
 import circuitspec as cs
+from circuitspec.output.report import _summary
+from circuitspec.verification.settings import QUICK_PROMPTS
 
 
 def test_quick_checks_edges_and_faithfulness_and_cannot_pass(tmp_path, tiny_model_dirs):
@@ -43,7 +45,7 @@ def test_quick_uses_a_small_edge_null(tmp_path, tiny_model_dirs):
     hyp = tmp_path / "h.yaml"
     hyp.write_text(f"""name: tiny
 model: {tiny_model_dirs["llama"]}
-task: {{kind: ioi, n_prompts: 8, seed: 0, corruption: abc}}
+task: {{kind: ioi, n_prompts: {QUICK_PROMPTS + 16}, seed: 0, corruption: abc}}
 nodes:
   late: {{role: name_mover, heads: [L2H0, L2H1]}}
 edges:
@@ -57,3 +59,8 @@ claims:
     assert null is not None and null.n == 20 and null.p_value is not None
     assert "edge_nulls" in result.work and "completeness" not in result.work
     assert cs.Result.from_json(result.to_json()).mode == "quick"
+    # More prompts than a quick check takes: it verifies QUICK_PROMPTS of them and says so.
+    assert result.task.n_prompts == QUICK_PROMPTS
+    said = f"{QUICK_PROMPTS} of the file's {QUICK_PROMPTS + 16} prompts"
+    assert result.settings.statistics["quick_prompts"] == said
+    assert said in _summary(result)

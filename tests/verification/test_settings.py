@@ -19,7 +19,7 @@ from circuitspec.patching.exact import ExactEngine
 from circuitspec.patching.fast import FastEngine
 from circuitspec.patching.types import LOGITS, Sender
 from circuitspec.spec.load import load_hypothesis
-from circuitspec.verification.settings import QUICK_NULL, Options, resolve
+from circuitspec.verification.settings import QUICK_NULL, QUICK_PROMPTS, Options, resolve
 
 FAST = {"n_random": 10, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 200, "robustness": False}
 
@@ -114,6 +114,23 @@ def test_resolve_puts_the_options_over_the_file_and_changes_no_option(tmp_path, 
     assert asked.n_null_edges == 100 and asked.robustness  # the caller's options are left alone
     with pytest.raises(FrozenInstanceError):
         used.ablation = "zero"  # type: ignore[misc]
+
+
+def test_quick_verifies_fewer_prompts_unless_told_and_says_so(tmp_path, tiny_model_dirs):
+    """--quick is the inner loop of someone editing a file: at most QUICK_PROMPTS prompts when the
+    file asks for more, recorded beside the statistics so the console and report can say so;
+    --n-prompts (or a full run) takes the count asked for."""
+    hyp = load_hypothesis(write_partial_hypothesis(tmp_path / "h.yaml", tiny_model_dirs["llama"]))
+    big = hyp.model_copy(update={"task": hyp.task.model_copy(update={"n_prompts": 2 * QUICK_PROMPTS})})
+    quick = resolve(big, Options(quick=True))
+    assert quick.n_prompts == QUICK_PROMPTS and quick.file_n_prompts == 2 * QUICK_PROMPTS
+    said = quick.statistics(None)["quick_prompts"]
+    assert said == f"{QUICK_PROMPTS} of the file's {2 * QUICK_PROMPTS} prompts"
+    assert resolve(big, Options()).n_prompts == 2 * QUICK_PROMPTS
+    told = resolve(big, Options(quick=True, n_prompts=2 * QUICK_PROMPTS))
+    assert told.n_prompts == 2 * QUICK_PROMPTS and "quick_prompts" not in told.statistics(None)
+    small = resolve(hyp, Options(quick=True))  # the file's 12: nothing to cut
+    assert small.n_prompts == 12 and "quick_prompts" not in small.statistics(None)
 
 
 def test_verify_leaves_the_callers_options_unchanged(tmp_path, tiny_model_dirs):
