@@ -123,6 +123,9 @@ def suggest(
                                             "per step evaluated exactly, after the path-patching screen.")] = 3,
     max_seconds: Annotated[float | None, typer.Option("--max-seconds", min=1.0, help="With --grow-edges: "
                                                       "stop growing (and pruning) after this long.")] = None,
+    min_effect: Annotated[float, typer.Option("--min-effect", min=0.0, help="With --grow-edges: grow only edges "
+                                              "whose path-patching effect clears this (verify's default edge "
+                                              "bar; 0: any edge).")] = 0.05,
 ) -> None:
     """Draft an IOI hypothesis (heads per role, edges, evidence as comments) for MODEL."""
     from circuitspec.analyses.grow_draft import grow_hypothesis
@@ -148,7 +151,8 @@ def suggest(
     if grow_edges:
         path, result = grow_hypothesis(
             loaded, dataset, output, model_ref=ref, seed=seed_used, start=start, confirm=confirm, log=timed_log(),
-            band=(lo, hi), max_edges=max_edges, tolerance=tolerance, n_exact=grow_exact, max_seconds=max_seconds)
+            band=(lo, hi), max_edges=max_edges, tolerance=tolerance, n_exact=grow_exact, max_seconds=max_seconds,
+            min_effect=min_effect)
         typer.echo(f"wrote {path}: {len(result.groups)} groups, {len(result.edges)} edges, edge-level "
                    f"faithfulness {result.faithfulness:.3f} ({result.stop}); validated")
         return

@@ -18,6 +18,9 @@ the exact edge-level evaluation of :mod:`circuitspec.ablation.edge`:
    no inputs yet is tried with every edge into the sender and its upstream groups (a
    chain: an S-inhibition head helps only with the induction signal it carries), the
    upstream edges that change F by less than ``tolerance`` dropped again (``chains``);
+   Only edges whose screened effect clears ``min_effect`` in magnitude are candidates, in a
+   chain too (default 0.05, the bar ``verify`` applies to each edge by default): an edge
+   below it would be refuted by construction, however much F needs it;
 3. stop when F lies in the band, when no kept candidate gains more than ``tolerance``,
    after ``max_edges`` edges, or when ``max_seconds`` have passed.
 
@@ -229,6 +232,7 @@ def grow_edges(
     prune_after: bool = True,
     chains: bool = True,
     max_seconds: float | None = None,
+    min_effect: float = 0.05,
     log: Callable[[str], None] | None = None,
 ) -> GrowResult:
     """Grow edges among ``groups`` (name -> (role, heads)) by forward selection, then prune.
@@ -260,12 +264,14 @@ def grow_edges(
             break
         found = candidates(work, edges, positions, at_positions)
         effects = None if screen is None else screen(work, found)
+        if effects is not None:
+            found = [c for c in found if abs(effects[c]) >= min_effect]
         shortlist = _shortlist(found, effects, n_exact, at_positions)
         bundles: list[tuple[GrowEdge, list[GrowEdge]]] = [(c, []) for c in shortlist]
         scored = [(_distance(f, band) - _distance(ev(work, edges + [c]), band), i) for i, c in enumerate(shortlist)]
         if chains and (not scored or max(g for g, _ in scored) <= tolerance):
             # Stalled: a sender whose own inputs are all ablated may help only with them.
-            bundles = [(c, _upstream(work, c.sender, positions, at_positions, screen)) for c in shortlist
+            bundles = [(c, _upstream(work, c.sender, positions, at_positions, screen, min_effect)) for c in shortlist
                        if not any(e.receiver == c.sender for e in edges)]
             bundles = [b for b in bundles if b[1]]
             scored = [(_distance(f, band) - _distance(ev(work, edges + [c, *up]), band), i)
@@ -302,10 +308,10 @@ def grow_edges(
 
 
 def _upstream(groups: Groups, sender: str, positions: Sequence[str], at_positions: bool,
-              screen: _Screen | None) -> list[GrowEdge]:
+              screen: _Screen | None, min_effect: float = 0.0) -> list[GrowEdge]:
     """Every edge into ``sender`` and, recursively, into the groups feeding it: q, k and v from
     every earlier group, at each position (or, when positions do not matter, at the one of
-    largest screened effect)."""
+    largest screened effect), whose screened effect clears ``min_effect``."""
     out: list[GrowEdge] = []
     todo, seen = [sender], {sender}
     while todo:
@@ -316,13 +322,15 @@ def _upstream(groups: Groups, sender: str, positions: Sequence[str], at_position
                 continue
             for via in VIAS:
                 options = [GrowEdge(t, r, via, at) for at in positions]
-                if at_positions:
+                if screen is not None:
+                    effects = screen(groups, options)
+                    options = [o for o in options if abs(effects[o]) >= min_effect]
+                if at_positions or not options:
                     out += options
                     continue
-                effects = screen(groups, options) if screen is not None else {o: 0.0 for o in options}
-                out.append(max(options, key=lambda o: abs(effects[o])))
-            if t not in seen:
-                seen.add(t)
+                out.append(options[0] if screen is None else max(options, key=lambda o: abs(effects[o])))
+            if t not in seen and any(e.sender == t and e.receiver == r for e in out):
+                seen.add(t)  # only a group that feeds the chain has inputs worth adding
                 todo.append(t)
     return out
 

@@ -92,7 +92,8 @@ def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str
         + (str(start) if start is not None else "the draft above") + ":",
         f"forward selection on exact edge-level faithfulness F(C)/F(M), {ablation} ablation{means}, band "
         f"[{band[0]}, {band[1]}], tolerance {options.get('tolerance', 0.01)}; per step the "
-        f"{options.get('n_exact', 3)} candidates of largest path-patching effect evaluated exactly.",
+        f"{options.get('n_exact', 3)} candidates of largest path-patching effect evaluated exactly, of those whose "
+        f"|effect| clears {options.get('min_effect', 0.05)} (an edge below verify's bar would be refuted by it).",
         f"F with no edges: {result.start:.3f}",
     ]
     n_edges = 0

@@ -82,6 +82,25 @@ def test_growth_recovers_the_planted_edges_and_stops(planted):
     assert any("L1H0" in p for p in result.pruned) and any("group c" in p for p in result.pruned)
 
 
+def test_growth_grows_only_edges_that_clear_the_edge_bar(planted):
+    """An edge whose path-patching effect is below verify's edge bar would be refuted however much
+    F needs it, so growth leaves it out: with the bar between A -> B.v's effect and the other
+    planted edges', the wiring is among the other two and F stays out of the band (without
+    A -> B.v, adding A -> logits takes F further from it: F 1.45 with no edges, 1.35 with
+    B -> logits)."""
+    _, _, _, runner, engine = planted
+    full = grow_edges(runner, GROUPS, engine=engine, band=(0.999, 1.001), tolerance=1e-4, n_exact=4, min_effect=0)
+    size = {_key(e): abs(v) for e, v in full.effects.items()}
+    assert set(size) == PLANTED and min(size, key=size.__getitem__) == ("a", "b", "v")
+    bar = (size[("a", "b", "v")] + min(v for k, v in size.items() if k != ("a", "b", "v"))) / 2
+    result = grow_edges(runner, GROUPS, engine=engine, band=(0.999, 1.001), tolerance=1e-4, n_exact=4,
+                        min_effect=bar)
+    grown = {_key(e) for e in result.edges}
+    assert ("b", "logits", None) in grown and grown <= PLANTED - {("a", "b", "v")}
+    assert all(abs(v) >= bar for v in result.effects.values())
+    assert result.stop == "no edge gains more than the tolerance" and abs(result.faithfulness - 1) > 1e-2
+
+
 def test_growth_stops_when_no_edge_helps(planted):
     _, _, _, runner, engine = planted
     groups = {"b": ("name_mover", [B]), "c": ("other", [SILENT])}
