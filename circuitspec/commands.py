@@ -123,9 +123,9 @@ def suggest(
                                             "per step evaluated exactly, after the path-patching screen.")] = 3,
     max_seconds: Annotated[float | None, typer.Option("--max-seconds", min=1.0, help="With --grow-edges: "
                                                       "stop growing (and pruning) after this long.")] = None,
-    min_effect: Annotated[float, typer.Option("--min-effect", min=0.0, help="With --grow-edges: grow only edges "
-                                              "whose path-patching effect clears this (verify's default edge "
-                                              "bar; 0: any edge).")] = 0.05,
+    min_effect: Annotated[float | None, typer.Option("--min-effect", min=0.0, help="With --grow-edges: grow only "
+                                                     "edges whose path-patching effect clears this (default: the "
+                                                     "--from file's edge bar, else 0.05; 0: any edge).")] = None,
 ) -> None:
     """Draft an IOI hypothesis (heads per role, edges, evidence as comments) for MODEL."""
     from circuitspec.analyses.grow_draft import grow_hypothesis

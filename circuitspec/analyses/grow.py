@@ -144,29 +144,35 @@ class _Evaluator:
 
 
 class _Screen:
-    """Path-patching effect of a candidate's sender group into its receiver, cached."""
+    """Path-patching effect of a candidate's sender group into its receiver, cached on the
+    edge and both groups' heads (pruning a head changes the effect)."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, semantics: str = "path", freeze_mlps: bool = False) -> None:
         self.engine = engine
+        self.how = {"semantics": semantics, "freeze_mlps": freeze_mlps}
         clean, corrupt = engine.baselines()
         self.clean, self.gap = float(clean.double().mean()), float((clean - corrupt).double().mean())
-        self.cache: dict[GrowEdge, float] = {}
+        self.cache: dict[tuple[GrowEdge, tuple[Head, ...], tuple[Head, ...]], float] = {}
+
+    @staticmethod
+    def _key(groups: Groups, c: GrowEdge) -> tuple[GrowEdge, tuple[Head, ...], tuple[Head, ...]]:
+        return c, tuple(groups[c.sender][1]), () if c.receiver == "logits" else tuple(groups[c.receiver][1])
 
     def __call__(self, groups: Groups, candidates: Sequence[GrowEdge]) -> dict[GrowEdge, float]:
         slots: dict[tuple[str, str | None, str], list[GrowEdge]] = {}
         for c in candidates:
-            if c not in self.cache:
+            if self._key(groups, c) not in self.cache:
                 slots.setdefault((c.receiver, c.via, c.at), []).append(c)
         for (r, via, at), todo in slots.items():
             receiver = LOGITS if r == "logits" else Receiver(tuple(groups[r][1]), via, at)  # type: ignore[arg-type]
             top = max(receiver.layers, default=10**9)
             senders = [Sender(tuple(h for h in groups[c.sender][1] if h[0] < top)) for c in todo]
             sweep = getattr(self.engine, "sweep", None)
-            patched = (sweep(receiver, senders) if sweep is not None
-                       else [self.engine.patch(s, receiver) for s in senders])
+            patched = (sweep(receiver, senders, **self.how) if sweep is not None
+                       else [self.engine.patch(s, receiver, **self.how) for s in senders])
             for c, p in zip(todo, patched, strict=True):
-                self.cache[c] = (float(p.double().mean()) - self.clean) / self.gap
-        return {c: self.cache[c] for c in candidates}
+                self.cache[self._key(groups, c)] = (float(p.double().mean()) - self.clean) / self.gap
+        return {c: self.cache[self._key(groups, c)] for c in candidates}
 
 
 def _distance(f: float, band: tuple[float, float]) -> float:
@@ -233,16 +239,20 @@ def grow_edges(
     chains: bool = True,
     max_seconds: float | None = None,
     min_effect: float = 0.05,
+    semantics: str = "path",
+    freeze_mlps: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> GrowResult:
     """Grow edges among ``groups`` (name -> (role, heads)) by forward selection, then prune.
 
     ``engine``: a path-patching engine for the screen (``None``: no screen, every
-    candidate evaluated exactly). See the module docstring.
+    candidate evaluated exactly; then no effect is known, so ``min_effect`` filters nothing and
+    ``effects`` stays empty). ``semantics``, ``freeze_mlps``: how the screen path-patches, as the
+    hypothesis' verify will. See the module docstring.
     """
     clock = time.perf_counter()
     ev = _Evaluator(runner, at_positions)
-    screen = None if engine is None else _Screen(engine)
+    screen = None if engine is None else _Screen(engine, semantics, freeze_mlps)
     positions = [p for p in positions if p in runner.dataset.positions]
     work = {name: (role, list(heads)) for name, (role, heads) in groups.items()}
     edges: list[GrowEdge] = []
@@ -295,10 +305,12 @@ def grow_edges(
         say(f"grow: +{best.name} (+{len(upstream)} upstream) F {f:.3f} (gain {gain:+.3f}, {len(bundles)} evaluated)")
     # Out of time or told not to: drop only what cannot matter (a negative tolerance).
     tol = tolerance if prune_after and not out_of_time() else -1.0
-    f = prune(ev, work, edges, band, tol, result.pruned, out_of_time)
+    def clears(g: Groups, es: Sequence[GrowEdge]) -> bool:  # each edge's effect still clears the bar
+        return screen is None or all(abs(v) >= min_effect for v in screen(g, es).values())
+
+    f = prune(ev, work, edges, band, tol, result.pruned, out_of_time, clears)
     result.faithfulness = f
     if screen is not None:
-        screen.cache.clear()  # cached effects are of the groups before pruning
         result.effects = screen(work, edges)
     kept = [h for _, heads in work.values() for h in heads]
     result.node_level = float(runner.logit_diff(kept).double().mean()) / ev.fm
@@ -337,9 +349,12 @@ def _upstream(groups: Groups, sender: str, positions: Sequence[str], at_position
 
 def prune(ev: Callable[[Groups, Sequence[GrowEdge]], float], groups: dict[str, tuple[str, list[Head]]],
           edges: list[GrowEdge], band: tuple[float, float], tolerance: float, notes: list[str],
-          out_of_time: Callable[[], bool] = lambda: False) -> float:
+          out_of_time: Callable[[], bool] = lambda: False,
+          clears: Callable[[Groups, Sequence[GrowEdge]], bool] = lambda g, es: True) -> float:
     """Drop edges, then heads, whose removal changes F by less than ``tolerance`` (keeping F in
-    the band if it was), then groups and edges off every path to the logits; edits in place,
+    the band if it was; a head only if each edge of its group still ``clears`` the edge bar,
+    since a head's removal changes its edges' effects), then groups and edges off every path
+    to the logits; edits in place,
     appends a reason per removal to ``notes`` and returns the final F. A negative
     ``tolerance`` tries no removals that could change F."""
     f = ev(groups, edges)
@@ -364,7 +379,7 @@ def prune(ev: Callable[[Groups, Sequence[GrowEdge]], float], groups: dict[str, t
                 break
             fewer = {**groups, name: (role, [x for x in heads if x != h])}
             f_new = ev(fewer, edges)
-            if keeps(f_new):
+            if keeps(f_new) and clears(fewer, [e for e in edges if name in (e.sender, e.receiver)]):
                 notes.append(f"head {head_label(*h)} of {name}: F {f:.3f} -> {f_new:.3f} without it")
                 heads.remove(h)
                 f = f_new

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,11 @@ def grow_hypothesis(
                       evidence={head_label(*h): [f"in {n.name} of {Path(start).name}"] for n in nodes for h in n.heads})
         if hyp.prepend_bos is not None:
             extra["prepend_bos"] = hyp.prepend_bos
+        # Screen as the file's verify path-patches, and against its edge bar unless told.
+        options = {"semantics": hyp.semantics, "freeze_mlps": hyp.freeze_mlps, **options}
+        bar = hyp.claims.edges.min_effect if hyp.claims.edges is not None else None
+        if options.get("min_effect") is None and bar is not None:
+            options["min_effect"] = bar
     else:
         draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
     # Mean ablation takes its means from the separate pool verify uses (pool seed = the
@@ -47,6 +53,7 @@ def grow_hypothesis(
     pool = (build_mean_pool(model, dataset, generate=dataset.notes.get("task") == "ioi", seed=pool_seed(seed))
             if ablation == "mean" else None)
     runner = AblationRunner(model, dataset, ablation, mean_pool=pool)  # type: ignore[arg-type]
+    options = {k: v for k, v in options.items() if v is not None}
     result = grow_edges(runner, draft.groups, engine=select_engine(model, dataset), log=log, **options)
     notes = evidence_lines(result, options, ablation, start, pool)
     if options.get("at_positions"):
@@ -72,7 +79,7 @@ def _with_sign(edge: GrowEdge, result: GrowResult) -> dict[str, Any]:
     negative name mover), so that verify tests the sign the evidence shows."""
     out: dict[str, Any] = edge.as_dict()
     effect = result.effects.get(edge)
-    if effect is None or effect == 0:
+    if effect is None or not math.isfinite(effect) or effect == 0:
         return out
     default = "positive" if result.groups[edge.sender][0] == "negative_name_mover" else "negative"
     sign = "positive" if effect > 0 else "negative"
@@ -115,7 +122,7 @@ def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str
     if result.node_level is not None:
         lo, hi = band
         outside = "" if lo <= result.node_level <= hi else (
-            "; outside the band: the wiring may reach it at edge level only by leaving out an edge "
-            "that works against the task (or by missing a path node level keeps)")
+            f"; outside the growth target [{lo}, {hi}]: where edge-level F lies in it, the wiring may reach it "
+            "only by leaving out an edge that works against the task (or by missing a path node level keeps)")
         lines.append(f"node-level F of these groups (every edge among their heads): {result.node_level:.3f}{outside}")
     return lines

@@ -101,6 +101,35 @@ def test_growth_grows_only_edges_that_clear_the_edge_bar(planted):
     assert result.stop == "no edge gains more than the tolerance" and abs(result.faithfulness - 1) > 1e-2
 
 
+
+def test_a_grown_draft_takes_the_edge_bar_of_the_file_it_starts_from(planted, tmp_path):
+    """`suggest --from FILE --grow-edges` screens against FILE's own edge bar, unless told."""
+    path, loaded, ds, runner, engine = planted
+    full = grow_edges(runner, {"a": ("other", [A]), "b": ("name_mover", [B])}, engine=engine,
+                      band=(0.999, 1.001), tolerance=1e-4, min_effect=0)
+    size = {_key(e): abs(v) for e, v in full.effects.items()}
+    bar = (size[("a", "b", "v")] + min(v for k, v in size.items() if k != ("a", "b", "v"))) / 2
+    start = tmp_path / "start.yaml"
+    start.write_text(f"""
+name: planted
+model: {path}
+task: {{kind: ioi, n_prompts: 6, seed: 2}}
+nodes:
+  a: {{role: other, heads: [L0H1]}}
+  b: {{role: name_mover, heads: [L1H2]}}
+edges:
+  - {{from: b, to: logits, at: END}}
+claims:
+  edges: {{min_effect: {bar}}}
+""")
+    grow = {"ablation": "resample", "band": (0.999, 1.001), "tolerance": 1e-4}
+    out, grown = grow_hypothesis(loaded, ds, tmp_path / "g.yaml", model_ref=str(path), seed=2, start=start, **grow)
+    assert ("a", "b", "v") not in {_key(e) for e in grown.edges} and f"clears {bar}" in out.read_text()
+    _, told = grow_hypothesis(loaded, ds, tmp_path / "h.yaml", model_ref=str(path), seed=2, start=start,
+                              min_effect=0.0, **grow)
+    assert ("a", "b", "v") in {_key(e) for e in told.edges}
+
+
 def test_growth_stops_when_no_edge_helps(planted):
     _, _, _, runner, engine = planted
     groups = {"b": ("name_mover", [B]), "c": ("other", [SILENT])}
@@ -124,6 +153,25 @@ def test_pruning_drops_an_edge_that_changes_nothing(planted):
     prune(ev, groups, edges, (0.8, 1.2), 1e-4, notes)
     assert [_key(e) for e in edges] == [("b", "logits", None), ("a", "b", "v")]  # q into B is a no-op
     assert len(notes) == 1 and "b.q" in notes[0]
+
+
+def test_pruning_keeps_a_head_its_edges_need_to_clear_the_edge_bar():
+    """Pruning judges a head by F, but a head's removal also changes its group's edges' effects
+    (on SmolLM2, dropping L29H0 moved the negative movers' edge into the logits from +0.349 to
+    +0.152 while F moved by 0.001): a head whose removal takes an edge below the bar stays."""
+    groups = {"g": ("other", [(0, 1), (0, 2)])}
+    edges = [GrowEdge("g", "logits")]
+    asked: list[list[str]] = []
+
+    def clears(g, es):  # without L0H1 the edge's effect would fall below the bar
+        asked.append([e.name for e in es])
+        return (0, 1) in g["g"][1]
+
+    notes: list[str] = []
+    prune(lambda g, e: 1.0 if e else 0.0, groups, edges, (0.8, 1.2), 0.01, notes, clears=clears)
+    assert groups["g"][1] == [(0, 1)] and edges == [GrowEdge("g", "logits")]
+    assert len(notes) == 1 and notes[0].startswith("head L0H2 of g")
+    assert asked == [["g->logits@END"]] * 2  # each head's trial asked about its group's edges
 
 
 def test_first_edge_matches_brute_force_with_the_slow_reference(planted):
