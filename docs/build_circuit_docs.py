@@ -135,8 +135,16 @@ def curve_png(path: Path, result: dict[str, Any], stale: bool) -> str | None:
     curve = json.loads(src.read_text())
     score = (result.get("circuit") or {}).get("faithfulness_edge_level") or {}
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    lo, hi = curve["band"]
+    from circuitspec.spec.load import load_hypothesis
+
+    claimed = load_hypothesis(path).claims.faithfulness
+    lo, hi = curve["band"] if claimed is None else (
+        claimed.min, claimed.max if claimed.max is not None else 2 - claimed.min)
     ax.axhspan(lo, hi, color="tab:green", alpha=0.12, label=f"claimed band [{lo}, {hi}]")
+    if list(curve["band"]) != [lo, hi]:  # growth aimed inside the claimed band
+        for y in curve["band"]:
+            ax.axhline(y, color="tab:blue", ls=":", lw=1)
+        ax.plot([], [], color="tab:blue", ls=":", lw=1, label=f"growth target [{curve['band'][0]}, {curve['band'][1]}]")
     ax.plot(curve["n_edges"], curve["faithfulness"], "o-", color="tab:blue",
             label="edge discovery, 32 discovery prompts (in sample)")
     ref = curve.get("reference")
