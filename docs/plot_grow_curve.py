@@ -28,11 +28,12 @@ def read_curve(path: Path) -> dict:
             curve["edges"].append(None)
             curve["faithfulness"].append(float(m[1]))
             curve["gain"].append(None)
-        elif m := SEED.match(line):
-            curve["n_edges"].append(int(m[1]))
-            curve["edges"].append("the starting edges")
-            curve["faithfulness"].append(float(m[2]))
-            curve["gain"].append(None)
+        elif m := SEED.match(line):  # grown from given edges: the curve starts there, not at none
+            curve["no_edges"] = curve["faithfulness"][0]
+            curve["n_edges"], curve["edges"] = [int(m[1])], ["the starting edges"]
+            curve["faithfulness"], curve["gain"] = [float(m[2])], [None]
+            curve["note"] = (f"Growth started from the {m[1]} edges of the file it grew from (`--keep-edges`); "
+                             f"F with no edges {curve['no_edges']:.3f}.")
         elif m := STEP.match(line):
             curve["n_edges"].append(int(m[5]) if m[5] else int(m[1]))
             curve["edges"].append(m[2])
