@@ -768,3 +768,46 @@ def test_a_verified_faithfulness_without_a_circuit_null_says_why():
     assert "too few heads outside the circuit" in null_gate(score, None, 0.05, 100).reason
     assert null_gate(score, None, 0.05, 100).verdict == "verified"
     assert null_gate(score, None, 0.05).reason == score.reason
+
+
+def test_completeness_whose_interval_lies_below_its_own_gap_is_inconclusive():
+    """F(M) sums to 1/64 over eight prompts (1, 2, ..., 64 and -127 + 1/64; no other resample
+    sums within about 1 of 0), and every C \\ K exceeds M \\ K by 0.001: each K's gap is
+    0.001 / (1/512) = 0.512, while every resample but the sample's own gives at most
+    0.001 / (1/8) = 0.008. The interval [0, 0.008] lay under the 0.15 bar, so a gap of 0.51 was
+    "verified" at most 0.15; it is inconclusive, saying why."""
+    import numpy as np
+
+    from circuitspec.scoring.scores import completeness
+
+    fm = np.array([1.0, 2, 4, 8, 16, 32, 64, -127 + 1 / 64])
+    c_minus = {frozenset({(0, 0), (0, 1)}), frozenset({(0, 1)}), frozenset({(0, 0)})}
+    m_minus = {frozenset({(0, 0), (0, 1), (0, 2)}), frozenset({(0, 1), (0, 2)}), frozenset({(0, 0), (0, 2)})}
+    table = {k: fm + 0.001 for k in c_minus} | {k: fm for k in m_minus}
+    groups = {"g1": [(0, 0)], "g2": [(0, 1)]}
+    score = completeness(_TableRunner(table, fm), groups, threshold=0.15, n_subsets=0, greedy_steps=0,
+                         n_bootstrap=400)
+    assert score.value == pytest.approx(0.512) and score.ci[1] <= 0.15
+    assert score.verdict == "inconclusive" and "excludes its own estimate 0.512" in score.reason
+
+
+def test_a_gap_near_zero_below_its_folded_interval_still_verifies():
+    """|a - b| resamples lie above a gap of 0 by construction (the absolute value folds them):
+    that interval is not beside its estimate in the sense of a denominator near 0."""
+    import numpy as np
+
+    from circuitspec.scoring.scores import completeness
+
+    n = 24
+    fm = np.full(n, 10.0)
+    spread = 0.3 * np.random.default_rng(0).normal(size=n)
+    spread -= spread.mean()  # mean 0: the gap is 0, and no resample's is
+    c = frozenset({(0, 0)})
+    table = {frozenset({(0, 0), (0, 1)}): fm, frozenset({(0, 0), (0, 1), (0, 2)}): fm,
+             frozenset({(0, 1)}): fm - 1.0, frozenset({(0, 1), (0, 2)}): fm,
+             c: fm + spread, frozenset({(0, 0), (0, 2)}): fm}
+    score = completeness(_TableRunner(table, fm), {"g1": [(0, 0)], "g2": [(0, 1)]}, threshold=0.15,
+                         n_subsets=0, greedy_steps=0, n_bootstrap=400)
+    folded = next(k for k in score.details["searched"] if k["name"] == "group:g2")
+    assert folded["relative_gap"] == pytest.approx(0.0, abs=1e-12) and folded["ci"][0] > 0
+    assert score.verdict == "verified"
