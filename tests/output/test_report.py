@@ -120,11 +120,11 @@ def test_write_outputs_leaves_nothing_partial_when_a_writer_fails(tmp_path, monk
 
 
 def test_interval_headers_name_the_level_the_run_used():
-    """claims.confidence can set another level; every header said 95 % regardless."""
+    """claims.confidence can set another level (0.95 or more); every header said 95 % regardless."""
     from dataclasses import replace
 
     r = sample_result()
-    eighty = replace(r, settings=replace(r.settings, statistics={**(r.settings.statistics or {}), "level": 0.8}))
-    md = render_markdown(eighty)
-    assert "95% CI" not in md and "95% band" not in md and "effect [80% CI]" in md
+    higher = replace(r, settings=replace(r.settings, statistics={**(r.settings.statistics or {}), "level": 0.99}))
+    md = render_markdown(higher)
+    assert "95% CI" not in md and "95% band" not in md and "effect [99% CI]" in md
     assert "value [95% CI]" in render_markdown(replace(r, settings=replace(r.settings, statistics={"level": 0.95})))
