@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from circuitspec.ablation.mean_pool import MeanPool, build_mean_pool, pool_seed
 from circuitspec.ablation.node import AblationKind, AblationRunner, Head, Keep
 from circuitspec.records.fields import Verdict
 from circuitspec.records.scores import CircuitScores, Score
@@ -318,6 +319,8 @@ def evaluate_circuit(
     max_tokens: int = 8192,
     runner: AblationRunner | None = None,
     clusters: Sequence[int] | None = None,
+    mean_pool: MeanPool | None = None,
+    in_sample: bool = False,
 ) -> CircuitScores:
     """Faithfulness, completeness, minimality and the random-circuit null for ``groups``, as
     the circuit scores of results.json (before :mod:`circuitspec.verification.claims` judges
@@ -325,9 +328,18 @@ def evaluate_circuit(
 
     ``groups`` maps a node-group name to its heads as (layer, head) pairs. A threshold of
     None means the claim was not made: the score is reported without a verdict.
+
+    Mean ablation takes its means from ``mean_pool``, by default the separate pool verify
+    builds (seed ``pool_seed(seed)``; IOI prompts drawn afresh), so the scores are the ones
+    verify gives on these prompts; ``in_sample=True`` takes them from the scored prompts' own
+    corrupted partners instead. ``runner``, when given, brings its own means.
     """
     if runner is None:
-        runner = AblationRunner(model, dataset, ablation, max_tokens=max_tokens)
+        if ablation == "mean" and mean_pool is None and not in_sample:
+            mean_pool = build_mean_pool(model, dataset, generate=dataset.notes.get("task") == "ioi",
+                                        seed=pool_seed(seed), max_tokens=max_tokens)
+        runner = AblationRunner(model, dataset, ablation, max_tokens=max_tokens, mean_pool=mean_pool,
+                                in_sample=in_sample)
     circuit = _circuit(groups)
     if not circuit:
         raise ValueError("the circuit has no heads; name at least one head in a node group")

@@ -317,7 +317,7 @@ def test_node_and_edge_level_nulls_use_layer_matched_circuits(tiny_models):
     )
 
     model = tiny_models["gpt2"]
-    runner = AblationRunner(model, ioi_dataset(model.tokenizer, n=8))
+    runner = AblationRunner(model, ioi_dataset(model.tokenizer, n=8), in_sample=True)
     heads = [(2, 0), (2, 1), (1, 3), (0, 2)]
     fm = float(runner.clean.double().mean())
     real = float(runner.logit_diff(heads).double().mean()) / fm
