@@ -123,7 +123,7 @@ def test_mean_pool_is_separate_large_and_independent_of_n_prompts(tiny_models):
     # (batch composition changes the float summation order, hence the tolerance)
     assert values[1][:k].tolist() == pytest.approx(values[0].tolist(), abs=1e-5)
     # The in-sample means of before moved with N on the very same prompts (the test has teeth).
-    old = [AblationRunner(model, ds, "mean").logit_diff(CIRCUIT) for ds in (small, large)]
+    old = [AblationRunner(model, ds, "mean", in_sample=True).logit_diff(CIRCUIT) for ds in (small, large)]
     assert old[1][:k].tolist() != pytest.approx(old[0].tolist(), abs=1e-4)
 
 
@@ -525,8 +525,8 @@ def test_unclaimed_scores_are_judged_against_stated_defaults(tmp_path, tiny_mode
     assert c.faithfulness_edge_level.details["claim"] == "claimed"
     md = render_markdown(result)
     headline = md.splitlines()[2]
-    assert "incompleteness gap 0.000: verified (default)" in headline
-    assert f"minimality {c.minimality.value:.3f}: {c.minimality.verdict} (default)" in headline
+    assert "incompleteness gap 0.000 (post-selection): verified (default)" in headline
+    assert f"minimality {c.minimality.value:.3f} (post-selection): {c.minimality.verdict} (default)" in headline
     assert "faithfulness (edge level) 1.000: verified (claimed)" in headline
     if c.minimality.verdict != "verified":  # a default claim counts like a written one
         assert not result.passed and "claim minimality" in [f.what for f in result.failures()]
@@ -545,7 +545,7 @@ def test_a_claim_is_off_only_when_the_file_says_so(tmp_path, tiny_model_dirs):
         assert score.verdict is None and score.details["claim"] == "off" and "turned off" in score.reason
     assert "claim minimality" not in [f.what for f in result.failures()]
     headline = render_markdown(result).splitlines()[2]
-    assert "incompleteness gap 0.000: off;" in headline and "minimality" in headline
+    assert "incompleteness gap 0.000 (post-selection): off;" in headline and "minimality" in headline
 
 
 # --- honest intervals -------------------------------------------------------------------------
