@@ -114,6 +114,8 @@ def suggest(
                                              "edge-level faithfulness, then prune (analyses/grow.py).")] = False,
     start: Annotated[Path | None, typer.Option("--from", help="With --grow-edges: start from this file's "
                                                "groups (and take model and task from it).")] = None,
+    keep_edges: Annotated[bool, typer.Option("--keep-edges", help="With --from: grow from that file's edges "
+                                             "instead of none (they are pruned like the rest).")] = False,
     band: Annotated[str, typer.Option("--band", help="With --grow-edges: stop once edge-level "
                                       "faithfulness lies in LO,HI.")] = "0.8,1.2",
     max_edges: Annotated[int, typer.Option("--max-edges", min=1, help="With --grow-edges: most edges.")] = 20,
@@ -139,6 +141,8 @@ def suggest(
         raise CircuitSpecError(f"-o {output}: is a folder; give a .yaml file to write")
     if start is not None and not grow_edges:
         raise CircuitSpecError("--from: only with --grow-edges")
+    if keep_edges and start is None:
+        raise CircuitSpecError("--keep-edges: only with --from FILE --grow-edges")
     try:
         lo, hi = (float(x) for x in band.split(","))
     except ValueError:
@@ -150,8 +154,8 @@ def suggest(
     loaded, dataset, ref, seed_used = _explore_inputs(model, hypothesis, task, n_prompts, seed)
     if grow_edges:
         path, result = grow_hypothesis(
-            loaded, dataset, output, model_ref=ref, seed=seed_used, start=start, confirm=confirm, log=timed_log(),
-            band=(lo, hi), max_edges=max_edges, tolerance=tolerance, n_exact=grow_exact, max_seconds=max_seconds,
+            loaded, dataset, output, model_ref=ref, seed=seed_used, start=start, keep_edges=keep_edges,
+            confirm=confirm, log=timed_log(), band=(lo, hi), max_edges=max_edges, tolerance=tolerance, n_exact=grow_exact, max_seconds=max_seconds,
             min_effect=min_effect)
         typer.echo(f"wrote {path}: {len(result.groups)} groups, {len(result.edges)} edges, edge-level "
                    f"faithfulness {result.faithfulness:.3f} ({result.stop}); validated")

@@ -4,7 +4,7 @@ Reads the evidence comments the draft carries ("F with no edges: ...", "step k: 
 and writes NAME_curve.png and NAME_curve.json beside the draft. ``--reference F`` draws a
 hand-written hypothesis' edge-level faithfulness (with ``--reference-edges N``) for comparison.
 
-    python docs/plot_grow_curve.py docs/examples/grow_smollm2_135m.yaml --reference 0.572 --reference-edges 6
+    python docs/plot_grow_curve.py docs/examples/grow_smollm2_135m.yaml --reference 0.731 --reference-edges 6
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 STEP = re.compile(r"^# step (\d+): \+ (\S+): F (-?[\d.]+) \(gain ([+-][\d.]+)(?:.*; (\d+) edges\))?")
 START = re.compile(r"^# F with no edges: (-?[\d.]+)")
+SEED = re.compile(r"^# F with the (\d+) starting edges: (-?[\d.]+)")
 BAND = re.compile(r"band \[([\d.]+), ([\d.]+)\]")
 
 
@@ -26,6 +27,11 @@ def read_curve(path: Path) -> dict:
             curve["n_edges"].append(0)
             curve["edges"].append(None)
             curve["faithfulness"].append(float(m[1]))
+            curve["gain"].append(None)
+        elif m := SEED.match(line):
+            curve["n_edges"].append(int(m[1]))
+            curve["edges"].append("the starting edges")
+            curve["faithfulness"].append(float(m[2]))
             curve["gain"].append(None)
         elif m := STEP.match(line):
             curve["n_edges"].append(int(m[5]) if m[5] else int(m[1]))

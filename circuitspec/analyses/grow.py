@@ -1,39 +1,34 @@
 """Edge discovery: grow a hypothesis' wiring edge by edge on the exact edge-level engine.
 
 Start from groups of heads (``suggest``'s draft, or a hypothesis file's nodes) and no
-edges. A *candidate* edge runs from a group (its heads) into the logits, or into a
-group's q, k or v at a named position, where the receiving group is already on a path
-to the logits (an edge into any other group cannot change the logits: its circuit z is
-never read). Forward selection, as ACDC does, but adding rather than removing and with
-the exact edge-level evaluation of :mod:`circuitspec.ablation.edge`:
+edges (or given ones). A *candidate* edge runs from a group into the logits, or into a
+group's q, k or v at a named position, where the receiving group is on a path to the
+logits (an edge into any other group cannot change the logits). Forward selection, as
+ACDC does, but adding rather than removing, with the exact edge-level evaluation of
+:mod:`circuitspec.ablation.edge`:
 
 1. screen every candidate by the path-patching effect of its sender group into its
-   receiver (the fast engine's batched sweeps, one per receiver slot, cached); keep the
-   ``n_exact`` of largest magnitude (``screen=False``: every candidate, brute force);
-2. evaluate each kept candidate exactly: edge-level faithfulness F(C)/F(M) (ratio of
-   mean logit differences) of the current edges plus it; add the one that brings F
-   closest to ``band`` (its gain: the drop of F's distance to the band, which is the
-   rise of F while F is below the band);
-   If no single edge gains more than ``tolerance``, each shortlisted edge whose sender has
-   no inputs yet is tried with every edge into the sender and its upstream groups (a
-   chain: an S-inhibition head helps only with the induction signal it carries), the
-   upstream edges that change F by less than ``tolerance`` dropped again (``chains``);
-   Only edges whose screened effect clears ``min_effect`` in magnitude are candidates, in a
-   chain too (default 0.05, the bar ``verify`` applies to each edge by default): an edge
-   below it would be refuted by construction, however much F needs it;
+   receiver (the fast engine's batched sweeps, cached); only candidates whose |effect|
+   clears ``min_effect`` (default 0.05, verify's default edge bar: an edge below it would
+   be refuted by construction) stay, the ``n_exact`` largest of them (no engine: all);
+2. evaluate each kept candidate exactly: edge-level faithfulness F(C)/F(M) of the
+   current edges plus it; add the one that brings F closest to ``band``. If none gains
+   more than ``tolerance``, each shortlisted edge whose sender has no inputs yet is tried
+   with every edge (clearing the bar) into the sender and its upstream groups (a chain:
+   an S-inhibition head helps only with the induction signal it carries), the upstream
+   edges that change F by less than ``tolerance`` dropped again (``chains``);
 3. stop when F lies in the band, when no kept candidate gains more than ``tolerance``,
    after ``max_edges`` edges, or when ``max_seconds`` have passed.
 
 Then prune, for minimality: each edge (last added first), then each head, is removed
-when that changes F by less than ``tolerance`` and F stays in the band if it was;
-groups no edge connects to the logits are dropped (they cannot change F at edge
-level), and so are edges into them.
+when that changes F by less than ``tolerance``, F stays in the band if it was, and (a
+head) its group's edges still clear the bar; groups no edge connects to the logits are
+dropped, and so are edges into them.
 
 Positions: with ``at_positions`` (the ``circuit_positions`` scope) an edge carries
 signal at its ``at`` alone, and each position is its own candidate. Otherwise (the
-default scope, as ``verify`` evaluates it) an edge carries signal at every position, so
-positions of one (sender, receiver, via) are the same edge: ``at`` is the position of
-largest screened path-patching effect, which is where ``verify`` path-patches it.
+default scope, as ``verify`` evaluates it) an edge carries signal at every position:
+``at`` is the position of largest screened effect, where ``verify`` path-patches it.
 MLPs are on every path of the edge-level evaluation, so they are no senders here.
 """
 
@@ -99,6 +94,7 @@ class GrowResult:
     groups: dict[str, tuple[str, list[Head]]]
     edges: list[GrowEdge]
     start: float  # F with no edges
+    seeded: tuple[int, float] | None = None  # (n, F) with the n edges growth started from
     steps: list[GrowStep] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     faithfulness: float = 0.0
@@ -239,6 +235,7 @@ def grow_edges(
     chains: bool = True,
     max_seconds: float | None = None,
     min_effect: float = 0.05,
+    initial: Sequence[GrowEdge] = (),
     semantics: str = "path",
     freeze_mlps: bool = False,
     log: Callable[[str], None] | None = None,
@@ -248,18 +245,22 @@ def grow_edges(
     ``engine``: a path-patching engine for the screen (``None``: no screen, every
     candidate evaluated exactly; then no effect is known, so ``min_effect`` filters nothing and
     ``effects`` stays empty). ``semantics``, ``freeze_mlps``: how the screen path-patches, as the
-    hypothesis' verify will. See the module docstring.
+    hypothesis' verify will. ``initial``: edges to start from (default none), pruned like the rest.
+    See the module docstring.
     """
     clock = time.perf_counter()
     ev = _Evaluator(runner, at_positions)
     screen = None if engine is None else _Screen(engine, semantics, freeze_mlps)
     positions = [p for p in positions if p in runner.dataset.positions]
     work = {name: (role, list(heads)) for name, (role, heads) in groups.items()}
-    edges: list[GrowEdge] = []
-    f = ev(work, edges)
-    result = GrowResult(work, edges, start=f)
+    edges = [e for e in initial if e.sender in work and e.receiver in (*work, "logits")]
+    result = GrowResult(work, edges, start=ev(work, []))
     say = log or (lambda _: None)
-    say(f"grow: F with no edges {f:.3f}")
+    say(f"grow: F with no edges {result.start:.3f}")
+    f = ev(work, edges)
+    if edges:
+        result.seeded = (len(edges), f)
+        say(f"grow: F with the {len(edges)} starting edges {f:.3f}")
 
     def out_of_time() -> bool:
         return max_seconds is not None and time.perf_counter() - clock > max_seconds

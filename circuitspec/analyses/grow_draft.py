@@ -26,11 +26,13 @@ __all__ = ["evidence_lines", "grow_hypothesis"]
 
 def grow_hypothesis(
     model: LoadedModel, dataset: Dataset, out: str | Path, *, model_ref: str, seed: int,
-    start: str | Path | None = None, ablation: str = "mean", confirm: int = 6, progress: bool = True,
+    start: str | Path | None = None, keep_edges: bool = False, ablation: str = "mean", confirm: int = 6,
+    progress: bool = True,
     log: Callable[[str], None] | None = None, **options: Any,
 ) -> tuple[Path, GrowResult]:
     """Groups from ``suggest``'s draft (or the nodes of the hypothesis file ``start``), edges
-    grown and pruned by :func:`grow_edges` (``options``), written as a validated draft with
+    grown (from ``start``'s edges with ``keep_edges``, else from none) and pruned by
+    :func:`grow_edges` (``options``), written as a validated draft with
     ``discovery:`` and the evidence as comments; return its path and the result."""
     extra: dict[str, Any] = {}
     if start is not None:
@@ -45,6 +47,8 @@ def grow_hypothesis(
         bar = hyp.claims.edges.min_effect if hyp.claims.edges is not None else None
         if options.get("min_effect") is None and bar is not None:
             options["min_effect"] = bar
+        if keep_edges:
+            options["initial"] = [GrowEdge(e.sender, e.receiver, e.via, e.at) for e in hyp.edges]
     else:
         draft = draft_hypothesis(model, dataset, progress=progress, log=log, confirm=confirm)
     # Mean ablation takes its means from the separate pool verify uses (pool seed = the
@@ -103,7 +107,9 @@ def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str
         f"|effect| clears {options.get('min_effect', 0.05)} (an edge below verify's bar would be refuted by it).",
         f"F with no edges: {result.start:.3f}",
     ]
-    n_edges = 0
+    n_edges = 0 if result.seeded is None else result.seeded[0]
+    if result.seeded is not None:
+        lines.append(f"F with the {n_edges} starting edges: {result.seeded[1]:.3f} (the edges of {start})")
     for i, s in enumerate(result.steps, 1):
         n_edges += 1 + len(s.upstream)
         screened = "" if s.screened is None else f", path patching {s.screened:+.3f}"

@@ -347,3 +347,33 @@ edges:
     assert {shown for _, shown in signs.values()} == {"positive", "negative"}, signs
     assert "expect: {sign: positive}" in out.read_text()
     assert "node-level F of these groups" in out.read_text()
+
+
+def test_growth_can_start_from_the_files_edges_and_prunes_them_like_the_rest(planted, tmp_path):
+    """--keep-edges: growth starts from the --from file's edges (a researcher's known paths)
+    instead of none; a starting edge that changes nothing (into B's queries, which are zero)
+    is pruned like a grown one, and the curve starts at the starting edges."""
+    path, loaded, ds, _, _ = planted
+    start = tmp_path / "start.yaml"
+    start.write_text(f"""
+name: planted
+model: {path}
+task: {{kind: ioi, n_prompts: 6, seed: 2}}
+nodes:
+  a: {{role: other, heads: [L0H1]}}
+  b: {{role: name_mover, heads: [L1H2]}}
+edges:
+  - {{from: b, to: logits, at: END}}
+  - {{from: a, to: b, via: q, at: END}}
+""")
+    out, grown = grow_hypothesis(loaded, ds, tmp_path / "g.yaml", model_ref=str(path), seed=2, start=start,
+                                 keep_edges=True, ablation="resample", band=(0.999, 1.001), tolerance=1e-4,
+                                 min_effect=0)
+    assert grown.seeded is not None and grown.seeded[0] == 2
+    assert {_key(e) for e in grown.edges} == PLANTED
+    assert any("a->b.q" in p for p in grown.pruned)
+    text = out.read_text()
+    assert "F with the 2 starting edges" in text and "step 1: +" in text
+    from_none, plain = grow_hypothesis(loaded, ds, tmp_path / "h.yaml", model_ref=str(path), seed=2, start=start,
+                                       ablation="resample", band=(0.999, 1.001), tolerance=1e-4, min_effect=0)
+    assert plain.seeded is None and "starting edges" not in from_none.read_text()
