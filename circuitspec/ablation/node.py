@@ -7,7 +7,9 @@ output before ``W_O``), at every position, by
 - ``mean``: the head's z averaged per position over a separate pool of corrupted (ABC)
   prompts (``mean_pool``, see :mod:`circuitspec.ablation.mean_pool`; what ``verify`` uses), or,
   without a pool, over the corrupted prompts of the same template in the dataset
-  (Wang et al. 2022, section 4; the corrupted set is the ABC distribution);
+  (Wang et al. 2022, section 4; the corrupted set is the ABC distribution): an in-sample
+  mean over the scored prompts' own partners, which a caller asks for with
+  ``in_sample=True`` (without it, a warning);
 - ``resample``: the head's z on the paired corrupted prompt (as ACDC does);
 - ``zero``: zero.
 
@@ -26,6 +28,7 @@ logit(correct) - logit(incorrect) at ``END``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +61,13 @@ if TYPE_CHECKING:
     from circuitspec.bridge.work import Work
     from circuitspec.data.dataset import Dataset
 
-__all__ = ["ABLATIONS", "MAX_REFERENCES", "AblationKind", "AblationRunner", "Head", "Keep", "per_prompt_logit_diff"]
+__all__ = ["ABLATIONS", "IN_SAMPLE_MEAN", "MAX_REFERENCES", "AblationKind", "AblationRunner", "Head", "Keep",
+           "per_prompt_logit_diff"]
+
+IN_SAMPLE_MEAN = ("mean ablation without a mean_pool takes each template's mean over the scored prompts' own "
+                  "corrupted partners (an in-sample mean, not what verify uses); pass "
+                  "mean_pool=build_mean_pool(model, dataset, generate=True, seed=pool_seed(seed)) as verify does, "
+                  "or in_sample=True where the in-sample mean is meant")
 
 MAX_REFERENCES = 2  # registered runs cached besides the clean and fully ablated ones
 CPU_TOKENS = 4096  # tokens of one pass on the CPU (measured on the 2-core machine)
@@ -71,6 +80,8 @@ class AblationRunner:
     ``max_tokens`` bounds the tokens of one forward pass (rows x positions); lower it
     when memory is tight. By default 4096 on the CPU, sized from the free memory on CUDA. ``direct=False`` runs resumed
     segments through the bridge's own forward instead of :class:`RowModel` (for tests).
+    ``in_sample=True``: mean ablation without a ``mean_pool`` is meant (the scored prompts'
+    own corrupted partners make the means); without it such a runner warns.
     """
     def __init__(
         self,
@@ -83,9 +94,12 @@ class AblationRunner:
         work: Work | None = None,
         mean_pool: MeanPool | None = None,
         direct: bool = True,
+        in_sample: bool = False,
     ) -> None:
         if ablation not in ABLATIONS:
             raise InvalidArgument(f"unknown ablation {ablation!r}; use one of {', '.join(ABLATIONS)}")
+        if ablation == "mean" and mean_pool is None and not in_sample:
+            warnings.warn(IN_SAMPLE_MEAN, stacklevel=2)
         self.bridge = model.bridge
         self.dataset = dataset
         self.ablation = ablation
@@ -363,10 +377,13 @@ def per_prompt_logit_diff(
     ablation: AblationKind = "mean",
     mlp_keep: Iterable[int] | None = None,
     circuit_positions: Mapping[Head, Sequence[str]] | None = None,
+    mean_pool: MeanPool | None = None,
+    in_sample: bool = False,
 ) -> Float[torch.Tensor, " prompt"]:
     """Logit difference per prompt with every head outside ``keep`` ablated (None: keep all).
 
-    One-off convenience; use :class:`AblationRunner` to evaluate many keep-sets.
+    One-off convenience; use :class:`AblationRunner` to evaluate many keep-sets
+    (``mean_pool``, ``in_sample``: as there).
     """
-    runner = AblationRunner(model, dataset, ablation)
+    runner = AblationRunner(model, dataset, ablation, mean_pool=mean_pool, in_sample=in_sample)
     return runner.logit_diff(keep, mlp_keep=mlp_keep, circuit_positions=circuit_positions)

@@ -177,7 +177,9 @@ def mean_ablation_hooks(
     al. 2022's mean ablation over the ABC distribution; :mod:`circuitspec.ablation.node`).
     """
 
-    runner = AblationRunner(model, dataset, "mean")
+    # The corrupted mean of the prompts being explained (Wang et al.'s own): an exploration
+    # aid that judges nothing, so the in-sample mean is meant here.
+    runner = AblationRunner(model, dataset, "mean", in_sample=True)
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from circuitspec.output.report import score_label
+from circuitspec.output.report import post_selection, score_label
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -149,7 +149,7 @@ def print_result(result: Result, out: Path | None = None) -> None:
         for name, s in result.circuit.scores().items():
             word: str = s.verdict or "reported"
             style = STYLE.get(s.verdict, "dim")
-            value = "" if s.value is None else f"{s.value:.3f}"
+            value = "" if s.value is None else f"{s.value:.3f}{post_selection(s)}"
             source = s.details.get("claim")
             if source in ("claimed", "default", "off"):
                 word = f"{s.verdict or 'off'} ({source})"

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from circuitspec.output.interactive import render_interactive
-from circuitspec.results import EdgeResult, NullDistribution, Result, as_json
+from circuitspec.results import EdgeResult, NullDistribution, Result, Score, as_json
 
 __all__ = ["html_body", "render_html", "render_markdown", "render_report_page"]
 
@@ -103,16 +103,23 @@ def score_label(name: str) -> str:
     return SCORE_LABELS.get(name, name)
 
 
+def post_selection(score: Score) -> str:
+    """" (post-selection)" for a score whose value was chosen on the prompts it is scored on."""
+    return " (post-selection)" if score.details.get("post_selection") else ""
+
+
 def headline_scores(result: Result) -> list[str]:
     """Every judged or turned-off score with its verdict and where its bar came from
-    (claimed in the file, a default, or off); the faithfulness level not judged is left out."""
+    (claimed in the file, a default, or off), "post-selection" next to a value chosen on the
+    prompts it is scored on (completeness' worst K, minimality's weakest head); the
+    faithfulness level not judged is left out."""
     out = []
     for name, score in (result.circuit.scores().items() if result.circuit else ()):
         source = score.details.get("claim")
         if score.verdict is None and source != "off":
             continue
         word = "off" if source == "off" else f"{score.verdict} ({source or 'claimed'})"
-        out.append(f"{score_label(name)} {_num(score.value)}: {word}")
+        out.append(f"{score_label(name)} {_num(score.value)}{post_selection(score)}: {word}")
     return out
 
 
@@ -196,8 +203,7 @@ def _blocks(result: Result) -> list[_Block]:
 
     c = result.circuit
     if c is not None:
-        rows = tuple((score_label(k), _with_ci(s.value, s.ci)
-                      + (" (post-selection)" if s.details.get("post_selection") else ""),
+        rows = tuple((score_label(k), _with_ci(s.value, s.ci) + post_selection(s),
                       (s.verdict or ("off" if s.details.get("claim") == "off" else "reported"))
                       + (f" ({s.details['claim']})" if s.details.get("claim") in ("claimed", "default") else ""),
                       s.reason)

@@ -25,6 +25,7 @@ from circuitspec.scoring.stats import (
     Direction,
     bootstrap_ci,
     bootstrap_ratio_ci,
+    excludes_estimate,
     nonfinite_resamples,
     verdict,
 )
@@ -34,10 +35,15 @@ __all__ = ["edge_faithfulness", "faithfulness", "judge", "power", "ratio_score"]
 
 
 def judge(ci: tuple[float, float], threshold: float | None, direction: Direction,
-          what: str) -> tuple[Verdict | None, str]:
-    """The verdict of ``ci`` against a claimed ``threshold``; none when nothing was claimed."""
+          what: str, estimate: float | None = None, *, folded: bool = False) -> tuple[Verdict | None, str]:
+    """The verdict of ``ci`` against a claimed ``threshold``; none when nothing was claimed.
+    ``estimate``: the point value the interval belongs to; an interval excluding it cannot decide
+    (``folded``: an absolute gap, see :func:`~circuitspec.scoring.stats.excludes_estimate`)."""
     if threshold is None:
         return None, f"no {what} claim was made; reported for information"
+    beside = excludes_estimate(ci, estimate, folded=folded)
+    if beside is not None:
+        return "inconclusive", f"{beside}."
     return verdict(ci, threshold, direction)
 
 
@@ -70,7 +76,8 @@ def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: s
     """mean(fc) / mean(fm) judged against ``threshold``; the mean of per-prompt ratios beside
     it, each with a bootstrap interval over the same prompts (``clusters``: whole templates)."""
     ci = bootstrap_ratio_ci(fc, fm, n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters)
-    word, reason = judge(ci, threshold, "at_least", what)
+    value = float(fc.mean() / fm.mean())
+    word, reason = judge(ci, threshold, "at_least", what, value)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = fc / fm
     boot: dict[str, Any] = {"n_resamples": n_bootstrap, "seed": seed, "level": level, "clusters": clusters}
@@ -83,7 +90,7 @@ def ratio_score(fc: np.ndarray, fm: np.ndarray, threshold: float | None, what: s
                "mean_of_per_prompt_ratios_ci": bootstrap_ci(ratios, **boot),
                "power": power(ci, len(fc), clusters=clusters), "nonfinite_resamples": bad,
                "bootstrap_unit": "prompt" if clusters is None else "template"}
-    return Score(float(fc.mean() / fm.mean()), ci, word, reason, details,
+    return Score(value, ci, word, reason, details,
                  {"circuit": fc.tolist(), "model": fm.tolist()})
 
 

@@ -306,7 +306,7 @@ def verify_score(v: Any) -> Any:
     if bound is None:
         return Score(value, ci, None, "the faithfulness claim is off; reported for information",
                      details | {"claim": source}, {k: x.tolist() for k, x in runs.items()})
-    word, reason = band_verdict(ci, *bound.band)
+    word, reason = band_verdict(ci, *bound.band, estimate=value)
     return Score(value, ci, word, reason,  # type: ignore[arg-type]  # band_verdict's words are Verdicts
                  details | {"claim": source, "band": list(bound.band)},
                  {k: x.tolist() for k, x in runs.items()})

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from circuitspec.ablation.mean_pool import MeanPool, build_mean_pool, pool_seed
 from circuitspec.ablation.node import AblationKind, AblationRunner, Head, Keep
 from circuitspec.records.fields import Verdict
 from circuitspec.records.scores import CircuitScores, Score
@@ -40,6 +41,7 @@ from circuitspec.scoring.nulls import MonteCarlo
 from circuitspec.scoring.stats import (
     bootstrap_ci,
     bootstrap_paired_ci,
+    excludes_estimate,
 )
 from circuitspec.spec.heads import format_head
 
@@ -153,7 +155,7 @@ def _completeness(
     gap, a, b = gaps[worst]
     ci = bootstrap_paired_ci([a, b, fm], _gap_stat, n_resamples=n_bootstrap, seed=seed, level=level,
                              clusters=clusters)
-    word, reason = judge(ci, threshold, "at_most", "completeness")
+    word, reason = judge(ci, threshold, "at_most", "completeness", gap / scale, folded=True)
     # The claim is about every K: the worst K's interval alone can clear the bar while another
     # K's upper end does not. Verified needs every searched K's interval below the bar (an
     # intersection-union test, valid without correction). Searched means every K measured,
@@ -164,7 +166,7 @@ def _completeness(
         names.setdefault(c, "greedy option: " + "+".join(format_head(h) for h in sorted(c)))
     k_cis = {c: bootstrap_paired_ci([gaps[c][1], gaps[c][2], fm], _gap_stat, n_resamples=n_bootstrap, seed=seed,
                                     level=level, clusters=clusters) for c in names}
-    word, reason = _every_k(word, reason, k_cis, names, threshold)
+    word, reason = _every_k(word, reason, k_cis, names, threshold, {c: g[0] / scale for c, g in gaps.items()})
     reason = f"post-selection (the worst K was chosen on these prompts): {reason}"
     searched = [
         {"name": name, "heads": [format_head(h) for h in sorted(c)], "gap": gaps[c][0],
@@ -193,10 +195,17 @@ def _completeness(
 
 
 def _every_k(word: Verdict | None, reason: str, k_cis: Mapping[frozenset[Head], tuple[float, float]],
-             names: Mapping[frozenset[Head], str], threshold: float | None) -> tuple[Verdict | None, str]:
-    """Completeness verified only when every searched K's interval lies at or below the bar."""
+             names: Mapping[frozenset[Head], str], threshold: float | None,
+             gaps: Mapping[frozenset[Head], float]) -> tuple[Verdict | None, str]:
+    """Completeness verified only when every searched K's interval lies at or below the bar
+    (and contains that K's own relative gap, ``gaps``: else it says nothing about it)."""
     if word != "verified" or threshold is None:
         return word, reason
+    beside = [names[k] for k, ci in k_cis.items() if excludes_estimate(ci, gaps[k], folded=True) is not None]
+    if beside:
+        return "inconclusive", (reason + f" But {len(beside)} other K ({', '.join(beside[:3])}) have intervals "
+                                "that exclude their own gap (F(M) near 0 in the resamples), so the gap is not "
+                                "shown small for every K.")
     over = [names[k] for k, ci in k_cis.items() if not ci[1] <= threshold]
     if not over:
         return word, reason + f" Every one of the {len(k_cis)} K searched has its interval at or below {threshold:g}."
@@ -248,7 +257,7 @@ def minimality(
     change, i = best[weakest]
     ci = bootstrap_paired_ci([without_kv[i], without_k[i], fm], _gap_stat,
                              n_resamples=n_bootstrap, seed=seed, level=level, clusters=clusters)
-    word, reason = judge(ci, threshold, "at_least", "minimality")
+    word, reason = judge(ci, threshold, "at_least", "minimality", change / scale, folded=True)
     # Every head must matter: the weakest head's interval clearing the bar is not enough when
     # another head's (wider) interval reaches below it.
     head_cis = {format_head(v): bootstrap_paired_ci([without_kv[j], without_k[j], fm], _gap_stat,
@@ -310,6 +319,8 @@ def evaluate_circuit(
     max_tokens: int = 8192,
     runner: AblationRunner | None = None,
     clusters: Sequence[int] | None = None,
+    mean_pool: MeanPool | None = None,
+    in_sample: bool = False,
 ) -> CircuitScores:
     """Faithfulness, completeness, minimality and the random-circuit null for ``groups``, as
     the circuit scores of results.json (before :mod:`circuitspec.verification.claims` judges
@@ -317,9 +328,18 @@ def evaluate_circuit(
 
     ``groups`` maps a node-group name to its heads as (layer, head) pairs. A threshold of
     None means the claim was not made: the score is reported without a verdict.
+
+    Mean ablation takes its means from ``mean_pool``, by default the separate pool verify
+    builds (seed ``pool_seed(seed)``; IOI prompts drawn afresh), so the scores are the ones
+    verify gives on these prompts; ``in_sample=True`` takes them from the scored prompts' own
+    corrupted partners instead. ``runner``, when given, brings its own means.
     """
     if runner is None:
-        runner = AblationRunner(model, dataset, ablation, max_tokens=max_tokens)
+        if ablation == "mean" and mean_pool is None and not in_sample:
+            mean_pool = build_mean_pool(model, dataset, generate=dataset.notes.get("task") == "ioi",
+                                        seed=pool_seed(seed), max_tokens=max_tokens)
+        runner = AblationRunner(model, dataset, ablation, max_tokens=max_tokens, mean_pool=mean_pool,
+                                in_sample=in_sample)
     circuit = _circuit(groups)
     if not circuit:
         raise ValueError("the circuit has no heads; name at least one head in a node group")

@@ -33,6 +33,7 @@ __all__ = [
     "bootstrap_ratio_ci",
     "band_verdict",
     "cluster_widening",
+    "excludes_estimate",
     "nonfinite_resamples",
     "t_quantile",
     "verdict",
@@ -229,14 +230,39 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def excludes_estimate(ci: tuple[float, float], estimate: float | None, *, folded: bool = False) -> str | None:
+    """The sentence saying that ``ci`` does not contain its own point ``estimate`` (None when it
+    does, or when either is not finite). ``folded``: the statistic is an absolute value (a gap
+    |a - b| / |F(M)|), whose resamples lie above a gap near 0 by construction; only an estimate
+    above its interval (the denominator near 0) is flagged then.
+
+    A percentile interval of a ratio of means can lie wholly beside the ratio itself when the
+    denominator's mean is near 0: the resamples whose denominator lands near the sample's are
+    too few to reach the tails, so the interval describes other resamples, not the number shown
+    next to it. Such an interval cannot decide a claim about that number.
+    """
+    if estimate is None:
+        return None
+    low, high, est = float(ci[0]), float(ci[1]), float(estimate)
+    if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(est)):
+        return None
+    slack = 1e-9 * max(1.0, abs(est))  # a degenerate interval [x, x] may differ from x in its last bits
+    if (folded or low - slack <= est) and est <= high + slack:
+        return None
+    return (f"CI [{_fmt(low)}, {_fmt(high)}] excludes its own estimate {_fmt(est)} (a ratio whose denominator "
+            "is near 0: few resamples land near the sample's denominator), so it says nothing about the "
+            "number shown and cannot decide the claim")
+
+
 def verdict(
-    ci: tuple[float, float], threshold: float, direction: Direction
+    ci: tuple[float, float], threshold: float, direction: Direction, *, estimate: float | None = None
 ) -> tuple[Verdict, str]:
     """``(word, reason)``: verified, refuted or inconclusive for a CI against a threshold.
 
     ``at_least``/``at_most`` compare a score with ``threshold``. For effects, ``threshold``
     is the minimum effect size: ``negative`` means effect <= -threshold, ``positive``
-    effect >= +threshold, ``any`` |effect| >= threshold.
+    effect >= +threshold, ``any`` |effect| >= threshold. An interval that excludes its own
+    point ``estimate`` (when given) is inconclusive, saying so (:func:`excludes_estimate`).
     """
     low, high = float(ci[0]), float(ci[1])
     interval = f"CI [{_fmt(low)}, {_fmt(high)}]"
@@ -266,6 +292,9 @@ def verdict(
         raise InvalidArgument(
             f"unknown direction {direction!r}; use one of at_least, at_most, negative, positive, any"
         )
+    beside = excludes_estimate(ci, estimate)
+    if beside is not None:
+        return "inconclusive", f"{beside}: {claim}."
     if good:
         return "verified", f"{interval} lies entirely within the claim: {claim}."
     if bad:
@@ -273,12 +302,14 @@ def verdict(
     return "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
 
 
-def band_verdict(ci: tuple[float, float], low: float, high: float | None) -> tuple[Verdict, str]:
+def band_verdict(ci: tuple[float, float], low: float, high: float | None, *,
+                 estimate: float | None = None) -> tuple[Verdict, str]:
     """``(word, reason)`` for a score claimed to lie in ``[low, high]`` (``high`` None: no
     upper end): verified when the whole interval lies inside the band, refuted when it lies
-    wholly outside it (below ``low`` or above ``high``), inconclusive otherwise."""
+    wholly outside it (below ``low`` or above ``high``), inconclusive otherwise, and
+    inconclusive when the interval excludes its own point ``estimate`` (when given)."""
     if high is None:
-        return verdict(ci, low, "at_least")
+        return verdict(ci, low, "at_least", estimate=estimate)
     lo, hi = float(ci[0]), float(ci[1])
     interval = f"CI [{_fmt(lo)}, {_fmt(hi)}]"
     claim = f"between {_fmt(low)} and {_fmt(high)}"
@@ -286,6 +317,9 @@ def band_verdict(ci: tuple[float, float], low: float, high: float | None) -> tup
         return "inconclusive", f"{interval} is not finite, so it cannot be compared with the band {claim}"
     if lo > hi:
         raise InvalidArgument(f"CI bounds out of order: {ci}")
+    beside = excludes_estimate(ci, estimate)
+    if beside is not None:
+        return "inconclusive", f"{beside}: {claim}."
     if low <= lo and hi <= high:
         return "verified", f"{interval} lies entirely within the claim: {claim}."
     if hi < low:

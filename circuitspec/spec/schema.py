@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    field_validator,
     model_validator,
 )
 
@@ -209,6 +210,7 @@ class EdgeClaims(_Strict):
 
 
 CLAIM_NAMES = ("faithfulness", "completeness", "minimality")
+MIN_CONFIDENCE = 0.95  # the lowest claims.confidence: below it every interval narrows and every alpha grows
 
 
 class Claims(_Strict):
@@ -225,10 +227,20 @@ class Claims(_Strict):
     """Claims turned off (``completeness: off`` lands here): reported, never judged."""
     edges: EdgeClaims | None = None
     """Defaults for every edge's expectation (``min_effect``, ``sign``); an edge's own ``expect`` wins."""
-    confidence: float = Field(default=0.95, gt=0, lt=1)
-    """Confidence level of the bootstrap intervals."""
+    confidence: float = Field(default=0.95, ge=MIN_CONFIDENCE, lt=1)
+    """Confidence level of the bootstrap intervals and of every null's test (alpha = 1 -
+    confidence), at least 0.95: a lower level narrows every interval and raises every alpha."""
     n_bootstrap: int = Field(default=1000, ge=10)
     """Bootstrap resamples over prompts."""
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _no_lower_bar(cls, value: Any) -> Any:
+        # Before the ge constraint, so the message says why (the constraint stays for the JSON Schema).
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < MIN_CONFIDENCE:
+            raise ValueError(f"confidence {value:g} is below {MIN_CONFIDENCE}: a lower confidence would lower "
+                             "every bar (narrower intervals, a larger alpha for every null); use 0.95 or more")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -123,7 +123,7 @@ def two_sided(v: RunContext, score: Any, empty: Any, band: tuple[float, float | 
     out = replace(score, details=details, per_prompt=per_prompt)
     if band is None:
         return out
-    word, reason = band_verdict(score.ci, *band)
+    word, reason = band_verdict(score.ci, *band, estimate=score.value)
     return replace(out, verdict=word, reason=reason)
 
 
@@ -252,7 +252,7 @@ def panel_verdict(v: RunContext, score: Any) -> tuple[Any, str | None]:
     faithfulness is off), so a setting under which the claim fails shows it."""
     bound = v.hyp.claims.resolved()["faithfulness"][0]
     ci = tuple(score.ci)
-    return ci, None if bound is None else band_verdict(ci, *bound.band)[0]  # type: ignore[arg-type]
+    return ci, None if bound is None else band_verdict(ci, *bound.band, estimate=score.value)[0]  # type: ignore[arg-type]
 
 
 def robustness(v: RunContext, edges: Sequence[R.EdgeResult], measured: Measured | None) -> tuple[R.RobustnessRow, ...]:

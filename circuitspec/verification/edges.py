@@ -42,7 +42,7 @@ def verify_edge(ctx: RunContext, edge: Edge) -> R.EdgeResult:
     rows = ctx.sweep([sender] + [s for _, s in alone], receiver)
     patched = rows[0]
     value, ci = ctx.effect_with_ci(patched)
-    word, reason = verdict(ci, edge.min_effect, edge.sign)  # type: ignore[arg-type]
+    word, reason = verdict(ci, edge.min_effect, edge.sign, estimate=value)  # type: ignore[arg-type]
     per_head = [
         R.HeadEffect(name, *ctx.effect_with_ci(row))
         for (name, _), row in zip(alone, rows[1 : 1 + len(alone)], strict=True)

@@ -60,10 +60,10 @@ def test_heads_that_receive_no_edge_need_no_pass():
 @pytest.mark.parametrize(("family", "kind"), [("llama", "mean"), ("gpt2", "resample"), ("neox", "zero")])
 def test_matches_slow_reference(tiny_models, datasets, family, kind):
     model, ds = tiny_models[family], datasets[family]
-    runner = AblationRunner(model, ds, kind)
+    runner = AblationRunner(model, ds, kind, in_sample=True)
     got = edge_level_logit_diff(runner, WIRES)
     np.testing.assert_allclose(got.numpy(), reference(model, ds, WIRES, kind), atol=1e-4)
-    full_passes = AblationRunner(model, ds, kind, resume=False)
+    full_passes = AblationRunner(model, ds, kind, resume=False, in_sample=True)
     torch.testing.assert_close(edge_level_logit_diff(full_passes, WIRES), got, atol=1e-5, rtol=0)
     # Teeth: the edge-level run differs from the clean run and from the fully ablated one.
     assert not np.allclose(got.numpy(), runner.clean.numpy(), atol=1e-2)
@@ -78,7 +78,7 @@ def test_direct_blocks_match_the_hooked_bridge(tiny_models, tiny_gemma3, family,
     one key/value head for four query heads, sandwich and q/k norms, local layers)."""
     model = tiny_gemma3 if family == "gemma3" else tiny_models[family]
     ds = ioi_dataset(model.tokenizer, n=6, seed=2)
-    direct, hooked = AblationRunner(model, ds, kind), AblationRunner(model, ds, kind, direct=False)
+    direct, hooked = AblationRunner(model, ds, kind, in_sample=True), AblationRunner(model, ds, kind, direct=False, in_sample=True)
     assert direct.rows is not None and hooked.rows is None
     for wires in (WIRES, [Wire(w.senders, w.receivers, w.via) for w in WIRES], []):
         got = edge_level_logit_diff(direct, wires)
@@ -101,7 +101,7 @@ def test_positions_matter_and_match_reference(tiny_models, datasets):
 @pytest.mark.parametrize("family", ["gpt2", "neox", "llama"])
 def test_complete_graph_is_the_model_and_no_edges_the_ablated_model(tiny_models, datasets, family):
     model, ds = tiny_models[family], datasets[family]
-    runner = AblationRunner(model, ds, "mean")
+    runner = AblationRunner(model, ds, "mean", in_sample=True)
     full = edge_level_logit_diff(runner, complete_wires(runner.all_heads))
     torch.testing.assert_close(full, runner.clean, atol=1e-5, rtol=0)
     score = edge_faithfulness(runner, complete_wires(runner.all_heads), threshold=0.8, n_bootstrap=1000)
@@ -123,7 +123,7 @@ def test_complete_graph_is_the_model_and_no_edges_the_ablated_model(tiny_models,
 @pytest.mark.parametrize("kind", ["mean", "resample", "zero"])
 def test_every_edge_among_circuit_heads_is_node_level(tiny_models, datasets, kind):
     model, ds = tiny_models["llama"], datasets["llama"]
-    runner = AblationRunner(model, ds, kind)
+    runner = AblationRunner(model, ds, kind, in_sample=True)
     circuit = [(0, 1), (1, 0), (1, 3), (2, 2)]
     node = runner.logit_diff(circuit)
     torch.testing.assert_close(edge_level_logit_diff(runner, complete_wires(circuit)), node,
@@ -145,7 +145,7 @@ def test_wires_from_hypothesis_circuit(tiny_models, datasets):
     at = wires_from_circuit(circuit, at_positions=True)
     assert at[0].positions == ("S2",) and at[1].positions == ("END",) and at[2].positions is None
     model, ds = tiny_models["llama"], datasets["llama"]
-    runner = AblationRunner(model, ds, "mean")
+    runner = AblationRunner(model, ds, "mean", in_sample=True)
     np.testing.assert_allclose(edge_level_logit_diff(runner, at).numpy(),
                                reference(model, ds, at, "mean"), atol=1e-4)
     score = edge_faithfulness(runner, at, threshold=0.5, n_bootstrap=1000, seed=3)

@@ -62,7 +62,7 @@ def test_ablation_runner_counts_resumed_passes(tiny_models):
     model = tiny_models["llama"]
     ds = ioi_dataset(model.tokenizer, n=6)
     work = _unit(model, ds)
-    runner = AblationRunner(model, ds, "mean", work=work)
+    runner = AblationRunner(model, ds, "mean", work=work, in_sample=True)
     assert runner.resume
     assert work.total == pytest.approx(2.0)  # corrupted activations, clean run
     runner.run([Keep.of([(2, 0)]), Keep.of([(2, 1)])])

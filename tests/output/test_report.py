@@ -120,11 +120,45 @@ def test_write_outputs_leaves_nothing_partial_when_a_writer_fails(tmp_path, monk
 
 
 def test_interval_headers_name_the_level_the_run_used():
-    """claims.confidence can set another level; every header said 95 % regardless."""
+    """claims.confidence can set another level (0.95 or more); every header said 95 % regardless."""
     from dataclasses import replace
 
     r = sample_result()
-    eighty = replace(r, settings=replace(r.settings, statistics={**(r.settings.statistics or {}), "level": 0.8}))
-    md = render_markdown(eighty)
-    assert "95% CI" not in md and "95% band" not in md and "effect [80% CI]" in md
+    higher = replace(r, settings=replace(r.settings, statistics={**(r.settings.statistics or {}), "level": 0.99}))
+    md = render_markdown(higher)
+    assert "95% CI" not in md and "95% band" not in md and "effect [99% CI]" in md
     assert "value [95% CI]" in render_markdown(replace(r, settings=replace(r.settings, statistics={"level": 0.95})))
+
+
+def _selected_on_these_prompts():
+    """sample_result with completeness and minimality judged, as verify reports them: each
+    chose its worst K or weakest head on the prompts it is scored on."""
+    from dataclasses import replace
+
+    r = sample_result()
+    c = r.circuit
+    completeness = replace(c.completeness, verdict="refuted",
+                           details={**c.completeness.details, "post_selection": True, "claim": "default"})
+    minimality = replace(c.minimality, verdict="verified",
+                         details={**c.minimality.details, "post_selection": True, "claim": "claimed"})
+    return replace(r, circuit=replace(c, completeness=completeness, minimality=minimality))
+
+
+def test_the_headline_says_post_selection_next_to_completeness_and_minimality():
+    """The score table said "post-selection" next to the value; the headline, where the verdicts
+    are stated, did not (review finding 12)."""
+    md = render_markdown(_selected_on_these_prompts())
+    headline = next(line for line in md.splitlines() if line.startswith("**FAILED"))
+    assert "incompleteness gap 0.190 (post-selection): refuted (default)" in headline
+    assert "minimality 0.040 (post-selection): verified (claimed)" in headline
+    assert "faithfulness (node level) 0.870: verified" in headline  # chosen on nothing
+
+
+def test_the_console_table_says_post_selection_next_to_the_value(capsys):
+    from circuitspec.output.console import print_result
+
+    print_result(_selected_on_these_prompts())
+    lines = capsys.readouterr().out.splitlines()
+    gap = next(line for line in lines if "incompleteness gap" in line)
+    assert "0.190 (post-selection)" in gap
+    assert "(post-selection)" not in next(line for line in lines if "faithfulness" in line)

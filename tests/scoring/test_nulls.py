@@ -154,7 +154,7 @@ def test_a_model_with_too_few_groups_uses_every_one_once(tmp_path, planted_dir, 
 
     monkeypatch.setattr(RunContext, "sweep", spy)
     # The tiny model's intervals are wide; force the interval verdict to see the null's own.
-    monkeypatch.setattr("circuitspec.verification.edges.verdict", lambda ci, min_effect, sign: ("verified", "Forced."))
+    monkeypatch.setattr("circuitspec.verification.edges.verdict", lambda ci, min_effect, sign, estimate=None: ("verified", "Forced."))
     result = cs.verify(_hypothesis(tmp_path / "h.yaml", planted_dir), scores=False, robustness=False,
                        n_bootstrap=200)
     # Hypothesis heads: L1H0, L1H1 (the sender), L2H3. Layer 1 has one spare pair (L1H2, L1H3),
@@ -195,7 +195,7 @@ nodes:
 edges:
   - {{from: m, to: r, via: q, at: END, expect: {{sign: any, min_effect: 0.0}}}}
 """)
-    monkeypatch.setattr("circuitspec.verification.edges.verdict", lambda ci, min_effect, sign: ("verified", "Forced."))
+    monkeypatch.setattr("circuitspec.verification.edges.verdict", lambda ci, min_effect, sign, estimate=None: ("verified", "Forced."))
     without = cs.verify(hyp, scores=False, robustness=False, n_bootstrap=200, n_null_edges=0).edges[0]
     assert without.verdict == "verified" and "not tested against a null" in without.reason
     edge = cs.verify(hyp, scores=False, robustness=False, n_bootstrap=200).edges[0]
@@ -317,7 +317,7 @@ def test_node_and_edge_level_nulls_use_layer_matched_circuits(tiny_models):
     )
 
     model = tiny_models["gpt2"]
-    runner = AblationRunner(model, ioi_dataset(model.tokenizer, n=8))
+    runner = AblationRunner(model, ioi_dataset(model.tokenizer, n=8), in_sample=True)
     heads = [(2, 0), (2, 1), (1, 3), (0, 2)]
     fm = float(runner.clean.double().mean())
     real = float(runner.logit_diff(heads).double().mean()) / fm

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -33,10 +34,10 @@ def test_mean_ablating_every_head_matches_reference(tiny_models, datasets, famil
                         ds.incorrect[i], set_z(means[ds.template[i]]))
         for i in range(len(ds))
     ]
-    got = per_prompt_logit_diff(model, ds, keep=set(), ablation="mean")
+    got = per_prompt_logit_diff(model, ds, keep=set(), ablation="mean", in_sample=True)
     np.testing.assert_allclose(got.numpy(), reference, atol=1e-4)
     # ...and the clean run is really different, so the comparison has teeth.
-    assert not np.allclose(AblationRunner(model, ds).clean.numpy(), reference, atol=1e-2)
+    assert not np.allclose(AblationRunner(model, ds, in_sample=True).clean.numpy(), reference, atol=1e-2)
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
@@ -79,9 +80,9 @@ def test_circuit_positions_restrict_heads(tiny_models, datasets):
         where[1][end, 2] = False  # the head runs normally only at END
         reference.append(logit_diff_one(model.bridge, ds.clean[i], end, ds.correct[i],
                                          ds.incorrect[i], set_z(means[ds.template[i]], where)))
-    got = per_prompt_logit_diff(model, ds, keep=None, circuit_positions={head: ["END"]})
+    got = per_prompt_logit_diff(model, ds, keep=None, circuit_positions={head: ["END"]}, in_sample=True)
     np.testing.assert_allclose(got.numpy(), reference, atol=1e-4)
-    runner = AblationRunner(model, ds)
+    runner = AblationRunner(model, ds, in_sample=True)
     assert not np.allclose(got.numpy(), runner.clean.numpy(), atol=1e-3)
     with pytest.raises(ValueError, match="unknown position"):
         runner.logit_diff(None, circuit_positions={head: ["S9"]})
@@ -90,7 +91,7 @@ def test_circuit_positions_restrict_heads(tiny_models, datasets):
 def test_mean_is_per_template_by_hand(tiny_models):
     model = tiny_models["gpt2"]
     ds = ioi_dataset(model.tokenizer, n=6, seed=3)
-    runner = AblationRunner(model, ds, "mean")
+    runner = AblationRunner(model, ds, "mean", in_sample=True)
     for t in (0, 1):
         members = [i for i in range(len(ds)) if ds.template[i] == t]
         for layer in range(3):
@@ -104,11 +105,11 @@ def test_mean_equals_resample_when_a_template_has_one_corruption(tiny_models):
     model = tiny_models["llama"]
     ds = ioi_dataset(model.tokenizer, n=6, seed=1, fixed_corrupt=True)
     keep = {(1, 0), (2, 2)}
-    mean = per_prompt_logit_diff(model, ds, keep=keep, ablation="mean")
+    mean = per_prompt_logit_diff(model, ds, keep=keep, ablation="mean", in_sample=True)
     resample = per_prompt_logit_diff(model, ds, keep=keep, ablation="resample")
     torch.testing.assert_close(mean, resample, atol=1e-4, rtol=0)
     varied = ioi_dataset(model.tokenizer, n=6, seed=1)
-    assert not torch.allclose(per_prompt_logit_diff(model, varied, keep=keep, ablation="mean"),
+    assert not torch.allclose(per_prompt_logit_diff(model, varied, keep=keep, ablation="mean", in_sample=True),
                               per_prompt_logit_diff(model, varied, keep=keep, ablation="resample"),
                               atol=1e-3)
 
@@ -116,8 +117,8 @@ def test_mean_equals_resample_when_a_template_has_one_corruption(tiny_models):
 def test_batched_keep_sets_match_one_at_a_time(tiny_models, datasets):
     model, ds = tiny_models["llama"], datasets["llama"]
     keeps = [set(), {(0, 0)}, {(1, 1), (2, 3)}, {(0, 2), (1, 0), (2, 1)}]
-    batched = AblationRunner(model, ds).run(keeps)
-    small = AblationRunner(model, ds, max_tokens=1)  # one prompt per forward pass
+    batched = AblationRunner(model, ds, in_sample=True).run(keeps)
+    small = AblationRunner(model, ds, max_tokens=1, in_sample=True)  # one prompt per forward pass
     single = torch.stack([small.logit_diff(k) for k in keeps])
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
 
@@ -131,10 +132,10 @@ def test_resumed_passes_match_full_passes(tiny_models, datasets, family):
              Keep.of({(1, 0), (2, 2)}, circuit_positions={(1, 0): ["S2"]}),
              Keep.of({(1, 0), (2, 2)}, mlps=[0, 2])]
     resumed, full = Work(per_forward=1), Work(per_forward=1)
-    fast = AblationRunner(model, ds, "mean", work=resumed)
+    fast = AblationRunner(model, ds, "mean", in_sample=True, work=resumed)
     assert fast.resume
     got = fast.run(keeps)
-    plain = AblationRunner(model, ds, "mean", resume=False, work=full)
+    plain = AblationRunner(model, ds, "mean", in_sample=True, resume=False, work=full)
     torch.testing.assert_close(got, plain.run(keeps), atol=1e-5, rtol=0)
     # Teeth: the same numbers from fewer token-layers, so passes really started past layer 0
     # (the exact count, by hand, is in the next test).
@@ -156,10 +157,10 @@ def test_keep_sets_sharing_layers_match_full_passes_and_share_the_work(tiny_mode
     keeps += [Keep.of(circuit - {(1, 2), h}) for h in [(2, 0), (2, 3)]]
     keeps += [Keep.of(circuit, circuit_positions={(2, 3): ["S2"]}), Keep.of(circuit, mlps=[0, 1])]
     work = Work(per_forward=sum(len(t) for t in ds.clean) * 3)
-    tree = AblationRunner(model, ds, "mean", work=work)
+    tree = AblationRunner(model, ds, "mean", in_sample=True, work=work)
     before = work.total
     got = tree.run(keeps)
-    plain = AblationRunner(model, ds, "mean", resume=False)
+    plain = AblationRunner(model, ds, "mean", in_sample=True, resume=False)
     torch.testing.assert_close(got, plain.run(keeps), atol=1e-5, rtol=0)
     # By hand, in forward-equivalents (a third of one per layer). C - L0H1 starts at layer 1
     # from the fully ablated run: that reference (1) and 2 layers. The other eight keep L0H1 and
@@ -179,11 +180,11 @@ def test_keep_sets_resume_from_a_registered_circuit_run(tiny_models, datasets, f
     keeps = [Keep.of(circuit - {h}) for h in [(2, 0), (2, 3), (1, 2)]]
     keeps.append(Keep.of(circuit - {(2, 0)}, mlps=[0, 1]))  # the MLP of layer 2 ablated too
     per_forward = sum(len(t) for t in ds.clean) * 3
-    plain = AblationRunner(model, ds, "mean", resume=False)
+    plain = AblationRunner(model, ds, "mean", in_sample=True, resume=False)
     expected = plain.run(keeps)
     for registered in (False, True):
         work = Work(per_forward=per_forward)
-        runner = AblationRunner(model, ds, "mean", work=work)
+        runner = AblationRunner(model, ds, "mean", in_sample=True, work=work)
         if registered:
             runner.add_reference(Keep.of(circuit))
         before = work.total
@@ -213,13 +214,13 @@ def test_direct_blocks_match_the_bridges_forward(tiny_models, tiny_gemma3, famil
     keeps = [Keep.of({(1, 1), (2, 3)}), Keep.of(everything - {(1, 2)}), Keep.of(everything - {(2, 1), (2, 3)}),
              Keep.of({(0, 2), (2, 1)}), Keep.of({(1, 0), (2, 2)}, circuit_positions={(1, 0): ["S2"]}),
              Keep.of({(1, 0), (2, 2)}, mlps=[0, 2]), Keep.of(everything, mlps=[0, 1])]
-    direct = AblationRunner(model, ds, "mean")
+    direct = AblationRunner(model, ds, "mean", in_sample=True)
     assert direct.rows is not None
-    hooked = AblationRunner(model, ds, "mean", direct=False)
+    hooked = AblationRunner(model, ds, "mean", in_sample=True, direct=False)
     assert hooked.rows is None and hooked.resume
     got = direct.run(keeps)
     torch.testing.assert_close(got, hooked.run(keeps), atol=2e-5, rtol=0)
-    torch.testing.assert_close(got, AblationRunner(model, ds, "mean", resume=False).run(keeps), atol=2e-5, rtol=0)
+    torch.testing.assert_close(got, AblationRunner(model, ds, "mean", in_sample=True, resume=False).run(keeps), atol=2e-5, rtol=0)
     # Teeth: the values differ between keep-sets, so a path that ignored the masks would fail.
     assert float((got[0] - got[1]).abs().max()) > 1e-2
 
@@ -229,12 +230,12 @@ def test_template_of_mixed_lengths_is_refused(tiny_models, datasets):
     bad = Dataset(ds.clean, ds.corrupt, ds.correct, ds.incorrect, ds.positions,
                   (0,) * len(ds), ds.prepend_bos)
     with pytest.raises(ValueError, match="different token lengths"):
-        AblationRunner(tiny_models["gpt2"], bad)
+        AblationRunner(tiny_models["gpt2"], bad, in_sample=True)
 
 
 def test_whole_model_is_exactly_faithful_and_empty_circuit_is_f_empty(tiny_models, datasets):
     model, ds = tiny_models["gpt2"], datasets["gpt2"]
-    runner = AblationRunner(model, ds)
+    runner = AblationRunner(model, ds, in_sample=True)
     everything = [(L, h) for L in range(3) for h in range(4)]
     score = faithfulness(runner, everything, threshold=0.9)
     assert score.value == 1.0
@@ -251,7 +252,7 @@ def test_whole_model_is_exactly_faithful_and_empty_circuit_is_f_empty(tiny_model
 
 def test_completeness_minimality_on_tiny_model(tiny_models, datasets):
     model, ds = tiny_models["gpt2"], datasets["gpt2"]
-    runner = AblationRunner(model, ds)
+    runner = AblationRunner(model, ds, in_sample=True)
     groups = {"late": [(2, 0), (2, 1)], "mid": [(1, 3)], "early": [(0, 2)]}
     comp = completeness(runner, groups, threshold=0.15, n_subsets=20, greedy_steps=2)
     searched = comp.details["searched"]
@@ -287,7 +288,7 @@ def test_inert_head_has_zero_minimality(tiny_model_dirs, tmp_path):
         (tmp_path / f.name).write_bytes(f.read_bytes())
     model = load_model(str(tmp_path))
     ds = ioi_dataset(model.tokenizer, n=6)
-    runner = AblationRunner(model, ds)
+    runner = AblationRunner(model, ds, in_sample=True)
     groups = {"a": [(2, 1), (2, 0)], "b": [(1, 1)]}
     mini = minimality(runner, groups, [[(1, 1)]], threshold=0.001)
     assert mini.details["per_head"]["L2H1"] == pytest.approx(0.0, abs=1e-5)
@@ -301,7 +302,7 @@ def test_evaluate_circuit_gives_results_json_scores_and_is_seeded(tiny_models, d
     model, ds = tiny_models["llama"], datasets["llama"]
     groups = {"late": [(2, 0), (2, 1)], "mid": [(1, 3)]}
     kw = dict(faithfulness_min=0.5, completeness_max_gap=0.2, minimality_min=0.01,
-              n_random=30, n_subsets=20, n_bootstrap=200, seed=1)
+              n_random=30, n_subsets=20, n_bootstrap=200, seed=1, in_sample=True)
     res = evaluate_circuit(model, ds, groups, **kw)
     text = json.dumps(as_json(res), allow_nan=False)  # the circuit section of results.json
     data = json.loads(text)
@@ -309,7 +310,7 @@ def test_evaluate_circuit_gives_results_json_scores_and_is_seeded(tiny_models, d
         assert data[name]["verdict"] in ("verified", "refuted", "inconclusive")
         assert len(data[name]["ci"]) == 2
     assert data["null"]["n"] == 30 and data["null"]["kind"] == "layer_matched"
-    runner = AblationRunner(model, ds)
+    runner = AblationRunner(model, ds, in_sample=True)
     assert res.f_model == pytest.approx(float(runner.clean.double().mean()))
     assert res.f_empty == pytest.approx(float(runner.logit_diff(set()).double().mean()))
     assert res.faithfulness.value == pytest.approx(res.f_circuit / res.f_model)
@@ -317,3 +318,52 @@ def test_evaluate_circuit_gives_results_json_scores_and_is_seeded(tiny_models, d
     assert again.completeness.value == res.completeness.value
     assert again.minimality.ci == res.minimality.ci
     assert Keep.of([(1, 3)]) == Keep.of({(1, 3)})
+
+
+def test_evaluate_circuits_mean_ablated_faithfulness_is_the_one_verify_gives(tmp_path, tiny_model_dirs, tiny_models):
+    """evaluate_circuit's default mean ablation takes its means from the separate pool verify
+    builds, so its F is verify's on the same prompts. It used the scored prompts' own
+    corrupted partners (an in-sample mean) with no word about it (review finding 15)."""
+    import circuitspec as cs
+    from circuitspec.data.tasks import hypothesis_dataset
+
+    model = tiny_models["llama"]
+    path = tmp_path / "h.yaml"
+    path.write_text(f"""name: t
+model: {tiny_model_dirs["llama"]}
+task: {{kind: ioi, n_prompts: 8, seed: 3, corruption: abc}}
+nodes:
+  a: {{role: other, heads: [L0H1]}}
+  b: {{role: name_mover, heads: [L2H0, L2H1]}}
+edges:
+  - {{from: a, to: logits, at: END}}
+  - {{from: b, to: logits, at: END}}
+""")
+    result = cs.verify(path, model, n_random=0, n_random_edge=0, n_null_edges=0, n_bootstrap=100,
+                       robustness=False, per_head=False)
+    assert result.circuit is not None
+    assert result.settings.ablation == "mean" and result.settings.ablation_level == "node"
+    dataset = hypothesis_dataset(cs.load_hypothesis(path), model.tokenizer,
+                                 default_prepend_bos=model.info.default_prepend_bos, seed=3)
+    groups = {"a": [(0, 1)], "b": [(2, 0), (2, 1)]}
+    kw = dict(n_random=0, n_subsets=0, greedy_steps=0, n_bootstrap=100, seed=3)
+    pooled = evaluate_circuit(model, dataset, groups, **kw)
+    assert pooled.faithfulness.value == pytest.approx(result.circuit.faithfulness.value, abs=1e-6)
+    in_sample = evaluate_circuit(model, dataset, groups, in_sample=True, **kw)
+    assert abs(in_sample.faithfulness.value - pooled.faithfulness.value) > 1e-3  # the means matter here
+
+
+def test_a_mean_ablation_runner_without_a_pool_says_its_mean_is_in_sample(tiny_models, datasets):
+    from circuitspec.ablation.mean_pool import build_mean_pool, pool_seed
+
+    model, ds = tiny_models["llama"], datasets["llama"]
+    with pytest.warns(UserWarning, match="in-sample mean"):
+        AblationRunner(model, ds, "mean")
+    with pytest.warns(UserWarning, match="in-sample mean"):
+        AblationRunner(model, ds)  # mean is the default
+    pool = build_mean_pool(model, ds, generate=False, seed=pool_seed(0))  # any pool object will do
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AblationRunner(model, ds, "mean", in_sample=True)
+        AblationRunner(model, ds, "mean", mean_pool=pool)
+        AblationRunner(model, ds, "resample")

@@ -150,3 +150,47 @@ def test_cluster_widening_by_hand():
     assert cluster_widening(15) < cluster_widening(8) < cluster_widening(5)
     x = np.arange(30.0)
     assert bootstrap_ci(x, n_resamples=500, seed=0) == bootstrap_ci(x, n_resamples=500, seed=0, clusters=None)
+
+
+# A hand-built per-prompt set whose ratio-of-means interval lies beside the ratio itself.
+# F(M) = 1, 2, 4, ..., 64 and -127 + 1/64: the sum is 1/64, and (powers of two having one way
+# to make 127 from seven of them) no other resample of the eight prompts has a sum within about
+# 1 of 0. F(C) = F(M) + 1/64 on every prompt, so a resample's ratio is 1 + (8/64) / sum(F(M)):
+# within 1 +- 0.125 on every resample but the sample's own (probability 8!/8^8 = 0.24 %),
+# whose ratio, the estimate, is 1 + (8/64) / (1/64) = 9.
+NEAR_ZERO_FM = np.array([1.0, 2, 4, 8, 16, 32, 64, -127 + 1 / 64])
+NEAR_ZERO_FC = NEAR_ZERO_FM + 1 / 64
+
+
+def test_the_hand_built_interval_excludes_its_own_estimate():
+    low, high = bootstrap_ratio_ci(NEAR_ZERO_FC, NEAR_ZERO_FM, n_resamples=1000, seed=0)
+    assert NEAR_ZERO_FC.mean() / NEAR_ZERO_FM.mean() == pytest.approx(9.0)
+    assert 0.875 <= low <= high <= 1.125
+
+
+def test_an_interval_excluding_its_estimate_decides_no_verdict():
+    from circuitspec.scoring.stats import band_verdict
+
+    # Without the estimate these intervals would verify or refute.
+    assert verdict((0.9, 1.1), 0.8, "at_least")[0] == "verified"
+    for ci, args in (((0.9, 1.1), (0.8, "at_least")), ((0.5, 0.6), (0.8, "at_least")),
+                     ((0.1, 0.2), (0.15, "at_most")), ((-0.3, -0.2), (0.05, "negative"))):
+        word, reason = verdict(ci, *args, estimate=9.0)
+        assert word == "inconclusive" and "excludes its own estimate 9" in reason
+        assert "denominator" in reason and "near 0" in reason
+    for ci in ((0.9, 1.1), (1.3, 1.4), (0.5, 0.6)):
+        word, reason = band_verdict(ci, 0.8, 1.2, estimate=-48.0)
+        assert word == "inconclusive" and "excludes its own estimate -48" in reason
+    assert band_verdict((0.9, 1.1), 0.8, None, estimate=9.0)[0] == "inconclusive"
+    # An estimate inside (or at an end of) its interval changes nothing.
+    assert band_verdict((0.9, 1.1), 0.8, 1.2, estimate=0.9)[0] == "verified"
+    assert verdict((1.0, 1.0), 0.8, "at_least", estimate=1.0 + 1e-12)[0] == "verified"
+
+
+def test_faithfulness_whose_interval_excludes_its_estimate_is_inconclusive():
+    from circuitspec.scoring.faithfulness import ratio_score
+
+    score = ratio_score(NEAR_ZERO_FC, NEAR_ZERO_FM, 0.8, "faithfulness", n_bootstrap=1000, seed=0, level=0.95)
+    assert score.value == pytest.approx(9.0) and 0.875 <= score.ci[0] <= score.ci[1] <= 1.125
+    assert score.verdict == "inconclusive"  # it was "verified": F = 9 judged on [0.98, 1.01]
+    assert "excludes its own estimate 9" in score.reason

@@ -122,3 +122,20 @@ def test_json_schema_uses_the_yaml_spelling():
     assert {"from", "to"} <= set(edge["required"])
     assert edge["additionalProperties"] is False
     assert edge["properties"]["from"]["description"]
+
+
+def test_a_confidence_below_95_percent_is_refused_where_it_is_written(tmp_path):
+    """claims.confidence sets every interval's level and every null's alpha (1 - confidence):
+    0.5 made 50 % intervals and alpha 0.5, lowering every bar (review finding 14)."""
+    nodes = "nodes:\n  a: {role: other, heads: [L1H1]}\n"
+    for ok in (0.95, 0.99):
+        hyp = load_hypothesis(write(tmp_path, HEADER + nodes + f"claims: {{confidence: {ok}}}\n"))
+        assert hyp.claims.confidence == ok
+    for low in (0.5, 0.9, 0.949):
+        with pytest.raises(HypothesisError) as info:
+            load_hypothesis(write(tmp_path, HEADER + nodes + f"claims:\n  confidence: {low}\n"))
+        (problem,) = info.value.problems
+        assert (problem.field, problem.line) == ("claims.confidence", 7)
+        assert "would lower every bar" in problem.message
+    claims = json_schema()["$defs"]["Claims"]["properties"]["confidence"]
+    assert claims["minimum"] == 0.95

@@ -123,7 +123,7 @@ def test_mean_pool_is_separate_large_and_independent_of_n_prompts(tiny_models):
     # (batch composition changes the float summation order, hence the tolerance)
     assert values[1][:k].tolist() == pytest.approx(values[0].tolist(), abs=1e-5)
     # The in-sample means of before moved with N on the very same prompts (the test has teeth).
-    old = [AblationRunner(model, ds, "mean").logit_diff(CIRCUIT) for ds in (small, large)]
+    old = [AblationRunner(model, ds, "mean", in_sample=True).logit_diff(CIRCUIT) for ds in (small, large)]
     assert old[1][:k].tolist() != pytest.approx(old[0].tolist(), abs=1e-4)
 
 
@@ -525,8 +525,8 @@ def test_unclaimed_scores_are_judged_against_stated_defaults(tmp_path, tiny_mode
     assert c.faithfulness_edge_level.details["claim"] == "claimed"
     md = render_markdown(result)
     headline = md.splitlines()[2]
-    assert "incompleteness gap 0.000: verified (default)" in headline
-    assert f"minimality {c.minimality.value:.3f}: {c.minimality.verdict} (default)" in headline
+    assert "incompleteness gap 0.000 (post-selection): verified (default)" in headline
+    assert f"minimality {c.minimality.value:.3f} (post-selection): {c.minimality.verdict} (default)" in headline
     assert "faithfulness (edge level) 1.000: verified (claimed)" in headline
     if c.minimality.verdict != "verified":  # a default claim counts like a written one
         assert not result.passed and "claim minimality" in [f.what for f in result.failures()]
@@ -545,7 +545,7 @@ def test_a_claim_is_off_only_when_the_file_says_so(tmp_path, tiny_model_dirs):
         assert score.verdict is None and score.details["claim"] == "off" and "turned off" in score.reason
     assert "claim minimality" not in [f.what for f in result.failures()]
     headline = render_markdown(result).splitlines()[2]
-    assert "incompleteness gap 0.000: off;" in headline and "minimality" in headline
+    assert "incompleteness gap 0.000 (post-selection): off;" in headline and "minimality" in headline
 
 
 # --- honest intervals -------------------------------------------------------------------------
@@ -768,3 +768,46 @@ def test_a_verified_faithfulness_without_a_circuit_null_says_why():
     assert "too few heads outside the circuit" in null_gate(score, None, 0.05, 100).reason
     assert null_gate(score, None, 0.05, 100).verdict == "verified"
     assert null_gate(score, None, 0.05).reason == score.reason
+
+
+def test_completeness_whose_interval_lies_below_its_own_gap_is_inconclusive():
+    """F(M) sums to 1/64 over eight prompts (1, 2, ..., 64 and -127 + 1/64; no other resample
+    sums within about 1 of 0), and every C \\ K exceeds M \\ K by 0.001: each K's gap is
+    0.001 / (1/512) = 0.512, while every resample but the sample's own gives at most
+    0.001 / (1/8) = 0.008. The interval [0, 0.008] lay under the 0.15 bar, so a gap of 0.51 was
+    "verified" at most 0.15; it is inconclusive, saying why."""
+    import numpy as np
+
+    from circuitspec.scoring.scores import completeness
+
+    fm = np.array([1.0, 2, 4, 8, 16, 32, 64, -127 + 1 / 64])
+    c_minus = {frozenset({(0, 0), (0, 1)}), frozenset({(0, 1)}), frozenset({(0, 0)})}
+    m_minus = {frozenset({(0, 0), (0, 1), (0, 2)}), frozenset({(0, 1), (0, 2)}), frozenset({(0, 0), (0, 2)})}
+    table = {k: fm + 0.001 for k in c_minus} | {k: fm for k in m_minus}
+    groups = {"g1": [(0, 0)], "g2": [(0, 1)]}
+    score = completeness(_TableRunner(table, fm), groups, threshold=0.15, n_subsets=0, greedy_steps=0,
+                         n_bootstrap=400)
+    assert score.value == pytest.approx(0.512) and score.ci[1] <= 0.15
+    assert score.verdict == "inconclusive" and "excludes its own estimate 0.512" in score.reason
+
+
+def test_a_gap_near_zero_below_its_folded_interval_still_verifies():
+    """|a - b| resamples lie above a gap of 0 by construction (the absolute value folds them):
+    that interval is not beside its estimate in the sense of a denominator near 0."""
+    import numpy as np
+
+    from circuitspec.scoring.scores import completeness
+
+    n = 24
+    fm = np.full(n, 10.0)
+    spread = 0.3 * np.random.default_rng(0).normal(size=n)
+    spread -= spread.mean()  # mean 0: the gap is 0, and no resample's is
+    c = frozenset({(0, 0)})
+    table = {frozenset({(0, 0), (0, 1)}): fm, frozenset({(0, 0), (0, 1), (0, 2)}): fm,
+             frozenset({(0, 1)}): fm - 1.0, frozenset({(0, 1), (0, 2)}): fm,
+             c: fm + spread, frozenset({(0, 0), (0, 2)}): fm}
+    score = completeness(_TableRunner(table, fm), {"g1": [(0, 0)], "g2": [(0, 1)]}, threshold=0.15,
+                         n_subsets=0, greedy_steps=0, n_bootstrap=400)
+    folded = next(k for k in score.details["searched"] if k["name"] == "group:g2")
+    assert folded["relative_gap"] == pytest.approx(0.0, abs=1e-12) and folded["ci"][0] > 0
+    assert score.verdict == "verified"
