@@ -144,9 +144,14 @@ def _score(key: str, label: str, s: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _label(key: str, label: str, results: Mapping[str, Any]) -> str:
-    """``faithfulness`` is judged at the level the settings name; say which."""
-    level = _dict(results.get("settings")).get("ablation_level")
-    return f"faithfulness ({level} level, judged)" if key == "faithfulness" and level else label
+    """``faithfulness`` is node level, ``faithfulness_edge_level`` edge level; the one at the
+    level the settings name is the one judged: say which. (The node-level card used to be
+    called "edge level, judged" in an edge-level run.)"""
+    level = _dict(results.get("settings")).get("ablation_level") or "node"
+    own = {"faithfulness": "node", "faithfulness_edge_level": "edge"}.get(key)
+    if own is None:
+        return label
+    return f"faithfulness ({own} level{', judged' if own == level else ''})"
 
 
 def view(results: Mapping[str, Any]) -> dict[str, Any]:

@@ -146,20 +146,22 @@ def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
 @pytest.mark.real
 @pytest.mark.slow
 def test_smollm2_hypothesis_end_to_end(smollm2):
-    """The repo's SmolLM2 circuit on 16 of its held-out prompts, with fewer nulls and
+    """The repo's SmolLM2 circuit on 32 of its held-out prompts, with fewer nulls and
     completeness subsets than the file asks for (each random circuit or subset is a run; CI
     stays well under 30 min).
 
-    Its main edges hold with real 100-draw nulls. The two chain edges the file keeps for
-    edge-level faithfulness had single-edge effects near -0.01 on the discovery prompts,
-    far below the file's 0.05 bar, which the file does not lower: they cannot verify, so
-    the run fails honestly on them."""
+    Its main edges (those whose interval on the page's 128-prompt run lies more than 0.05
+    beyond the bar) hold with real 100-draw nulls; at 16 prompts the S-inhibition edges'
+    intervals (few template clusters, BABA and ABBA far apart) still reached past the bar,
+    hence 32. Every edge of the file cleared the 0.05
+    bar on the discovery prompts (growth keeps no edge below it), so none fails by
+    construction: a failing edge here is a finding about these prompts."""
     result = cs.verify(
         SHIPPED, smollm2,
-        n_prompts=16, n_random=10, n_random_edge=0, n_null_edges=100, n_bootstrap=500, robustness=False,
+        n_prompts=32, n_random=10, n_random_edge=0, n_null_edges=100, n_bootstrap=500, robustness=False,
         n_subsets=5, greedy_steps=1, mean_pool_min=20,
     )
-    assert result.held_out is True  # task seed 1 and held-out templates, discovery seed 0
+    assert result.held_out is True  # task seed 2 and held-out templates, discovery seed 0
     assert set(result.metric.per_prompt["template"]) <= {0, 4, 5, 11, 14, 16, 17, 18, 26, 28}
     verdicts = {e.name: e.verdict for e in result.edges}
     main = ["name_movers->logits@END", "s_inhibition->name_movers.q@END", "induction->s_inhibition.v@S2",
@@ -169,9 +171,10 @@ def test_smollm2_hypothesis_end_to_end(smollm2):
         if e.name in main:  # 100 layer-matched sender groups per edge, each beaten
             assert e.null is not None and e.null.n >= 100 and e.null.kind == "layer_matched"
             assert e.null.p_value is not None and e.null.p_value <= 0.05
-    for name in ("induction->s_inhibition.k@S2", "duplicate->induction.q@S2"):
-        assert verdicts[name] != "verified", verdicts
-        assert f"edge {name}" in [f.what for f in result.failures()]
+    # Whatever fails is named among the failures, with its verdict (the run is not a pass by default).
+    failed = {f.what for f in result.failures()}
+    assert {f"edge {n}" for n, v in verdicts.items() if v != "verified"} <= failed
+    assert result.passed == (not failed)
     assert result.metric.clean > 3.0 > result.metric.corrupt
     assert result.circuit is not None and result.settings.ablation_level == "edge"
     assert not result.passed

@@ -67,7 +67,10 @@ def test_view_reads_null_semantics_and_scores_when_present():
     assert e["id"] == "a->b.q@END"
     assert e["null"] == {"n": 10.0, "kind": "layer_matched", "low": -0.01, "high": 0.02, "p_value": 0.09}
     assert e["semantics"] == {"path": -0.2, "direct": -0.15}
-    assert [s["label"] for s in v["scores"]] == ["faithfulness (edge level, judged)", "faithfulness (edge level)"]
+    # faithfulness is node level, judged only at its own level (it was called "edge level, judged").
+    assert [s["label"] for s in v["scores"]] == ["faithfulness (node level)", "faithfulness (edge level, judged)"]
+    node_run = view({**results, "settings": {"ablation_level": "node"}})
+    assert [s["label"] for s in node_run["scores"]] == ["faithfulness (node level, judged)", "faithfulness (edge level)"]
     assert v["scores"][1]["per_prompt"] == {"circuit": [1.0, 2.0], "model": [2.0, 2.0]}
     assert [g["id"] for g in v["groups"]] == ["a", "b"]  # ends missing from hypothesis.nodes get a node
 

@@ -11,19 +11,22 @@ Two variants of hypotheses/ioi_smollm2_135m.yaml, each wrong in one way:
   input (q, k or v) and position.
 
 The three files (shipped, swapped, rewired) run through the CLI with the same cheap
-settings: 16 of the file's held-out prompts, `--quick` (edges and faithfulness only), no
+settings: 32 of the file's held-out prompts, `--quick` (edges and faithfulness only), no
 per-edge nulls (so no edge can be verified, and a quick run never exits 0) and the
 smallest mean pool that can verify. The exit code alone therefore cannot tell them apart;
 what does is the claim a wrong wiring breaks. Faithfulness is judged at edge level (the
-file's ablation_level), and the variants must fall outside the file's band where the
-shipped file, measured the same way, does not fall as far: the shipped file's edge-level
-faithfulness must exceed each variant's by more than either interval's width.
+file's ablation_level): each variant's interval must lie outside the file's band (refuted),
+the shipped file's value inside it and its interval not outside it, and the shipped file's
+value must exceed each variant's by more than either interval's width.
 
-Measured with these settings (shared 2-core machine, load ~14): shipped 1.009 [0.895, 1.147]
-(in band), induction swapped 0.561 [0.485, 0.621], rewired 0.317 [0.231, 0.391], both refuted.
-Node-level faithfulness cannot tell the rewired file from the shipped one (1.010 both: same
-heads), which is why the claim is judged at edge level. Each run took 16-17 min of wall time
-under that load (through the API, one model; not yet timed on an idle machine).
+Measured on the re-grown file (8 edges, seed 2; 4 min for the three runs on a loaded 2-core
+machine): shipped 0.998 [0.736, 1.165] (inconclusive: at 32 prompts, as at the file's 128,
+its interval reaches below 0.8), induction swapped 0.405 [0.238, 0.549], rewired 0.217
+[0.062, 0.361], both refuted. At 16 prompts the shipped interval was [0.565, 1.336], too
+wide to separate them, hence 32. The previous file (9 edges, seed 1) gave, at 16: shipped
+1.009 [0.895, 1.147] verified, swapped 0.561, rewired 0.317.
+Node-level faithfulness cannot tell the rewired file from the shipped one (same heads),
+which is why the claim is judged at edge level.
 
 Why the previous draft of this test was withdrawn (last session): it was never run; with
 `--n-null-edges 0` every edge is inconclusive, so "the altered edge is not verified" held
@@ -46,7 +49,7 @@ from ruamel.yaml import YAML
 
 from circuitspec.cli import main
 
-CHEAP = ["--quick", "--n-prompts", "16", "--n-null-edges", "0", "--n-bootstrap", "200", "--mean-pool-min", "20"]
+CHEAP = ["--quick", "--n-prompts", "32", "--n-null-edges", "0", "--n-bootstrap", "200", "--mean-pool-min", "20"]
 N_HEADS = 9  # SmolLM2-135M: query heads per layer
 DOWNSTREAM = {"name_movers": "negative_name_movers", "s_inhibition": "name_movers", "induction": "s_inhibition"}
 
@@ -129,7 +132,7 @@ def test_wrong_variants_exit_1_and_lose_edge_level_faithfulness(tmp_path, monkey
         wrong = scores[name]
         band = swapped["claims"]["faithfulness"]
         lo, hi = band["min"], band["max"]
-        assert true["verdict"] == "verified" and lo <= true["value"] <= hi, true
+        assert true["verdict"] != "refuted" and lo <= true["value"] <= hi, true
         assert wrong["verdict"] == "refuted" and not lo <= wrong["value"] <= hi, wrong
         widest = max(true["ci"][1] - true["ci"][0], wrong["ci"][1] - wrong["ci"][0])
         assert true["value"] - wrong["value"] > widest, (name, true, wrong)
