@@ -23,9 +23,9 @@ from circuitspec.records.fields import Verdict
 from circuitspec.records.scores import Score
 from circuitspec.scoring.stats import (
     Direction,
+    beside_estimate,
     bootstrap_ci,
     bootstrap_ratio_ci,
-    excludes_estimate,
     nonfinite_resamples,
     verdict,
 )
@@ -41,10 +41,9 @@ def judge(ci: tuple[float, float], threshold: float | None, direction: Direction
     (``folded``: an absolute gap, see :func:`~circuitspec.scoring.stats.excludes_estimate`)."""
     if threshold is None:
         return None, f"no {what} claim was made; reported for information"
-    beside = excludes_estimate(ci, estimate, folded=folded)
-    if beside is not None:
-        return "inconclusive", f"{beside}."
-    return verdict(ci, threshold, direction)
+    word, reason = verdict(ci, threshold, direction)
+    return beside_estimate(word, reason, ci, estimate, what,
+                           lambda x: verdict((x, x), threshold, direction)[0], folded=folded)
 
 
 def faithfulness(

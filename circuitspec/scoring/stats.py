@@ -33,6 +33,7 @@ __all__ = [
     "bootstrap_ratio_ci",
     "band_verdict",
     "cluster_widening",
+    "beside_estimate",
     "excludes_estimate",
     "nonfinite_resamples",
     "t_quantile",
@@ -246,7 +247,8 @@ def excludes_estimate(ci: tuple[float, float], estimate: float | None, *, folded
     low, high, est = float(ci[0]), float(ci[1]), float(estimate)
     if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(est)):
         return None
-    slack = 1e-9 * max(1.0, abs(est))  # a degenerate interval [x, x] may differ from x in its last bits
+    # A degenerate interval [x, x] of float32 values may differ from x in its last bits.
+    slack = 1e-6 * max(1.0, abs(est), abs(low), abs(high))
     if (folded or low - slack <= est) and est <= high + slack:
         return None
     return (f"CI [{_fmt(low)}, {_fmt(high)}] excludes its own estimate {_fmt(est)} (a ratio whose denominator "
@@ -262,7 +264,8 @@ def verdict(
     ``at_least``/``at_most`` compare a score with ``threshold``. For effects, ``threshold``
     is the minimum effect size: ``negative`` means effect <= -threshold, ``positive``
     effect >= +threshold, ``any`` |effect| >= threshold. An interval that excludes its own
-    point ``estimate`` (when given) is inconclusive, saying so (:func:`excludes_estimate`).
+    point ``estimate`` (when given) verifies nothing and refutes only with the estimate
+    refuted too; otherwise inconclusive, saying so (:func:`beside_estimate`).
     """
     low, high = float(ci[0]), float(ci[1])
     interval = f"CI [{_fmt(low)}, {_fmt(high)}]"
@@ -292,14 +295,29 @@ def verdict(
         raise InvalidArgument(
             f"unknown direction {direction!r}; use one of at_least, at_most, negative, positive, any"
         )
-    beside = excludes_estimate(ci, estimate)
-    if beside is not None:
-        return "inconclusive", f"{beside}: {claim}."
+    word: Verdict
     if good:
-        return "verified", f"{interval} lies entirely within the claim: {claim}."
-    if bad:
-        return "refuted", f"{interval} lies entirely outside the claim: {claim}."
-    return "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
+        word, reason = "verified", f"{interval} lies entirely within the claim: {claim}."
+    elif bad:
+        word, reason = "refuted", f"{interval} lies entirely outside the claim: {claim}."
+    else:
+        word, reason = "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
+    return beside_estimate(word, reason, ci, estimate, claim,
+                   lambda x: verdict((x, x), threshold, direction)[0])
+
+
+def beside_estimate(word: Verdict, reason: str, ci: tuple[float, float], estimate: float | None, claim: str,
+                    alone: Callable[[float], Verdict], *, folded: bool = False) -> tuple[Verdict, str]:
+    """An interval that excludes its own ``estimate`` verifies nothing: the claim is then
+    inconclusive. A refutation stands only where the estimate alone (``alone``: its verdict as a
+    point) is refuted too (an interval far below a bar of 1000 with its estimate there as well),
+    and the reason then says the interval lies beside its estimate."""
+    beside = excludes_estimate(ci, estimate, folded=folded)
+    if beside is None or estimate is None:
+        return word, reason
+    if word == "refuted" and alone(float(estimate)) == "refuted":
+        return word, f"{reason} (Its {beside.split(' (')[0].replace('CI ', 'interval ', 1)}, refuted too.)"
+    return "inconclusive", f"{beside}: {claim}."
 
 
 def band_verdict(ci: tuple[float, float], low: float, high: float | None, *,
@@ -307,7 +325,7 @@ def band_verdict(ci: tuple[float, float], low: float, high: float | None, *,
     """``(word, reason)`` for a score claimed to lie in ``[low, high]`` (``high`` None: no
     upper end): verified when the whole interval lies inside the band, refuted when it lies
     wholly outside it (below ``low`` or above ``high``), inconclusive otherwise, and
-    inconclusive when the interval excludes its own point ``estimate`` (when given)."""
+    with an interval that excludes its own point ``estimate`` as :func:`beside_estimate` says."""
     if high is None:
         return verdict(ci, low, "at_least", estimate=estimate)
     lo, hi = float(ci[0]), float(ci[1])
@@ -317,13 +335,13 @@ def band_verdict(ci: tuple[float, float], low: float, high: float | None, *,
         return "inconclusive", f"{interval} is not finite, so it cannot be compared with the band {claim}"
     if lo > hi:
         raise InvalidArgument(f"CI bounds out of order: {ci}")
-    beside = excludes_estimate(ci, estimate)
-    if beside is not None:
-        return "inconclusive", f"{beside}: {claim}."
+    word: Verdict
     if low <= lo and hi <= high:
-        return "verified", f"{interval} lies entirely within the claim: {claim}."
-    if hi < low:
-        return "refuted", f"{interval} lies entirely below the claim: {claim}."
-    if lo > high:
-        return "refuted", f"{interval} lies entirely above the claim: {claim} (the circuit overshoots)."
-    return "inconclusive", f"{interval} straddles an end of the claim: {claim}."
+        word, reason = "verified", f"{interval} lies entirely within the claim: {claim}."
+    elif hi < low:
+        word, reason = "refuted", f"{interval} lies entirely below the claim: {claim}."
+    elif lo > high:
+        word, reason = "refuted", f"{interval} lies entirely above the claim: {claim} (the circuit overshoots)."
+    else:
+        word, reason = "inconclusive", f"{interval} straddles an end of the claim: {claim}."
+    return beside_estimate(word, reason, ci, estimate, claim, lambda x: band_verdict((x, x), low, high)[0])

@@ -63,6 +63,20 @@ def planted(tmp_path_factory):
 GROUPS = {"a": ("other", [A]), "b": ("name_mover", [B, SILENT_IN_B]), "c": ("other", [SILENT])}
 
 
+A_AND_B = "  a: {role: other, heads: [L0H1]}\n  b: {role: name_mover, heads: [L1H2]}\n"
+B_TO_LOGITS = "  - {from: b, to: logits, at: END}\n"
+
+
+def write_start(tmp_path, model, *, nodes: str = A_AND_B, edges: str = B_TO_LOGITS, n_prompts: int = 6,
+                seed: int = 2, more: str = ""):
+    """A hypothesis file to grow from: the planted model's groups (A's and B's writers by default)
+    with B's edge into the logits."""
+    start = tmp_path / "start.yaml"
+    start.write_text(f"name: planted\nmodel: {model}\ntask: {{kind: ioi, n_prompts: {n_prompts}, seed: {seed}}}\n"
+                     f"nodes:\n{nodes}edges:\n{edges}{more}")
+    return start
+
+
 def _key(e: GrowEdge) -> tuple[str, str, str | None]:
     return e.sender, e.receiver, e.via
 
@@ -109,19 +123,7 @@ def test_a_grown_draft_takes_the_edge_bar_of_the_file_it_starts_from(planted, tm
                       band=(0.999, 1.001), tolerance=1e-4, min_effect=0)
     size = {_key(e): abs(v) for e, v in full.effects.items()}
     bar = (size[("a", "b", "v")] + min(v for k, v in size.items() if k != ("a", "b", "v"))) / 2
-    start = tmp_path / "start.yaml"
-    start.write_text(f"""
-name: planted
-model: {path}
-task: {{kind: ioi, n_prompts: 6, seed: 2}}
-nodes:
-  a: {{role: other, heads: [L0H1]}}
-  b: {{role: name_mover, heads: [L1H2]}}
-edges:
-  - {{from: b, to: logits, at: END}}
-claims:
-  edges: {{min_effect: {bar}}}
-""")
+    start = write_start(tmp_path, path, more=f"claims:\n  edges: {{min_effect: {bar}}}\n")
     grow = {"ablation": "resample", "band": (0.999, 1.001), "tolerance": 1e-4}
     out, grown = grow_hypothesis(loaded, ds, tmp_path / "g.yaml", model_ref=str(path), seed=2, start=start, **grow)
     assert ("a", "b", "v") not in {_key(e) for e in grown.edges} and f"clears {bar}" in out.read_text()
@@ -193,17 +195,7 @@ def test_first_edge_matches_brute_force_with_the_slow_reference(planted):
 
 def test_grown_draft_validates_and_records_its_evidence(planted, tmp_path):
     path, loaded, ds, _, _ = planted
-    hyp_path = tmp_path / "start.yaml"
-    hyp_path.write_text(f"""
-name: planted
-model: {path}
-task: {{kind: ioi, n_prompts: 6, seed: 2}}
-nodes:
-  a: {{role: other, heads: [L0H1]}}
-  b: {{role: name_mover, heads: [L1H2, L1H0]}}
-edges:
-  - {{from: b, to: logits, at: END}}
-""")
+    hyp_path = write_start(tmp_path, path, nodes=A_AND_B.replace("[L1H2]", "[L1H2, L1H0]"))
     out, result = grow_hypothesis(loaded, ds, tmp_path / "grown.yaml", model_ref=str(path), seed=2,
                                   start=hyp_path, ablation="resample", band=(0.999, 1.001), tolerance=1e-4)
     hyp = load_hypothesis(out)
@@ -246,16 +238,7 @@ def test_grown_draft_names_the_prompts_it_was_grown_on(planted, tmp_path):
     drawn = TaskSpec(kind="ioi", corruption="abc", templates=[3, 7, 12, 20, 25])
     ds = build_dataset(drawn, loaded.tokenizer, prepend_bos=False, n_prompts=6, seed=4)
     assert len(set(ds.template)) < 5  # some listed templates unused: the old record differed
-    start = tmp_path / "start.yaml"
-    start.write_text(f"""
-name: planted
-model: {path}
-task: {{kind: ioi, n_prompts: 6, seed: 2}}
-nodes:
-  b: {{role: name_mover, heads: [L1H2]}}
-edges:
-  - {{from: b, to: logits, at: END}}
-""")
+    start = write_start(tmp_path, path, nodes='  b: {role: name_mover, heads: [L1H2]}\n')
     out, _ = grow_hypothesis(loaded, ds, tmp_path / "grown.yaml", model_ref=str(path), seed=4, start=start,
                              ablation="resample", max_edges=1)
     d = load_hypothesis(out).discovery
@@ -278,17 +261,7 @@ def test_grown_faithfulness_is_the_one_verify_gives_on_the_same_prompts(planted,
     path, loaded, _, _, _ = planted
     ds = build_dataset(TaskSpec(kind="ioi", corruption="abc"), loaded.tokenizer, prepend_bos=False,
                        n_prompts=8, seed=3)
-    start = tmp_path / "start.yaml"
-    start.write_text(f"""
-name: planted
-model: {path}
-task: {{kind: ioi, n_prompts: 8, seed: 3}}
-nodes:
-  a: {{role: other, heads: [L0H1]}}
-  b: {{role: name_mover, heads: [L1H2]}}
-edges:
-  - {{from: b, to: logits, at: END}}
-""")
+    start = write_start(tmp_path, path, n_prompts=8, seed=3)
     out, grown = grow_hypothesis(loaded, ds, tmp_path / "grown.yaml", model_ref=str(path), seed=3,
                                  start=start, ablation="mean", band=(0.999, 1.001), max_edges=1,
                                  tolerance=1e-4, prune_after=False, progress=False)
@@ -309,17 +282,7 @@ def test_grown_draft_expects_the_sign_path_patching_shows(planted, tmp_path):
     from helpers.reference_patching import _ld, _tokens, reference_patch
 
     path, loaded, ds, _, _ = planted
-    start = tmp_path / "start.yaml"
-    start.write_text(f"""
-name: planted
-model: {path}
-task: {{kind: ioi, n_prompts: 6, seed: 2}}
-nodes:
-  a: {{role: other, heads: [L0H1]}}
-  b: {{role: name_mover, heads: [L1H2]}}
-edges:
-  - {{from: b, to: logits, at: END}}
-""")
+    start = write_start(tmp_path, path)
     out, grown = grow_hypothesis(loaded, ds, tmp_path / "grown.yaml", model_ref=str(path), seed=2, start=start,
                                  ablation="resample", band=(0.999, 1.001), tolerance=1e-4)
     hyp = load_hypothesis(out)
@@ -354,18 +317,7 @@ def test_growth_can_start_from_the_files_edges_and_prunes_them_like_the_rest(pla
     instead of none; a starting edge that changes nothing (into B's queries, which are zero)
     is pruned like a grown one, and the curve starts at the starting edges."""
     path, loaded, ds, _, _ = planted
-    start = tmp_path / "start.yaml"
-    start.write_text(f"""
-name: planted
-model: {path}
-task: {{kind: ioi, n_prompts: 6, seed: 2}}
-nodes:
-  a: {{role: other, heads: [L0H1]}}
-  b: {{role: name_mover, heads: [L1H2]}}
-edges:
-  - {{from: b, to: logits, at: END}}
-  - {{from: a, to: b, via: q, at: END}}
-""")
+    start = write_start(tmp_path, path, edges=B_TO_LOGITS + "  - {from: a, to: b, via: q, at: END}\n")
     out, grown = grow_hypothesis(loaded, ds, tmp_path / "g.yaml", model_ref=str(path), seed=2, start=start,
                                  keep_edges=True, ablation="resample", band=(0.999, 1.001), tolerance=1e-4,
                                  min_effect=0)

@@ -208,10 +208,11 @@ def test_mib_pt_export_follows_the_matrix_layout(tmp_path):
     assert data["edges_in_graph"][1 + 17 * 10 + 4, 20 * 28 + 18]
     # L23H3 -> logits: the last column.
     assert data["edges_in_graph"][1 + 23 * 10 + 3, -1]
-    # The shipped hypothesis (this round's wiring) joins, edge by edge, 1 + 4 (to logits)
-    # + 4*4 + 2*4 (into the name movers) + 2*2 + 2*2 + 4*2 (into s_inhibition) + 4*2 + 1*2
-    # (into induction) = 55 head pairs.
-    assert int(data["edges_in_graph"].sum()) == 55
+    # The shipped hypothesis (the re-grown wiring) joins, edge by edge, 1 + 4 (to logits)
+    # + 4*4 (duplicate k) + 2*4 (s_inhibition q) + 2*4 (induction k) into the name movers
+    # + 2*2 (induction v) + 4*2 (duplicate v) into s_inhibition + 1*2 (previous k) into
+    # induction = 51 head pairs.
+    assert int(data["edges_in_graph"].sum()) == 51
 
 
 def test_export_errors_exit_2(tmp_path):

@@ -178,9 +178,15 @@ def test_an_interval_excluding_its_estimate_decides_no_verdict():
         word, reason = verdict(ci, *args, estimate=9.0)
         assert word == "inconclusive" and "excludes its own estimate 9" in reason
         assert "denominator" in reason and "near 0" in reason
-    for ci in ((0.9, 1.1), (1.3, 1.4), (0.5, 0.6)):
+    for ci in ((0.9, 1.1), (0.5, 1.0)):
         word, reason = band_verdict(ci, 0.8, 1.2, estimate=-48.0)
         assert word == "inconclusive" and "excludes its own estimate -48" in reason
+    # A refutation stands where the estimate alone is refuted too (both outside the band), and
+    # says the interval lies beside it; where the estimate alone would pass, it does not.
+    word, reason = band_verdict((1.3, 1.4), 0.8, 1.2, estimate=-48.0)
+    assert word == "refuted" and "excludes its own estimate -48" in reason
+    assert band_verdict((1.3, 1.4), 0.8, 1.2, estimate=1.0)[0] == "inconclusive"
+    assert verdict((0.5, 0.6), 1000, "any", estimate=5.5)[0] == "refuted"  # far below the bar, both
     assert band_verdict((0.9, 1.1), 0.8, None, estimate=9.0)[0] == "inconclusive"
     # An estimate inside (or at an end of) its interval changes nothing.
     assert band_verdict((0.9, 1.1), 0.8, 1.2, estimate=0.9)[0] == "verified"
