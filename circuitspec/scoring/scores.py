@@ -276,7 +276,8 @@ def minimality(
         low = [n for n, c in adjusted.items() if not c[0] >= threshold]
         if low:
             word = "inconclusive"
-            reason += (f" But {len(low)} head(s) ({', '.join(low[:3])}) have intervals (Bonferroni over "
+            named = ", ".join(low[:3]) + (f" and {len(low) - 3} more" if len(low) > 3 else "")
+            reason += (f" But {len(low)} head(s) ({named}) have intervals (Bonferroni over "
                        f"the K tried for each) reaching below {threshold:g}, so not every head is shown "
                        "to matter.")
     below = [] if threshold is None else [n for n, s in per_head.items() if s < threshold]
