@@ -155,8 +155,8 @@ def suggest(
     if grow_edges:
         path, result = grow_hypothesis(
             loaded, dataset, output, model_ref=ref, seed=seed_used, start=start, keep_edges=keep_edges,
-            confirm=confirm, log=timed_log(), band=(lo, hi), max_edges=max_edges, tolerance=tolerance, n_exact=grow_exact, max_seconds=max_seconds,
-            min_effect=min_effect)
+            confirm=confirm, log=timed_log(), band=(lo, hi), max_edges=max_edges, tolerance=tolerance,
+            n_exact=grow_exact, max_seconds=max_seconds, min_effect=min_effect)
         typer.echo(f"wrote {path}: {len(result.groups)} groups, {len(result.edges)} edges, edge-level "
                    f"faithfulness {result.faithfulness:.3f} ({result.stop}); validated")
         return

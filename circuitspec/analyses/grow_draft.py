@@ -14,6 +14,7 @@ from circuitspec.analyses.grid import head_label
 from circuitspec.analyses.grow import GrowEdge, GrowResult, grow_edges
 from circuitspec.analyses.suggest import Draft, draft_hypothesis, write_draft
 from circuitspec.patching.engine import select_engine
+from circuitspec.spec.circuit import default_sign
 from circuitspec.spec.load import load_hypothesis
 from circuitspec.spec.schema import Hypothesis
 
@@ -85,9 +86,8 @@ def _with_sign(edge: GrowEdge, result: GrowResult) -> dict[str, Any]:
     effect = result.effects.get(edge)
     if effect is None or not math.isfinite(effect) or effect == 0:
         return out
-    default = "positive" if result.groups[edge.sender][0] == "negative_name_mover" else "negative"
     sign = "positive" if effect > 0 else "negative"
-    return out if sign == default else {**out, "expect": {"sign": sign}}
+    return out if sign == default_sign(result.groups[edge.sender][0]) else {**out, "expect": {"sign": sign}}
 
 
 def evidence_lines(result: GrowResult, options: Mapping[str, Any], ablation: str,

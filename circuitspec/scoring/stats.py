@@ -316,7 +316,7 @@ def beside_estimate(word: Verdict, reason: str, ci: tuple[float, float], estimat
     if beside is None or estimate is None:
         return word, reason
     if word == "refuted" and alone(float(estimate)) == "refuted":
-        return word, f"{reason} (Its {beside.split(' (')[0].replace('CI ', 'interval ', 1)}, refuted too.)"
+        return word, f"{reason} (The interval excludes its own estimate {_fmt(float(estimate))}, refuted too.)"
     return "inconclusive", f"{beside}: {claim}."
 
 

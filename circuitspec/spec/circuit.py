@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 from circuitspec.spec.heads import Head
 
-__all__ = ["Circuit", "Edge", "Node"]
+__all__ = ["Circuit", "Edge", "Node", "default_sign"]
+
+
+def default_sign(role: str) -> str:
+    """The sign an edge's effect is expected to have unless the file says: patching a sender
+    out lowers the logit difference (negative), except from a negative name mover (positive)."""
+    return "positive" if role == "negative_name_mover" else "negative"
 
 
 @dataclass(frozen=True)

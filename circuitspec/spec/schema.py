@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from circuitspec.errors import Problem
-from circuitspec.spec.circuit import Circuit, Edge, Node
+from circuitspec.spec.circuit import Circuit, Edge, Node, default_sign
 from circuitspec.spec.heads import parse_member
 from circuitspec.spec.locate import Loc, locate
 
@@ -372,9 +372,7 @@ class Hypothesis(_Strict):
                 continue
             expect = e.expect or Expectation()
             role = nodes[e.sender].role if e.sender in nodes else "other"
-            sign = expect.sign or defaults.sign or (
-                "positive" if role == "negative_name_mover" else "negative"
-            )
+            sign = expect.sign or defaults.sign or default_sign(role)
             min_effect = expect.min_effect if expect.min_effect is not None else defaults.min_effect
             receiver = "logits" if e.receiver == "logits" else e.receiver
             edges.append(Edge(e.sender, receiver, e.via, e.at, sign, min_effect))
