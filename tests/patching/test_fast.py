@@ -253,3 +253,29 @@ def test_fast_matches_exact_on_gemma3_270m(gemma3_270m):
         want = exact.patch(sender, receiver, semantics=semantics)
         got = fast.patch(sender, receiver, semantics=semantics)
         assert (got - want).abs().max() <= 1e-4, (sender, receiver, semantics)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
+def test_row_mlp_equals_the_bridge_module_across_chunks(tiny_models, tiny_gemma3, monkeypatch, family):
+    """The row model's MLP (a gated MLP's projections without hook calls, in chunks of
+    MLP_ROWS rows) writes what the bridge's own MLP module writes; the gated families take the
+    direct path, which the spy on the module's forward shows."""
+    import circuitspec.bridge.rows as rows_module
+
+    model = tiny_gemma3 if family == "gemma3" else tiny_models[family]
+    info = model.info
+    rm = rows_module.RowModel(model.bridge, info.n_heads, info.n_kv_heads)
+    monkeypatch.setattr(rows_module, "MLP_ROWS", 7)  # 3 x 11 rows: chunks of 7, the last one short
+    block = model.bridge.blocks[0]
+    x = torch.randn(3, 11, model.bridge.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = block.mlp(block.ln2(x))
+        if rm.sandwich:
+            want = block.ln2_post(want)
+        calls = []
+        handle = block.mlp.register_forward_hook(lambda *a: calls.append(1))
+        got = rm.mlp(0, x)
+        handle.remove()
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert (len(calls) == 0) == (family != "gpt2"), calls  # gated: direct; GPT-2: the module, per chunk
