@@ -89,16 +89,21 @@ def edge_null(v: RunContext, real: float) -> NullDraws | None:
 
 
 def null_gate(score: R.Score, null: R.NullDistribution | None, alpha: float,
-              n_asked: int | None = None) -> R.Score:
+              n_asked: int | None = None, option: str = "n_random") -> R.Score:
     """A faithfulness verdict of verified whose own null was drawn and not beaten (p > alpha:
     layer-matched random circuits come as close to 1) becomes inconclusive: the band alone
     does not show that these heads, rather than any heads of their layers, do the task.
-    (The circuit nulls used to be reported beside the verdict without entering it.) A verified
-    score with no null says why next to the verdict (``n_asked``: the draws asked for)."""
+    (The circuit nulls used to be reported beside the verdict without entering it.) So does a
+    verified score whose null was asked for (``n_asked`` draws, ``option``) and could not be
+    drawn (too few heads outside the circuit), as an edge without a null is judged; one whose
+    run asked for none (``n_asked`` 0) keeps its verdict and says so."""
     if null is None and score.verdict == "verified" and n_asked is not None:
-        why = ("the run asked for none (n_random=0)" if n_asked == 0 else
-               "the model has too few heads outside the circuit to map it onto layer-matched random heads")
-        return replace(score, reason=score.reason + f" It was not tested against a null of random circuits: {why}.")
+        if n_asked == 0:
+            return replace(score, reason=score.reason + " It was not tested against a null of random circuits: "
+                                                         f"the run asked for none ({option}=0).")
+        return replace(score, verdict="inconclusive", reason=score.reason + (
+            f" But it has no null to be judged against: {option}={n_asked} random circuits were asked for, "
+            "and the model has too few heads outside the circuit to map it onto layer-matched random heads."))
     if null is None or null.p_value is None or score.verdict != "verified" or null.p_value <= alpha:
         return score
     why = (f" But layer-matched random circuits come as close to 1 (null p = {null.p_value:.3g} over "
@@ -195,7 +200,7 @@ def circuit_scores(v: RunContext) -> tuple[R.CircuitScores | None, Measured | No
     node = two_sided(v, node, empty, band if v.settings.ablation_level == "node" else None)
     edge = two_sided(v, edge, empty, band if v.settings.ablation_level == "edge" else None)
     node = null_gate(node, scores.null, 1 - v.level, v.settings.n_random)
-    edge = null_gate(edge, edge_null_level, 1 - v.level, v.settings.n_random_edge)
+    edge = null_gate(edge, edge_null_level, 1 - v.level, v.settings.n_random_edge, "n_random_edge")
     level_source = {lvl: resolved["faithfulness"][1] if v.settings.ablation_level == lvl else "reported"
                     for lvl in ("node", "edge")}
     out = replace(
@@ -240,11 +245,26 @@ def quick_scores(v: RunContext) -> R.CircuitScores | None:
         edge = edge_level(v, v.settings.ablation, claim if v.settings.ablation_level == "edge" else None)
     node = two_sided(v, node, empty, band if v.settings.ablation_level == "node" else None)
     edge = two_sided(v, edge, empty, band if v.settings.ablation_level == "edge" else None)
+    feasible = CircuitMaps.of(run, heads, v.seed).feasible
+    node = quick_null_gate(node, v.settings.n_random, "n_random", feasible)
+    edge = quick_null_gate(edge, v.settings.n_random_edge, "n_random_edge", feasible)
 
     skipped = R.Score(None, None, None, QUICK_NOTE)
     return R.CircuitScores(faithfulness=pool_gate(v, node), completeness=skipped, minimality=skipped,
                            f_model=node.details["f_model"], f_circuit=node.details["f_circuit"],
                            faithfulness_edge_level=pool_gate(v, edge))
+
+
+def quick_null_gate(score: R.Score, n_asked: int, option: str, feasible: bool) -> R.Score:
+    """``verify --quick`` draws no circuit null, but whether the full run could is known without
+    a forward pass: a circuit with too few heads outside it is inconclusive here as it would be
+    there (:func:`null_gate`); otherwise a verified score says that it was not tested."""
+    if not (feasible and n_asked):
+        return null_gate(score, None, 1.0, n_asked, option)
+    if score.verdict != "verified":
+        return score
+    return replace(score, reason=score.reason + " It was not tested against a null of random circuits: "
+                                                "verify --quick draws none.")
 
 
 def panel_verdict(v: RunContext, score: Any) -> tuple[Any, str | None]:

@@ -17,6 +17,7 @@ from helpers.ablation_reference import (
     reference,
     set_z,
 )
+from helpers.hypotheses import write_complete_hypothesis
 from helpers.ioi_prompts import ioi_dataset
 
 from circuitspec.ablation.edge import (
@@ -164,31 +165,6 @@ def test_bad_wires_are_refused():
         Wire(((0, 0),), (), "q")
 
 
-COMPLETE = """name: complete-graph
-model: {model}
-task: {{kind: ioi, n_prompts: 10, seed: 0, corruption: abc}}
-nodes:
-  l0: {{role: other, heads: [L0H0, L0H1, L0H2, L0H3]}}
-  l1: {{role: other, heads: [L1H0, L1H1, L1H2, L1H3]}}
-  l2: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3]}}
-edges:
-{edges}
-edge_positions: every  # the complete graph at every position is the model
-claims:
-  faithfulness: {{min: 0.9}}
-  minimality: off  # random weights: no head need matter
-  edges: {{min_effect: 0.0, sign: any}}
-"""
-
-
-def _complete_hypothesis(path, model_dir):
-    edges = [f"  - {{from: {a}, to: {b}, via: {v}, at: END}}"
-             for a, b in (("l0", "l1"), ("l0", "l2"), ("l1", "l2")) for v in "qkv"]
-    edges += [f"  - {{from: {a}, to: logits, at: END}}" for a in ("l0", "l1", "l2")]
-    path.write_text(COMPLETE.format(model=model_dir, edges="\n".join(edges)))
-    return path
-
-
 def result_report(result):
     from circuitspec.output.report import render_markdown
 
@@ -201,7 +177,7 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
     import circuitspec as cs
     from circuitspec.results import Result
 
-    hyp = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
+    hyp = write_complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
     fast = {"n_random": 100, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 1000, "per_head": False}
     result = cs.verify(hyp, ablation_level="node", **fast)
     data = json.loads(result.dumps())
@@ -213,11 +189,13 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
         assert score["ci"][0] == pytest.approx(1.0, abs=1e-5) and score["ci"][1] == pytest.approx(1.0, abs=1e-5)
         assert score["details"]["mean_of_per_prompt_ratios"] == pytest.approx(1.0, abs=1e-5)
         assert len(score["details"]["mean_of_per_prompt_ratios_ci"]) == 2
-    assert node["verdict"] == "verified"
     assert edge["verdict"] is None and "judged at node level" in edge["reason"]
     assert data["settings"]["ablation_level"] == "node"
     # Every head is in the circuit: no head is left for a layer-matched random circuit.
     assert "null" not in circuit and "null" not in node["details"]
+    # So the null asked for (n_random=100) was not drawn, and the claim, though its interval
+    # [1, 1] is inside the band, has none to be judged against.
+    assert node["verdict"] == "inconclusive" and "no null to be judged against: n_random=100" in node["reason"]
     assert "f_empty" in circuit and circuit["f_empty_ci"][0] <= circuit["f_empty"] <= circuit["f_empty_ci"][1]
     for key in ("f_model_ci", "f_circuit_ci"):
         assert len(node["details"][key]) == 2 and len(edge["details"][key]) == 2
@@ -242,9 +220,11 @@ def test_verify_reports_edge_level_beside_node_level(tmp_path, tiny_model_dirs):
     assert "survives every choice" in result_report(result)
     assert Result.from_json(data).circuit.faithfulness_edge_level.value == pytest.approx(1.0, abs=1e-5)
 
-    judged = cs.verify(hyp, ablation_level="edge", robustness=False, **{**fast, "n_random_edge": 5})
-    assert "null" not in judged.circuit.faithfulness_edge_level.details
+    # Judged at edge level, asking for no edge-level null (none can be drawn here: see
+    # tests/verification/test_verdicts.py for what asking for one does).
+    judged = cs.verify(hyp, ablation_level="edge", robustness=False, **{**fast, "n_random_edge": 0})
     assert judged.circuit.faithfulness_edge_level.verdict == "verified"
+    assert "asked for none (n_random_edge=0)" in judged.circuit.faithfulness_edge_level.reason
     assert judged.circuit.faithfulness.verdict is None
     assert "faithfulness_edge_level" in judged.circuit.scores()
     assert not [f for f in judged.failures() if f.what.startswith("claim")]
@@ -255,7 +235,7 @@ def test_circuit_positions_scope_reaches_both_levels(tmp_path, tiny_model_dirs, 
     from circuitspec.data.tasks import hypothesis_dataset
     from circuitspec.spec.load import load_hypothesis
 
-    path = _complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
+    path = write_complete_hypothesis(tmp_path / "complete.yaml", tiny_model_dirs["llama"])
     path.write_text(path.read_text() + "ablation_scope: circuit_positions\n")
     result = cs.verify(path, model=tiny_models["llama"], n_random=0, n_null_edges=0, n_bootstrap=200,
                        per_head=False, robustness=False)

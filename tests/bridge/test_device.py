@@ -72,7 +72,7 @@ def test_load_model_refuses_a_device_it_cannot_use(tiny_model_dirs):
 def test_device_cpu_runs_from_the_command_line(tmp_path, tiny_model_dirs, monkeypatch, capsys):
     hyp = write_hypothesis(tmp_path / "h.yaml", tiny_model_dirs["llama"], edges=TRUE_EDGES, claims=TRUE_CLAIMS)
     out = tmp_path / "out"
-    code, stdout, err = _cli(["verify", str(hyp), "--device", "cpu", "--n-random", "2", "--n-null-edges", "0",
+    code, stdout, err = _cli(["verify", str(hyp), "--device", "cpu", "--n-random", "0", "--n-null-edges", "0",
                               "--n-random-edge", "0", "--n-bootstrap", "100", "--no-robustness", "--out", str(out)],
                              monkeypatch, capsys)
     assert code == 0, stdout + err

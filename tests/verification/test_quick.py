@@ -18,9 +18,11 @@ def test_quick_checks_edges_and_faithfulness_and_cannot_pass(tmp_path, tiny_mode
     good = write_hypothesis(tmp_path / "good.yaml", llama, edges=TRUE_EDGES, claims=TRUE_CLAIMS)
     out = tmp_path / "out"
     # The hypothesis is the whole model, so there is no null to draw: asking for none keeps the
-    # edge verifiable (without it the edge is inconclusive: no null to be judged against).
+    # edge and the faithfulness claim verifiable (without it they are inconclusive: no null to
+    # be judged against).
     ok = subprocess.run(CLI + ["verify", str(good), "--quick", "--out", str(out), "--n-bootstrap", "200",
-                               "--n-null-edges", "0"], capture_output=True, text=True)
+                               "--n-null-edges", "0", "--n-random", "0", "--n-random-edge", "0"],
+                        capture_output=True, text=True)
     # Everything checked held, yet the exit status is 3, not 0: a quick check is no verification.
     assert ok.returncode == 3, ok.stdout + ok.stderr
     said = " ".join(ok.stdout.split())  # the console wraps lines
@@ -30,6 +32,7 @@ def test_quick_checks_edges_and_faithfulness_and_cannot_pass(tmp_path, tiny_mode
     assert data["edges"][0]["verdict"] == "verified"
     assert "not tested against a null" in data["edges"][0]["reason"]
     assert data["circuit"]["faithfulness"]["verdict"] == "verified"
+    assert "asked for none (n_random=0)" in data["circuit"]["faithfulness"]["reason"]
     for name in ("completeness", "minimality"):
         assert data["circuit"][name]["value"] is None and "--quick" in data["circuit"][name]["reason"]
     assert "robustness" not in data and "null" not in data["circuit"]

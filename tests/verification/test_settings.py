@@ -21,7 +21,7 @@ from circuitspec.patching.types import LOGITS, Sender
 from circuitspec.spec.load import load_hypothesis
 from circuitspec.verification.settings import QUICK_NULL, QUICK_PROMPTS, Options, resolve
 
-FAST = {"n_random": 10, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 200, "robustness": False}
+FAST = {"n_random": 0, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 200, "robustness": False}
 
 
 def write_hypothesis(path, model_dir):

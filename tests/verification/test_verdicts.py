@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import CLI
+from helpers.hypotheses import write_complete_hypothesis
 
 import circuitspec as cs
 
@@ -35,7 +36,7 @@ RIGHT = [f"  - {{from: {a}, to: {b}, via: {v}, at: END}}"
 RIGHT += [f"  - {{from: {a}, to: logits, at: END}}" for a in ("l0", "l1", "l2")]
 WRONG = ["  - {from: l0, to: l1, via: q, at: END}", "  - {from: l1, to: l2, via: q, at: END}",
          "  - {from: l2, to: logits, at: END}"]
-QUICK = {"n_random": 0, "n_null_edges": 0, "n_bootstrap": 300, "robustness": False, "per_head": False}
+QUICK = {"n_random": 0, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 300, "robustness": False, "per_head": False}
 
 
 def _write(path: Path, model_dir: Path, edges: list[str]) -> Path:
@@ -758,16 +759,68 @@ def test_completeness_every_k_includes_the_greedy_options_not_taken():
 
 
 def test_a_verified_faithfulness_without_a_circuit_null_says_why():
-    """With no null drawn (asked for none, or too few spare heads) a verified faithfulness said
-    nothing about it, where an edge in that case says it was not tested against a null."""
+    """With no null drawn a verified faithfulness said nothing about it (finding 9). Asked for
+    none, it keeps its verdict and says so (finding 13); asked for and not drawable (too few
+    spare heads), it has no null to be judged against and is inconclusive, as an edge is
+    (finding 11). Without ``n_asked`` (a caller that gates no null) it is left alone."""
     from circuitspec.scoring.faithfulness import Score
     from circuitspec.verification.claims import null_gate
 
     score = Score(1.0, (0.9, 1.1), "verified", "CI inside the band.")
-    assert "(n_random=0)" in null_gate(score, None, 0.05, 0).reason
-    assert "too few heads outside the circuit" in null_gate(score, None, 0.05, 100).reason
-    assert null_gate(score, None, 0.05, 100).verdict == "verified"
-    assert null_gate(score, None, 0.05).reason == score.reason
+    none = null_gate(score, None, 0.05, 0)
+    assert none.verdict == "verified" and "(n_random=0)" in none.reason
+    assert "(n_random_edge=0)" in null_gate(score, None, 0.05, 0, "n_random_edge").reason
+    lacking = null_gate(score, None, 0.05, 100)
+    assert lacking.verdict == "inconclusive"
+    assert "no null to be judged against: n_random=100" in lacking.reason
+    assert "too few heads outside the circuit" in lacking.reason
+    assert "n_random_edge=20" in null_gate(score, None, 0.05, 20, "n_random_edge").reason
+    assert null_gate(score, None, 0.05) == score
+    refuted = Score(0.2, (0.1, 0.3), "refuted", "CI below the band.")
+    assert null_gate(refuted, None, 0.05, 100) == refuted  # only a verified score is gated
+
+
+def test_verify_quick_gates_faithfulness_as_the_full_run_would():
+    """``verify --quick`` draws no circuit null. Where the full run could not draw one either
+    (too few spare heads) its faithfulness is inconclusive as there; where it could, a verified
+    score says it was not tested; asked for none, it says that."""
+    from circuitspec.scoring.faithfulness import Score
+    from circuitspec.verification.claims import quick_null_gate
+
+    score = Score(1.0, (0.9, 1.1), "verified", "CI inside the band.")
+    drawable = quick_null_gate(score, 100, "n_random", feasible=True)
+    assert drawable.verdict == "verified" and "verify --quick draws none" in drawable.reason
+    lacking = quick_null_gate(score, 20, "n_random_edge", feasible=False)
+    assert lacking.verdict == "inconclusive" and "no null to be judged against: n_random_edge=20" in lacking.reason
+    asked_none = quick_null_gate(score, 0, "n_random", feasible=True)
+    assert asked_none.verdict == "verified" and "(n_random=0)" in asked_none.reason
+    refuted = Score(0.2, (0.1, 0.3), "refuted", "CI below the band.")
+    assert quick_null_gate(refuted, 100, "n_random", feasible=True) == refuted
+
+
+@pytest.mark.parametrize("level", ["node", "edge"])
+def test_a_whole_model_circuit_asking_for_a_null_it_cannot_have_is_inconclusive(tmp_path, tiny_model_dirs,
+                                                                                 tiny_models, level):
+    """Finding 11. Every head of the tiny model is in the complete graph, so no layer-matched
+    random circuit exists: the null asked for cannot be drawn. The faithfulness claim, whose
+    interval [1, 1] lies in the band, stayed verified (with a sentence); it is inconclusive at
+    the level it is judged, in a full run and under --quick, saying it has no null to be judged
+    against. Asking for no null (0) keeps the verdict and its sentence (finding 13)."""
+    hyp = write_complete_hypothesis(tmp_path / "h.yaml", tiny_model_dirs["llama"])
+    name, option = {"node": ("faithfulness", "n_random"), "edge": ("faithfulness_edge_level", "n_random_edge")}[level]
+    cheap = {"model": tiny_models["llama"], "ablation_level": level, "n_null_edges": 0, "n_bootstrap": 200,
+             "per_head": False, "robustness": False, "n_subsets": 1, "greedy_steps": 0}
+    for quick in (False, True):
+        asked = cs.verify(hyp, quick=quick, n_random=20, n_random_edge=20, **cheap)
+        score = getattr(asked.circuit, name)
+        assert score.value == pytest.approx(1.0, abs=1e-5) and score.ci[0] >= 0.9, score
+        assert score.verdict == "inconclusive", (quick, score.reason)
+        assert f"no null to be judged against: {option}=20 random circuits were asked for" in score.reason
+        assert f"claim {name}" in [f.what for f in asked.failures()] and not asked.passed
+        none = cs.verify(hyp, quick=quick, n_random=0, n_random_edge=0, **cheap)
+        score = getattr(none.circuit, name)
+        assert score.verdict == "verified" and f"the run asked for none ({option}=0)" in score.reason, score.reason
+        assert f"claim {name}" not in [f.what for f in none.failures()]
 
 
 def test_completeness_whose_interval_lies_below_its_own_gap_is_inconclusive():
