@@ -49,8 +49,8 @@ SUPPORTED = {
 }
 
 
-# The MLP runs on at most this many rows at a time: its hidden activations then stay in
-# the CPU's cache (SmolLM2 on the 2-core machine, one layer's MLP, us per row: 13.7 at
+# On the CPU the MLP runs on at most this many rows at a time: its hidden activations then stay
+# in the cache (SmolLM2 on the 2-core machine, one layer's MLP, us per row: 13.7 at
 # 1,024-2,048 rows, 18.3 at 8,192 through the bridge's module; bench/README.md).
 MLP_ROWS = 2048
 
@@ -170,9 +170,10 @@ class RowModel:
         block = self.bridge.blocks[layer]
         x = block.ln2(resid_in)
         flat = x.reshape(-1, x.shape[-1])
+        step = MLP_ROWS if x.device.type == "cpu" else max(flat.shape[0], 1)  # a GPU wants the batch whole
         out = torch.empty(flat.shape, dtype=x.dtype, device=x.device)
-        for i in range(0, flat.shape[0], MLP_ROWS):
-            out[i : i + MLP_ROWS] = _mlp_rows(block.mlp, flat[i : i + MLP_ROWS])
+        for i in range(0, flat.shape[0], step):
+            out[i : i + step] = _mlp_rows(block.mlp, flat[i : i + step])
         out = out.reshape(x.shape)
         return block.ln2_post(out) if self.sandwich else out
 
