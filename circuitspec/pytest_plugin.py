@@ -49,6 +49,18 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> Any:
     return None
 
 
+def run_options(config: Any) -> Options:
+    """The verify options of a collected hypothesis. ``--circuitspec-quick``: 20 random
+    circuits, the fewest whose p-value can reach 0.05 (1/21; with 10 a drawn null left every
+    faithfulness claim judged against it inconclusive), fewer resamples, no edge nulls, no
+    edge-level circuit null, no robustness panel."""
+    opts = Options(n_prompts=config.getoption("--circuitspec-n-prompts"))
+    if config.getoption("--circuitspec-quick"):
+        opts.n_random, opts.n_null_edges, opts.n_bootstrap, opts.robustness = 20, 0, 200, False
+        opts.n_random_edge = 0
+    return opts
+
+
 class HypothesisFile(pytest.File):
     def collect(self) -> Any:
         yield HypothesisItem.from_parent(self, name=self.path.stem)
@@ -59,11 +71,7 @@ class HypothesisItem(pytest.Item):
         # verify pulls in torch: imported when a hypothesis runs, not whenever pytest starts.
         from circuitspec.verification.run import verify
 
-        opts = Options(n_prompts=self.config.getoption("--circuitspec-n-prompts"))
-        if self.config.getoption("--circuitspec-quick"):
-            opts.n_random, opts.n_null_edges, opts.n_bootstrap, opts.robustness = 10, 0, 200, False
-            opts.n_random_edge = 0
-        result = verify(self.path, options=opts)
+        result = verify(self.path, options=run_options(self.config))
         self.user_properties.append(("passed", result.passed))
         if not result.passed:
             lines = [f"{f}" for f in result.failures()]

@@ -134,8 +134,29 @@ def test_path_patch_many_batches_by_receiver_and_matches_the_reference(tiny_mode
         assert result.per_prompt.tolist() == pytest.approx(want.tolist(), abs=1e-5), (sender, receiver)
 
 
+def test_pytest_plugin_quick_null_can_decide_at_the_5_percent_level():
+    """--circuitspec-quick keeps a node-level circuit null, so its draws must be able to give
+    p <= 0.05: with n draws the smallest p is 1 / (n + 1), and with 10 (p >= 1/11) every
+    faithfulness claim judged against a drawn null was inconclusive."""
+    from circuitspec.pytest_plugin import run_options
+    from circuitspec.scoring.nulls import p_value
+
+    class Config:
+        def __init__(self, quick: bool) -> None:
+            self.values = {"--circuitspec-n-prompts": 6, "--circuitspec-quick": quick}
+
+        def getoption(self, name: str):
+            return self.values[name]
+
+    quick = run_options(Config(True))
+    assert p_value(0, quick.n_random) <= 0.05 < p_value(1, quick.n_random)
+    assert (quick.n_null_edges, quick.n_random_edge, quick.robustness, quick.n_prompts) == (0, 0, False, 6)
+    full = run_options(Config(False))
+    assert (full.n_random, full.n_null_edges, full.robustness) == (100, 100, True)
+
+
 def test_pytest_plugin_collects_hypotheses(tmp_path, llama_dir):
-    # --circuitspec-quick asks for 10 random circuits, which the whole model leaves no room for:
+    # --circuitspec-quick asks for 20 random circuits, which the whole model leaves no room for:
     # its faithfulness claim would be inconclusive (no null to be judged against), so the good
     # file passes on its edge and completeness, with faithfulness off.
     write_hypothesis(tmp_path / "good.yaml", llama_dir, edges=TRUE_EDGES,
