@@ -52,14 +52,21 @@ claims:
 {graph}"""
 
 
-COMPLETE = """name: complete-graph
-model: {model}
-task: {{kind: ioi, n_prompts: 10, seed: 0, corruption: abc}}
-nodes:
+# The tiny 3x4 model's heads as one group per layer (a format string: braces doubled).
+LAYER_GROUPS = """nodes:
   l0: {{role: other, heads: [L0H0, L0H1, L0H2, L0H3]}}
   l1: {{role: other, heads: [L1H0, L1H1, L1H2, L1H3]}}
   l2: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3]}}
-edges:
+"""
+# Every wire among those groups and into the logits: with edge_positions every, the model.
+COMPLETE_EDGES = [f"  - {{from: {a}, to: {b}, via: {v}, at: END}}"
+                  for a, b in (("l0", "l1"), ("l0", "l2"), ("l1", "l2")) for v in "qkv"]
+COMPLETE_EDGES += [f"  - {{from: {a}, to: logits, at: END}}" for a in ("l0", "l1", "l2")]
+
+COMPLETE = """name: complete-graph
+model: {model}
+task: {{kind: ioi, n_prompts: 10, seed: 0, corruption: abc}}
+""" + LAYER_GROUPS + """edges:
 {edges}
 edge_positions: every  # the complete graph at every position is the model
 claims:
@@ -72,8 +79,5 @@ claims:
 def write_complete_hypothesis(path: Path, model_dir: Path) -> Path:
     """The whole tiny model as its complete graph (every head, every wire, at every position):
     the model itself at node and at edge level."""
-    edges = [f"  - {{from: {a}, to: {b}, via: {v}, at: END}}"
-             for a, b in (("l0", "l1"), ("l0", "l2"), ("l1", "l2")) for v in "qkv"]
-    edges += [f"  - {{from: {a}, to: logits, at: END}}" for a in ("l0", "l1", "l2")]
-    path.write_text(COMPLETE.format(model=model_dir, edges="\n".join(edges)))
+    path.write_text(COMPLETE.format(model=model_dir, edges="\n".join(COMPLETE_EDGES)))
     return path

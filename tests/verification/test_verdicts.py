@@ -9,18 +9,14 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import CLI
-from helpers.hypotheses import write_complete_hypothesis
+from helpers.hypotheses import COMPLETE_EDGES, LAYER_GROUPS, write_complete_hypothesis
 
 import circuitspec as cs
 
 HYPOTHESIS = """name: wiring
 model: {model}
 task: {{kind: ioi, n_prompts: 24, seed: 0, corruption: abc}}
-nodes:
-  l0: {{role: other, heads: [L0H0, L0H1, L0H2, L0H3]}}
-  l1: {{role: other, heads: [L1H0, L1H1, L1H2, L1H3]}}
-  l2: {{role: name_mover, heads: [L2H0, L2H1, L2H2, L2H3]}}
-edges:
+""" + LAYER_GROUPS + """edges:
 {edges}
 edge_positions: every
 claims:
@@ -31,9 +27,7 @@ claims:
 # whatever the edges. The complete graph among the groups is the model itself at edge level
 # too (F = F(M)) when the edges carry signal at every position (edge_positions: every; at END
 # only, the default, it is not); a sparse wiring of the same heads is not.
-RIGHT = [f"  - {{from: {a}, to: {b}, via: {v}, at: END}}"
-         for a, b in (("l0", "l1"), ("l0", "l2"), ("l1", "l2")) for v in "qkv"]
-RIGHT += [f"  - {{from: {a}, to: logits, at: END}}" for a in ("l0", "l1", "l2")]
+RIGHT = COMPLETE_EDGES
 WRONG = ["  - {from: l0, to: l1, via: q, at: END}", "  - {from: l1, to: l2, via: q, at: END}",
          "  - {from: l2, to: logits, at: END}"]
 QUICK = {"n_random": 0, "n_random_edge": 0, "n_null_edges": 0, "n_bootstrap": 300, "robustness": False, "per_head": False}
