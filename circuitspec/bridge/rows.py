@@ -170,10 +170,12 @@ class RowModel:
         block = self.bridge.blocks[layer]
         x = block.ln2(resid_in)
         flat = x.reshape(-1, x.shape[-1])
-        step = MLP_ROWS if x.device.type == "cpu" else max(flat.shape[0], 1)  # a GPU wants the batch whole
-        out = torch.empty(flat.shape, dtype=x.dtype, device=x.device)
-        for i in range(0, flat.shape[0], step):
-            out[i : i + step] = _mlp_rows(block.mlp, flat[i : i + step])
+        if x.device.type != "cpu" or flat.shape[0] <= MLP_ROWS:  # a GPU wants the batch whole
+            out = _mlp_rows(block.mlp, flat)
+        else:
+            out = torch.empty(flat.shape, dtype=x.dtype, device=x.device)
+            for i in range(0, flat.shape[0], MLP_ROWS):
+                out[i : i + MLP_ROWS] = _mlp_rows(block.mlp, flat[i : i + MLP_ROWS])
         out = out.reshape(x.shape)
         return block.ln2_post(out) if self.sandwich else out
 

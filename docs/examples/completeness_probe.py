@@ -87,7 +87,7 @@ def main() -> None:
     extra: list[tuple[int, int]] = []
     for r in range(args.rounds):
         g = {**groups, "extra": extra}
-        d = score(g, f"round {r}, added {[format_head(h) for h in extra]}") if r else score(g, "round 0")
+        d = score(g, f"round {r}" + (f", added {[format_head(h) for h in extra]}" if extra else ""))
         worst = frozenset(parse_head(s) for s in d["worst_k"])
         inside = {h for hs in g.values() for h in hs}
         outside = [h for h in sorted(runner.all_heads) if h not in inside]
