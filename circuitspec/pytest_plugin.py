@@ -51,13 +51,14 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> Any:
 
 def run_options(config: Any) -> Options:
     """The verify options of a collected hypothesis. ``--circuitspec-quick``: 20 random
-    circuits, the fewest whose p-value can reach 0.05 (1/21; with 10 a drawn null left every
-    faithfulness claim judged against it inconclusive), fewer resamples, no edge nulls, no
-    edge-level circuit null, no robustness panel."""
+    circuits at node and at edge level (faithfulness is judged at either), a number whose
+    p-value can reach 0.05 (1/21; with 10 a drawn null left every faithfulness claim judged
+    against it inconclusive, and with none at edge level the default claim passed untested),
+    fewer resamples, no edge nulls (each edge says so), no robustness panel."""
     opts = Options(n_prompts=config.getoption("--circuitspec-n-prompts"))
     if config.getoption("--circuitspec-quick"):
         opts.n_random, opts.n_null_edges, opts.n_bootstrap, opts.robustness = 20, 0, 200, False
-        opts.n_random_edge = 0
+        opts.n_random_edge = 20
     return opts
 
 

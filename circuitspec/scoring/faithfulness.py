@@ -42,8 +42,8 @@ def judge(ci: tuple[float, float], threshold: float | None, direction: Direction
     if threshold is None:
         return None, f"no {what} claim was made; reported for information"
     word, reason = verdict(ci, threshold, direction)
-    return beside_estimate(word, reason, ci, estimate, what,
-                           lambda x: verdict((x, x), threshold, direction)[0], folded=folded)
+    return beside_estimate(word, reason, ci, estimate, what, lambda span: verdict(span, threshold, direction)[0],
+                           folded=folded)
 
 
 def faithfulness(

@@ -247,8 +247,9 @@ def excludes_estimate(ci: tuple[float, float], estimate: float | None, *, folded
     low, high, est = float(ci[0]), float(ci[1]), float(estimate)
     if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(est)):
         return None
-    # A degenerate interval [x, x] of float32 values may differ from x in its last bits.
-    slack = 1e-6 * max(1.0, abs(est), abs(low), abs(high))
+    # A degenerate interval [x, x] of float32 values may differ from x in its last bits; the
+    # slack scales with the estimate only (with a far end it grew with the interval's width).
+    slack = 1e-6 * max(1.0, abs(est))
     if (folded or low - slack <= est) and est <= high + slack:
         return None
     return (f"CI [{_fmt(low)}, {_fmt(high)}] excludes its own estimate {_fmt(est)} (a ratio whose denominator "
@@ -302,20 +303,23 @@ def verdict(
         word, reason = "refuted", f"{interval} lies entirely outside the claim: {claim}."
     else:
         word, reason = "inconclusive", f"{interval} straddles the threshold of the claim: {claim}."
-    return beside_estimate(word, reason, ci, estimate, claim,
-                   lambda x: verdict((x, x), threshold, direction)[0])
+    return beside_estimate(word, reason, ci, estimate, claim, lambda span: verdict(span, threshold, direction)[0])
 
 
 def beside_estimate(word: Verdict, reason: str, ci: tuple[float, float], estimate: float | None, claim: str,
-                    alone: Callable[[float], Verdict], *, folded: bool = False) -> tuple[Verdict, str]:
+                    judge_span: Callable[[tuple[float, float]], Verdict], *,
+                    folded: bool = False) -> tuple[Verdict, str]:
     """An interval that excludes its own ``estimate`` verifies nothing: the claim is then
-    inconclusive. A refutation stands only where the estimate alone (``alone``: its verdict as a
-    point) is refuted too (an interval far below a bar of 1000 with its estimate there as well),
-    and the reason then says the interval lies beside its estimate."""
+    inconclusive. A refutation stands only where the whole span from the interval to the
+    estimate (``judge_span``: the verdict of that span as an interval) lies outside the claim,
+    on one side (an interval far below a bar of 1000 with its estimate there as well; not an
+    interval above a band beside an estimate below it), and the reason then says the interval
+    lies beside its estimate."""
     beside = excludes_estimate(ci, estimate, folded=folded)
     if beside is None or estimate is None:
         return word, reason
-    if word == "refuted" and alone(float(estimate)) == "refuted":
+    span = (min(float(ci[0]), float(estimate)), max(float(ci[1]), float(estimate)))
+    if word == "refuted" and judge_span(span) == "refuted":
         return word, f"{reason} (The interval excludes its own estimate {_fmt(float(estimate))}, refuted too.)"
     return "inconclusive", f"{beside}: {claim}."
 
@@ -344,4 +348,4 @@ def band_verdict(ci: tuple[float, float], low: float, high: float | None, *,
         word, reason = "refuted", f"{interval} lies entirely above the claim: {claim} (the circuit overshoots)."
     else:
         word, reason = "inconclusive", f"{interval} straddles an end of the claim: {claim}."
-    return beside_estimate(word, reason, ci, estimate, claim, lambda x: band_verdict((x, x), low, high)[0])
+    return beside_estimate(word, reason, ci, estimate, claim, lambda span: band_verdict(span, low, high)[0])

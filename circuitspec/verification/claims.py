@@ -24,7 +24,7 @@ from circuitspec.data.tasks import build_dataset
 from circuitspec.scoring.circuit_null import CircuitMaps, edge_null_distribution
 from circuitspec.scoring.effects import effect_of
 from circuitspec.scoring.faithfulness import edge_faithfulness, faithfulness
-from circuitspec.scoring.nulls import MonteCarlo, NullDraws
+from circuitspec.scoring.nulls import MonteCarlo, NullDraws, p_value
 from circuitspec.scoring.scores import evaluate_circuit
 from circuitspec.scoring.stats import band_verdict, bootstrap_paired_ci, bootstrap_ratio_ci
 from circuitspec.verification.context import RunContext
@@ -106,6 +106,10 @@ def null_gate(score: R.Score, null: R.NullDistribution | None, alpha: float,
             "and the model has too few heads outside the circuit to map it onto layer-matched random heads."))
     if null is None or null.p_value is None or score.verdict != "verified" or null.p_value <= alpha:
         return score
+    if p_value(0, null.n) > alpha:  # no draws at least as close: too few draws to decide at alpha
+        return replace(score, verdict="inconclusive", reason=score.reason + (
+            f" But its null of {null.n} random circuits is too small to decide at {alpha:g}: even "
+            f"beating every draw gives p = {p_value(0, null.n):.3g}."))
     why = (f" But layer-matched random circuits come as close to 1 (null p = {null.p_value:.3g} over "
            f"{null.n} draws > {alpha:g}), so the circuit is not shown to beat chance.")
     return replace(score, verdict="inconclusive", reason=score.reason + why)

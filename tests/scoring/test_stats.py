@@ -9,6 +9,7 @@ from circuitspec.scoring.stats import (
     bootstrap_ci,
     bootstrap_paired_ci,
     bootstrap_ratio_ci,
+    excludes_estimate,
     verdict,
 )
 
@@ -181,11 +182,17 @@ def test_an_interval_excluding_its_estimate_decides_no_verdict():
     for ci in ((0.9, 1.1), (0.5, 1.0)):
         word, reason = band_verdict(ci, 0.8, 1.2, estimate=-48.0)
         assert word == "inconclusive" and "excludes its own estimate -48" in reason
-    # A refutation stands where the estimate alone is refuted too (both outside the band), and
-    # says the interval lies beside it; where the estimate alone would pass, it does not.
-    word, reason = band_verdict((1.3, 1.4), 0.8, 1.2, estimate=-48.0)
-    assert word == "refuted" and "excludes its own estimate -48" in reason
+    # A refutation stands where the whole span from the interval to the estimate lies outside
+    # the claim on one side, and says the interval lies beside its estimate; an interval above
+    # the band beside an estimate below it (or inside it) refutes nothing.
+    word, reason = band_verdict((1.3, 1.4), 0.8, 1.2, estimate=48.0)
+    assert word == "refuted" and "excludes its own estimate 48" in reason
+    assert band_verdict((1.3, 1.4), 0.8, 1.2, estimate=-48.0)[0] == "inconclusive"
     assert band_verdict((1.3, 1.4), 0.8, 1.2, estimate=1.0)[0] == "inconclusive"
+    # The float32 slack scales with the estimate, not with the interval's far end: a tiny
+    # model's joint patch of every head lands within it, an estimate of the other sign does not.
+    assert excludes_estimate((-1.0000147, -0.9999927), -0.9999925) is None
+    assert excludes_estimate((-1e6, -0.06), 0.5) is not None
     assert verdict((0.5, 0.6), 1000, "any", estimate=5.5)[0] == "refuted"  # far below the bar, both
     assert band_verdict((0.9, 1.1), 0.8, None, estimate=9.0)[0] == "inconclusive"
     # An estimate inside (or at an end of) its interval changes nothing.

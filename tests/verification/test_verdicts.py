@@ -772,6 +772,13 @@ def test_a_verified_faithfulness_without_a_circuit_null_says_why():
     assert null_gate(score, None, 0.05) == score
     refuted = Score(0.2, (0.1, 0.3), "refuted", "CI below the band.")
     assert null_gate(refuted, None, 0.05, 100) == refuted  # only a verified score is gated
+    # A null too small to decide (10 draws all beaten: p = 1/11 > 0.05) says so, not that random
+    # circuits came as close.
+    from circuitspec.records.edges import NullDistribution
+
+    small = null_gate(score, NullDistribution(0.1, 0.0, 0.2, 10, 1.0, 1.0, 1 / 11, "layer_matched"), 0.05, 10)
+    assert small.verdict == "inconclusive" and "too small to decide at 0.05" in small.reason
+    assert "come as close" not in small.reason
 
 
 def test_verify_quick_gates_faithfulness_as_the_full_run_would():
